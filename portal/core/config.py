@@ -1,0 +1,93 @@
+"""Settings: every knob is a `PORTAL_*` environment variable (see .env.example)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The value shipped in .env.example; production refuses to start with it.
+EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PORTAL_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    secret_key: str = EXAMPLE_SECRET_KEY
+    base_url: str = "http://127.0.0.1:8000"
+
+    # Unset database/redis URLs mean "use the embedded servers in data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".portal")
+
+    storage_backend: Literal["local", "minio"] = "local"
+    storage_local_dir: Path | None = None
+    minio_endpoint: str = "127.0.0.1:9000"
+    minio_access_key: str = "minioadmin"
+    minio_secret_key: str = "minioadmin"
+    minio_bucket: str = "portal"
+    minio_secure: bool = False
+
+    timezone: str = "UTC"
+    max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
+    daily_submissions: int = Field(default=5, ge=0)
+    final_picks: int = Field(default=2, ge=0)
+
+    llm_upstream_url: str = "http://127.0.0.1:8001/v1"
+    llm_upstream_key: str = ""
+    llm_rpm: int = Field(default=10, ge=0)
+
+    session_max_age_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    login_failures_per_minute: int = Field(default=10, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    worker_processes: int = Field(default=1, gt=0)
+    worker_threads: int = Field(default=2, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name like Europe/Paris"
+            ) from exc
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def local_storage_path(self) -> Path:
+        return self.storage_local_dir or self.data_dir / "objects"
+
+    def check_safe_for_production(self) -> None:
+        """Refuse to serve real users with the example secret or embedded services."""
+        if not self.is_production:
+            return
+        if self.secret_key == EXAMPLE_SECRET_KEY or len(self.secret_key) < 32:
+            raise RuntimeError(
+                "PORTAL_SECRET_KEY is the example value or shorter than 32 characters; "
+                "set a long random secret before running in production"
+            )
+        if not self.database_url or not self.redis_url:
+            raise RuntimeError(
+                "production needs PORTAL_DATABASE_URL and PORTAL_REDIS_URL; "
+                "the embedded servers are for development only"
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,100 @@
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Field, SQLModel
+
+from portal.core.db import jsonb, timestamptz
+
+
+class BatchStatus(StrEnum):
+    draft = "draft"
+    running = "running"
+    finished = "finished"
+    cancelled = "cancelled"
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    scored = "scored"
+    failed = "failed"
+    timeout = "timeout"
+    memory_limit = "memory_limit"
+    invalid_answer = "invalid_answer"
+    cancelled = "cancelled"
+
+
+def _known(column: str, enum: type[StrEnum]) -> str:
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"
+
+
+class EvaluationBatch(SQLModel, table=True):
+    __tablename__ = "evaluation_batch"
+    __table_args__ = (
+        sa.CheckConstraint(_known("status", BatchStatus), name="status_known"),
+        sa.CheckConstraint("selection IN ('final_picks', 'unevaluated')", name="selection_known"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(120), nullable=False))
+    seeds: list[int] = Field(
+        default_factory=list, sa_column=sa.Column(postgresql.ARRAY(sa.BigInteger), nullable=False)
+    )
+    selection: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    status: str = Field(
+        default=BatchStatus.draft, sa_column=sa.Column(sa.String(20), nullable=False)
+    )
+    created_by_team_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.Integer, sa.ForeignKey("team.id"), nullable=True)
+    )
+    created_at: datetime | None = Field(default=None, sa_column=timestamptz())
+    started_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+
+
+class BatchSubmission(SQLModel, table=True):
+    """One submission inside one batch, with its per-seed results."""
+
+    __tablename__ = "batch_submission"
+    __table_args__ = (
+        sa.UniqueConstraint("batch_id", "submission_id"),
+        sa.CheckConstraint(_known("status", RunStatus), name="status_known"),
+        sa.Index("ix_batch_submission_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("evaluation_batch.id"), nullable=False, index=True
+        )
+    )
+    submission_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("submission.id"), nullable=False, index=True)
+    )
+    team_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("team.id"), nullable=False))
+    status: str = Field(
+        default=RunStatus.queued, sa_column=sa.Column(sa.String(20), nullable=False)
+    )
+    # {"<seed>": {"status", "score", "reason", "duration_ms", ...}} filled as runs end.
+    seed_results: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
+    mean_score: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    heartbeat_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+    created_at: datetime | None = Field(default=None, sa_column=timestamptz())
+    started_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )

@@ -1,0 +1,18 @@
+"""Every table, imported in one place so Alembic sees the whole metadata."""
+
+from portal.audit.models import AuditLog
+from portal.evaluation.models import BatchSubmission, EvaluationBatch
+from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
+from portal.submissions.models import Submission, SubmissionQuota
+from portal.teams.models import Team
+
+__all__ = [
+    "AuditLog",
+    "BatchSubmission",
+    "EvaluationBatch",
+    "LlmUsageLog",
+    "LlmUsageRateLimit",
+    "Submission",
+    "SubmissionQuota",
+    "Team",
+]
