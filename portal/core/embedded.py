@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,10 @@ class EmbeddedPostgres:
     def _system_user(self) -> tuple[int | None, int | None]:
         if os.geteuid() != 0:
             return None, None
+        with warnings.catch_warnings():
+            # pgserver computes a runtime dir at import; we never use it.
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: F401
         from pgserver._commands import POSTGRES_BIN_PATH
         from pgserver.utils import (
             ensure_folder_permissions,

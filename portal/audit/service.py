@@ -1,0 +1,118 @@
+"""The one audit trail: every login, team change, upload, pick, batch action, limit change.
+
+`record` writes in the caller's transaction, so the audit row and the change it
+describes commit or roll back together. `record_now` commits on its own, for events
+whose request fails on purpose (a refused login must leave a trace).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from portal.audit.models import AuditLog
+from portal.core.logging import client_ip_var, request_id_var
+from portal.core.pagination import Page, PageParams
+from portal.teams.models import Team
+
+
+def _row(
+    action: str,
+    actor: Team | None,
+    target_type: str | None,
+    target_id: Any,
+    details: dict[str, Any] | None,
+) -> AuditLog:
+    return AuditLog(
+        action=action,
+        actor_team_id=actor.id if actor else None,
+        actor_role=actor.role if actor else None,
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        ip=client_ip_var.get(),
+        request_id=request_id_var.get(),
+        details=details or {},
+    )
+
+
+async def record(
+    session: AsyncSession,
+    action: str,
+    *,
+    actor: Team | None,
+    target_type: str | None = None,
+    target_id: Any = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.add(_row(action, actor, target_type, target_id, details))
+    await session.flush()
+
+
+async def record_now(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    action: str,
+    *,
+    actor: Team | None = None,
+    target_type: str | None = None,
+    target_id: Any = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    async with sessionmaker() as session:
+        session.add(_row(action, actor, target_type, target_id, details))
+        await session.commit()
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor_team_id: int | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_entries(
+    session: AsyncSession, filters: AuditFilter, page: PageParams
+) -> Page[tuple[AuditLog, str | None]]:
+    """Newest first, with the actor's team name beside each row."""
+    conditions = []
+    if filters.actor_team_id is not None:
+        conditions.append(AuditLog.actor_team_id == filters.actor_team_id)
+    if filters.action:
+        # "auth" matches auth.login and auth.login_failed; "auth.login" matches itself.
+        conditions.append(
+            sa.or_(
+                AuditLog.action == filters.action,
+                AuditLog.action.startswith(filters.action.rstrip(".") + ".", autoescape=True),
+            )
+        )
+    if filters.since is not None:
+        conditions.append(AuditLog.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(AuditLog.created_at < filters.until)
+
+    total = await session.scalar(
+        sa.select(sa.func.count()).select_from(AuditLog).where(*conditions)
+    )
+    rows = await session.execute(
+        sa.select(AuditLog, Team.name)
+        .outerjoin(Team, Team.id == AuditLog.actor_team_id)
+        .where(*conditions)
+        .order_by(AuditLog.id.desc())
+        .offset(page.offset)
+        .limit(page.size)
+    )
+    return Page(
+        items=[(entry, name) for entry, name in rows.all()],
+        page=page.page,
+        size=page.size,
+        total=total or 0,
+    )
+
+
+async def known_actions(session: AsyncSession) -> list[str]:
+    result = await session.scalars(sa.select(AuditLog.action).distinct().order_by(AuditLog.action))
+    return list(result)

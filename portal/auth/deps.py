@@ -1,0 +1,137 @@
+"""Who is calling: API token (Bearer / X-API-Token) or signed session cookie.
+
+Authorization happens here, once: handlers declare `CurrentTeam`, `AdminTeam`,
+`PageTeam` or `PageAdmin` and get a team or never run. Cookie-authenticated requests
+that change state must carry the session's CSRF token (form field or header); token
+authenticated API calls carry no ambient credential and need none.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from portal.core.db import SessionDep
+from portal.core.errors import Forbidden, LoginRequired, Unauthorized
+from portal.core.logging import team_id_var
+from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner, tokens_match
+from portal.teams import service as teams
+from portal.teams.models import Team
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+REVOKED_SESSION_PREFIX = "revoked_session"
+
+
+def request_api_token(request: Request) -> str | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-token") or None
+
+
+def session_data(request: Request) -> SessionData | None:
+    """The verified session cookie (cached per request), or None."""
+    if not hasattr(request.state, "session_data"):
+        signer: SessionSigner = request.app.state.signer
+        request.state.session_data = signer.loads(request.cookies.get(SESSION_COOKIE))
+    return request.state.session_data
+
+
+async def submitted_csrf_token(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def verify_csrf(request: Request) -> None:
+    """Refuse a state-changing request whose CSRF token does not match the session's."""
+    data = session_data(request)
+    if not tokens_match(data.csrf if data else None, await submitted_csrf_token(request)):
+        raise Forbidden(
+            "The form's security token is missing or expired. Reload the page and try again.",
+            code="csrf_failed",
+        )
+
+
+async def _team_from_cookie(request: Request, session: SessionDep) -> Team | None:
+    data = session_data(request)
+    if data is None or data.team_id is None:
+        return None
+    team = await session.get(Team, data.team_id)
+    if team is None or not team.is_active or team.session_epoch != data.epoch:
+        return None
+    if data.session_id and await request.app.state.redis.exists(
+        f"{REVOKED_SESSION_PREFIX}:{data.session_id}"
+    ):
+        return None
+    return team
+
+
+async def optional_team(request: Request, session: SessionDep) -> Team | None:
+    token = request_api_token(request)
+    if token is not None:
+        team = await teams.find_by_token(session, token)
+        if team is None or not team.is_active:
+            raise Unauthorized(
+                "The API token is not valid or the team is deactivated.",
+                code="invalid_token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        request.state.auth_method = "token"
+    else:
+        team = await _team_from_cookie(request, session)
+        if team is None:
+            return None
+        request.state.auth_method = "session"
+        if request.method not in SAFE_METHODS:
+            await verify_csrf(request)
+    request.state.team = team
+    team_id_var.set(team.id)
+    return team
+
+
+OptionalTeam = Annotated[Team | None, Depends(optional_team)]
+
+
+async def current_team(team: OptionalTeam) -> Team:
+    if team is None:
+        raise Unauthorized(
+            "Log in, or send your API token as 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return team
+
+
+async def require_admin(team: Annotated[Team, Depends(current_team)]) -> Team:
+    if not team.is_admin:
+        raise Forbidden("This needs an admin account.", code="admin_required")
+    return team
+
+
+async def page_team(team: OptionalTeam) -> Team:
+    if team is None:
+        raise LoginRequired()
+    return team
+
+
+async def page_admin(team: Annotated[Team, Depends(page_team)]) -> Team:
+    if not team.is_admin:
+        raise LoginRequired()
+    return team
+
+
+CurrentTeam = Annotated[Team, Depends(current_team)]
+AdminTeam = Annotated[Team, Depends(require_admin)]
+PageTeam = Annotated[Team, Depends(page_team)]
+PageAdmin = Annotated[Team, Depends(page_admin)]
+CsrfProtected = Depends(verify_csrf)

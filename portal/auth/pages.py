@@ -1,0 +1,96 @@
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from portal.auth import service
+from portal.auth.deps import OptionalTeam, verify_csrf
+from portal.core.db import SessionDep
+from portal.core.errors import PortalError
+from portal.core.security import SESSION_COOKIE, SessionSigner
+from portal.core.templating import flash, is_htmx, render, set_session_cookie
+from portal.teams.models import Team
+
+router = APIRouter(include_in_schema=False)
+
+
+def redirect(request: Request, url: str) -> Response:
+    """303 for plain forms; HX-Redirect for HTMX so the whole page changes."""
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def home_for(team: Team) -> str:
+    return "/admin/teams" if team.is_admin else "/dashboard"
+
+
+def safe_next(target: str | None) -> str | None:
+    # Only same-site paths: "//evil.example" or "https://..." would be an open redirect.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def login_redirect(request: Request) -> Response:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    url = f"/login?next={quote(target, safe='')}"
+    response = redirect(request, url)
+    if getattr(request.state, "team", None) is not None:
+        flash(request, response, "That page needs an admin account.", "error")
+    return response
+
+
+@router.get("/")
+async def index(request: Request, team: OptionalTeam) -> Response:
+    return RedirectResponse(home_for(team) if team else "/login", status_code=303)
+
+
+@router.get("/login")
+async def login_page(request: Request, team: OptionalTeam, next: str | None = None) -> Response:
+    return render(request, "login.html", {"next": safe_next(next) or "", "email": ""})
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=254)] = "",
+    api_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    await verify_csrf(request)
+    if not email.strip() or not api_token.strip():
+        return render(
+            request,
+            "login.html",
+            {"error": "Enter both your email and your API token.", "email": email, "next": next},
+            status_code=400,
+        )
+    try:
+        team = await service.login(request, session, email, api_token)
+    except PortalError as exc:
+        return render(
+            request,
+            "login.html",
+            {"error": exc.message, "email": email, "next": next},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    response = redirect(request, safe_next(next) or home_for(team))
+    set_session_cookie(request, response, SessionSigner.new_login(team.id, team.session_epoch))
+    flash(request, response, f"Logged in as {team.name}.", "success")
+    return response
+
+
+@router.post("/logout")
+async def logout_submit(request: Request, session: SessionDep, team: OptionalTeam) -> Response:
+    await verify_csrf(request)
+    await service.logout(request, session, team)
+    response = redirect(request, "/login")
+    response.delete_cookie(SESSION_COOKIE)
+    flash(request, response, "You are logged out.", "info")
+    return response

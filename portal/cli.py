@@ -1,0 +1,377 @@
+"""The `portal` command.
+
+Without PORTAL_DATABASE_URL / PORTAL_REDIS_URL every command uses the embedded servers
+in the data directory (reusing those of a running `portal dev`), so the same commands
+work on a laptop and against production services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.core.config import Settings, get_settings
+from portal.core.db import commit, create_engine, create_sessionmaker
+from portal.core.errors import PortalError
+from portal.core.logging import configure_logging
+from portal.core.services import backing_services
+
+app = typer.Typer(
+    help="Competition portal: run it, migrate it, manage teams.", no_args_is_help=True
+)
+admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
+team_app = typer.Typer(help="Participant teams.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(team_app, name="team")
+
+T = TypeVar("T")
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Embedded data directory (default ./.portal or PORTAL_DATA_DIR)"
+    ),
+]
+
+
+def load_settings(data_dir: Path | None = None, **overrides) -> Settings:
+    settings = get_settings()
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+def fail(message: str) -> None:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+def run_in_transaction(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, migrate: bool = False
+) -> T:
+    """Run `work` in one committed transaction against the configured or embedded DB."""
+    with backing_services(settings, with_redis=False) as urls:
+        if migrate:
+            from portal.core import migrations
+
+            migrations.upgrade(urls.database_url)
+
+        async def main() -> T:
+            engine = create_engine(urls.database_url, pool_size=1, max_overflow=0)
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    result = await work(session)
+                    await commit(session)
+                    return result
+            finally:
+                await engine.dispose()
+
+        try:
+            return asyncio.run(main())
+        except PortalError as exc:
+            fail(exc.message)
+            raise  # unreachable: fail() exits
+
+
+def _install_sigterm_as_exit() -> None:
+    # uvicorn re-raises the signal it caught after shutting down; with this handler a
+    # SIGTERM unwinds through our `finally` blocks (stopping worker, Redis, PostgreSQL).
+    def handler(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Everything in one process: embedded PostgreSQL and Redis, local storage, a worker
+    and the portal. Seeds an admin and demo teams on first start."""
+    import dramatiq
+    import uvicorn
+
+    from portal.core import migrations
+    from portal.main import create_app
+    from portal.seed import seed_demo_data
+    from worker.broker import configure_broker
+
+    settings = load_settings(data_dir, base_url=f"http://{host}:{port}")
+    configure_logging(settings.log_level, json_output=False)
+    _install_sigterm_as_exit()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"Starting embedded services in {settings.data_dir.resolve()} ...")
+    with backing_services(settings) as urls:
+        settings = settings.model_copy(
+            update={"database_url": urls.database_url, "redis_url": urls.redis_url}
+        )
+        migrations.upgrade(urls.database_url)
+        issued = run_in_transaction(settings, seed_demo_data)
+        _print_seeded(settings, issued)
+
+        broker = configure_broker(urls.redis_url)
+        worker = dramatiq.Worker(
+            broker, worker_threads=settings.worker_threads, worker_timeout=1000
+        )
+        worker.start()
+        try:
+            application = create_app(settings)
+            typer.secho(f"\nPortal running at http://{host}:{port}  (Ctrl-C to stop)\n", bold=True)
+            uvicorn.Server(
+                uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False)
+            ).run()
+        finally:
+            typer.echo("Stopping worker, Redis and PostgreSQL ...")
+            worker.stop()
+            broker.close()
+
+
+def _print_seeded(settings: Settings, issued) -> None:
+    if not issued:
+        typer.echo("Demo data already present (tokens were printed on the first start; ")
+        typer.echo("use `portal team rotate-token --email ...` for a new one).")
+        return
+    tokens_file = settings.data_dir / "demo-tokens.txt"
+    lines = [f"{item.role:<12} {item.email:<22} {item.token}" for item in issued]
+    tokens_file.write_text("\n".join(lines) + "\n")
+    tokens_file.chmod(0o600)
+    typer.secho(f"\nDemo accounts (tokens are shown once; also saved to {tokens_file}):", bold=True)
+    for line in lines:
+        typer.echo("  " + line)
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Serve the portal (production: set PORTAL_DATABASE_URL and PORTAL_REDIS_URL)."""
+    import uvicorn
+
+    settings = load_settings(data_dir)
+    configure_logging(settings.log_level, settings.log_json)
+    settings.check_safe_for_production()
+    _install_sigterm_as_exit()
+    with backing_services(settings) as urls:
+        env = {"PORTAL_DATABASE_URL": urls.database_url, "PORTAL_REDIS_URL": urls.redis_url}
+        os.environ.update(env)
+        get_settings.cache_clear()
+        uvicorn.run(
+            "portal.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+
+
+@app.command()
+def worker(
+    processes: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads per process")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the Dramatiq worker that executes evaluation runs."""
+    settings = load_settings(data_dir)
+    with backing_services(settings) as urls:
+        env = dict(
+            os.environ, PORTAL_DATABASE_URL=urls.database_url, PORTAL_REDIS_URL=urls.redis_url
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "worker.actors",
+            "--processes",
+            str(processes or settings.worker_processes),
+            "--threads",
+            str(threads or settings.worker_threads),
+        ]
+        process = subprocess.Popen(command, env=env)
+        try:
+            raise typer.Exit(process.wait())
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            raise typer.Exit(process.wait()) from None
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Upgrade the database schema (Alembic) to REVISION, by default the newest."""
+    from portal.core import migrations
+
+    settings = load_settings(data_dir)
+    with backing_services(settings, with_redis=False) as urls:
+        migrations.upgrade(urls.database_url, revision)
+    typer.echo(f"Database migrated to {revision}.")
+
+
+def _print_issued(team, token: str) -> None:
+    typer.echo(f"{team.role.capitalize()} {team.name!r} <{team.email}> (id {team.id}).")
+    typer.echo("API token (shown once; the portal keeps only a hash):")
+    typer.echo(token)
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="Admin's login email")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: from email)")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an admin account; prints its API token on the last line."""
+    _create_team(name or email.split("@")[0], email, "admin", data_dir)
+
+
+@team_app.command("create")
+def team_create(
+    name: Annotated[str, typer.Option(help="Team name (unique)")],
+    email: Annotated[str, typer.Option(help="Team's login email (unique)")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a participant team; prints its API token on the last line."""
+    _create_team(name, email, "participant", data_dir)
+
+
+def _create_team(name: str, email: str, role: str, data_dir: Path | None) -> None:
+    from pydantic import ValidationError
+
+    from portal.teams import service as teams
+    from portal.teams.schemas import TeamCreate
+
+    try:
+        data = TeamCreate(name=name, email=email, role=role)
+    except ValidationError as exc:
+        fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+
+    async def work(session: AsyncSession):
+        return await teams.create(session, data, actor=None)
+
+    team, token = run_in_transaction(load_settings(data_dir), work, migrate=True)
+    _print_issued(team, token)
+
+
+@team_app.command("import")
+def team_import(
+    file: Annotated[Path, typer.Argument(help="CSV with name,email per line", exists=True)],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create many teams from a CSV (name,email). All or nothing: any bad line creates none."""
+    from pydantic import ValidationError
+
+    from portal.teams import service as teams
+    from portal.teams.schemas import TeamCreate
+
+    rows: list[TeamCreate] = []
+    problems: list[str] = []
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if line_number == 1 and [c.strip().lower() for c in row[:2]] == ["name", "email"]:
+                continue
+            if len(row) != 2:
+                problems.append(
+                    f"line {line_number}: expected 2 columns (name,email), got {len(row)}"
+                )
+                continue
+            try:
+                rows.append(TeamCreate(name=row[0], email=row[1]))
+            except ValidationError as exc:
+                reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+                problems.append(f"line {line_number}: {reason}")
+    emails = [r.email for r in rows]
+    names = [r.name.lower() for r in rows]
+    problems += [
+        f"email {e} appears more than once"
+        for e in sorted({e for e in emails if emails.count(e) > 1})
+    ]
+    problems += [
+        f"name {n!r} appears more than once"
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    if problems:
+        fail("nothing imported:\n  " + "\n  ".join(problems))
+    if not rows:
+        fail(f"{file} holds no teams")
+
+    async def work(session: AsyncSession):
+        return [await teams.create(session, data, actor=None) for data in rows]
+
+    created = run_in_transaction(load_settings(data_dir), work, migrate=True)
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["name", "email", "api_token"])
+    for team, token in created:
+        writer.writerow([team.name, team.email, token])
+    typer.echo(f"Imported {len(created)} teams. Tokens are shown once.", err=True)
+
+
+@team_app.command("rotate-token")
+def team_rotate_token(
+    email: Annotated[str, typer.Option(help="Team's login email")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Issue a new API token (the old one and all sessions stop working); prints it last."""
+    from portal.teams import service as teams
+
+    async def work(session: AsyncSession):
+        team = await teams.require_by_email(session, email)
+        return team, await teams.rotate_token(session, team, actor=None)
+
+    team, token = run_in_transaction(load_settings(data_dir), work)
+    _print_issued(team, token)
+
+
+@team_app.command("deactivate")
+def team_deactivate(
+    email: Annotated[str, typer.Option(help="Team's login email")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Deactivate a team: it can no longer log in and its sessions end at once."""
+    from portal.teams import service as teams
+
+    async def work(session: AsyncSession):
+        team = await teams.require_by_email(session, email)
+        await teams.set_active(session, team, False, actor=None)
+        return team
+
+    team = run_in_transaction(load_settings(data_dir), work)
+    typer.echo(f"Team {team.name!r} <{team.email}> deactivated.")
+
+
+@team_app.command("activate")
+def team_activate(
+    email: Annotated[str, typer.Option(help="Team's login email")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Re-activate a deactivated team."""
+    from portal.teams import service as teams
+
+    async def work(session: AsyncSession):
+        team = await teams.require_by_email(session, email)
+        await teams.set_active(session, team, True, actor=None)
+        return team
+
+    team = run_in_transaction(load_settings(data_dir), work)
+    typer.echo(f"Team {team.name!r} <{team.email}> activated.")
+
+
+if __name__ == "__main__":
+    app()

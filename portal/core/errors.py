@@ -1,0 +1,169 @@
+"""One error type for the whole portal, rendered as JSON for the API and HTML for pages.
+
+JSON shape (DESIGN.md): {"error": {"code", "message", "details"}, "request_id"}.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from portal.core.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+class PortalError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status_code = status_code or self.status_code
+        self.details = details
+        self.headers = headers or {}
+
+
+class NotFound(PortalError):
+    status_code = 404
+    code = "not_found"
+
+
+class Unauthorized(PortalError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(PortalError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(PortalError):
+    status_code = 409
+    code = "conflict"
+
+
+class TooManyRequests(PortalError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class ServiceUnavailable(PortalError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class LoginRequired(Exception):
+    """A page needs a logged-in team (or an admin): redirect to the login page."""
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/llm/")):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {
+        "error": {"code": code, "message": message, "details": details},
+        "request_id": request_id_var.get(),
+    }
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    if wants_json(request):
+        return JSONResponse(
+            error_payload(code, message, details), status_code=status_code, headers=headers
+        )
+    from portal.core.templating import render_error_page
+
+    return render_error_page(request, status_code, message, headers=headers)
+
+
+def _describe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    described = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        described.append({"field": ".".join(location) or "body", "message": error.get("msg")})
+    return described
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PortalError)
+    async def _portal_error(request: Request, exc: PortalError) -> Response:
+        return error_response(
+            request, exc.status_code, exc.code, exc.message, exc.details, exc.headers
+        )
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        from portal.auth.pages import login_redirect
+
+        return login_redirect(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = _describe_validation_errors(exc)
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in details)
+        return error_response(
+            request, 422, "validation_error", f"Invalid input: {summary}", details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(
+            request, exc.status_code, code, message, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Never leak a stack trace: log it with the request id, answer with the id only.
+        logger.exception("unhandled error")
+        return error_response(
+            request,
+            500,
+            "internal_error",
+            "Something went wrong on our side. Quote the request id if you report it.",
+        )

@@ -1,0 +1,167 @@
+"""Object storage: one interface, a local directory (embedded default) and MinIO/S3.
+
+Objects are content-addressed (the key is derived from the sha256), so writing the same
+content twice is harmless and a half-written object is never visible under its key.
+Methods are synchronous; async code calls them through a thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from portal.core.config import Settings
+
+CHUNK_SIZE = 64 * 1024
+
+
+class StorageUnavailable(Exception):
+    """The object store cannot be reached or refused the operation."""
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+def content_key(sha256: str, kind: str = "submissions") -> str:
+    return f"{kind}/{sha256[:2]}/{sha256}"
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: BinaryIO, length: int, content_type: str = ...) -> None: ...
+    def get(self, key: str) -> Iterator[bytes]: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def ping(self) -> None: ...
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"storage key escapes the storage root: {key!r}")
+        return path
+
+    def ping(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".ping"
+            probe.write_bytes(b"ok")
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"local storage at {self.root} is not writable: {exc}"
+            ) from exc
+
+    def put(
+        self, key: str, data: BinaryIO, length: int, content_type: str = "application/octet-stream"
+    ) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write to a temp file and rename, so readers never see a partial object.
+            handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+            with os.fdopen(handle, "wb") as out:
+                while chunk := data.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp_name, path)
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                os.unlink(temp_name)
+            raise StorageUnavailable(f"could not write {key}: {exc}") from exc
+
+    def get(self, key: str) -> Iterator[bytes]:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as source:
+                while chunk := source.read(CHUNK_SIZE):
+                    yield chunk
+
+        return chunks()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+
+class MinioStorage:
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool
+    ) -> None:
+        from minio import Minio
+
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self.bucket = bucket
+        self._bucket_ready = False
+
+    def _call(self, operation, *args, **kwargs):
+        from minio.error import S3Error
+
+        try:
+            if not self._bucket_ready:
+                if not self.client.bucket_exists(self.bucket):
+                    self.client.make_bucket(self.bucket)
+                self._bucket_ready = True
+            return operation(*args, **kwargs)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject"}:
+                raise ObjectNotFound(args[1] if len(args) > 1 else "") from exc
+            raise StorageUnavailable(f"object storage refused {operation.__name__}: {exc}") from exc
+        except Exception as exc:
+            raise StorageUnavailable(f"object storage unreachable: {exc}") from exc
+
+    def ping(self) -> None:
+        self._call(self.client.bucket_exists, self.bucket)
+
+    def put(
+        self, key: str, data: BinaryIO, length: int, content_type: str = "application/octet-stream"
+    ) -> None:
+        self._call(self.client.put_object, self.bucket, key, data, length, content_type)
+
+    def get(self, key: str) -> Iterator[bytes]:
+        response = self._call(self.client.get_object, self.bucket, key)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(CHUNK_SIZE)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return chunks()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(self.client.stat_object, self.bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call(self.client.remove_object, self.bucket, key)
+
+
+def create_storage(settings: Settings) -> Storage:
+    if settings.storage_backend == "minio":
+        return MinioStorage(
+            settings.minio_endpoint,
+            settings.minio_access_key,
+            settings.minio_secret_key,
+            settings.minio_bucket,
+            settings.minio_secure,
+        )
+    return LocalStorage(settings.local_storage_path)

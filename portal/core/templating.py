@@ -1,0 +1,140 @@
+"""Jinja pages and HTMX fragments.
+
+A handler renders the whole page; when the request comes from HTMX (`HX-Request`) and
+names a block, only that block is rendered (the contact-app / jinja2-fragments idea).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from portal.core.logging import request_id_var
+from portal.core.migrations import PROJECT_ROOT
+from portal.core.security import SESSION_COOKIE, SessionSigner
+
+FLASH_COOKIE = "portal_flash"
+
+templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
+
+
+def _format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+templates.env.filters["datetime"] = _format_time
+templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def wants_fragment(request: Request) -> bool:
+    # A boosted request wants the whole page; other HTMX requests want just the block.
+    return is_htmx(request) and request.headers.get("hx-boosted") != "true"
+
+
+def set_session_cookie(request: Request, response: Response, data) -> None:
+    settings = request.app.state.settings
+    signer: SessionSigner = request.app.state.signer
+    response.set_cookie(
+        SESSION_COOKIE,
+        signer.dumps(data),
+        max_age=settings.session_max_age_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookies_secure,
+        path="/",
+    )
+
+
+def _flash_serializer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(request.app.state.settings.secret_key, salt="portal-flash")
+
+
+def flash(request: Request, response: Response, message: str, kind: str = "info") -> None:
+    """A one-time message shown on the next page (survives the POST-redirect-GET)."""
+    response.set_cookie(
+        FLASH_COOKIE,
+        _flash_serializer(request).dumps([kind, message]),
+        max_age=60,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.cookies_secure,
+    )
+
+
+def _pop_flash(request: Request) -> list[tuple[str, str]]:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return []
+    try:
+        kind, message = _flash_serializer(request).loads(raw)
+    except (BadSignature, ValueError, TypeError):
+        return []
+    return [(str(kind), str(message))]
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    block: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    from portal.auth.deps import session_data
+
+    session = session_data(request)
+    new_session = None
+    if session is None:
+        # Forms need a CSRF token even before login: issue an anonymous session.
+        new_session = request.app.state.signer.new_anonymous()
+        request.state.session_data = new_session
+        session = new_session
+    flashes = _pop_flash(request)
+    full_context = {
+        "request": request,
+        "current_team": getattr(request.state, "team", None),
+        "csrf_token": session.csrf,
+        "flashes": flashes,
+        "settings": request.app.state.settings,
+        "request_id": request_id_var.get(),
+        **(context or {}),
+    }
+    if block and wants_fragment(request):
+        template = templates.env.get_template(name)
+        html = "".join(template.blocks[block](template.new_context(full_context)))
+        response = HTMLResponse(html, status_code=status_code, headers=headers)
+    else:
+        response = templates.TemplateResponse(
+            request, name, full_context, status_code=status_code, headers=headers
+        )
+    response.headers["Vary"] = "HX-Request, Cookie"
+    if new_session is not None:
+        set_session_cookie(request, response, new_session)
+    if flashes:
+        response.delete_cookie(FLASH_COOKIE)
+    return response
+
+
+def render_error_page(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        {"status_code": status_code, "message": message},
+        status_code=status_code,
+        headers=headers,
+    )

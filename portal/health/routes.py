@@ -1,0 +1,62 @@
+import asyncio
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from portal.core import metrics
+
+router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_SECONDS = 3
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up (no dependency checks: that is /readyz)."""
+    return {"status": "ok"}
+
+
+async def _check_database(request: Request) -> None:
+    async with request.app.state.engine.connect() as connection:
+        await connection.execute(sa.text("SELECT 1"))
+
+
+async def _check_redis(request: Request) -> None:
+    await request.app.state.redis.ping()
+
+
+async def _check_storage(request: Request) -> None:
+    await run_in_threadpool(request.app.state.storage.ping)
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Database, Redis and storage reachable; 503 naming each one that is not."""
+    checks = {"database": _check_database, "redis": _check_redis, "storage": _check_storage}
+    results: dict[str, str] = {}
+
+    async def run(name: str, check) -> None:
+        try:
+            await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
+            results[name] = "ok"
+        except Exception as exc:  # any failure means "not ready", with the reason
+            results[name] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+
+    await asyncio.gather(*(run(name, check) for name, check in checks.items()))
+    failed = sorted(name for name, result in results.items() if result != "ok")
+    if failed:
+        body = {
+            "status": "unavailable",
+            "failed": failed,
+            "checks": results,
+            "message": f"Not ready: {', '.join(failed)} unreachable.",
+        }
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "checks": results})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    payload, content_type = metrics.render_latest()
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,74 @@
+"""The FastAPI application: `create_app(settings)` wires every domain together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from portal.audit import routes as audit_routes
+from portal.auth import pages as auth_pages
+from portal.auth import routes as auth_routes
+from portal.core.config import Settings, get_settings
+from portal.core.db import create_engine, create_sessionmaker
+from portal.core.errors import install_error_handlers
+from portal.core.middleware import RequestContextMiddleware
+from portal.core.migrations import PROJECT_ROOT
+from portal.core.redis import create_redis
+from portal.core.security import SessionSigner
+from portal.core.storage import create_storage
+from portal.health import routes as health_routes
+from portal.teams import pages as team_pages
+from portal.teams import routes as team_routes
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_safe_for_production()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "create_app needs PORTAL_DATABASE_URL and PORTAL_REDIS_URL; "
+            "`portal dev` and `portal serve` fill them in for the embedded servers"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = create_redis(settings.redis_url)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Competition portal",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.signer = SessionSigner(settings.secret_key, settings.session_max_age_seconds)
+    app.state.storage = create_storage(settings)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
+
+    for router in (
+        health_routes.router,
+        auth_routes.router,
+        auth_pages.router,
+        team_routes.router,
+        team_pages.router,
+        audit_routes.router,
+        audit_routes.pages,
+    ):
+        app.include_router(router)
+    return app

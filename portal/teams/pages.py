@@ -1,0 +1,147 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from portal.auth.deps import PageAdmin, PageTeam
+from portal.auth.pages import redirect
+from portal.core.db import SessionDep
+from portal.core.errors import PortalError
+from portal.core.pagination import PageParams
+from portal.core.templating import flash, render
+from portal.teams import service
+from portal.teams.models import Role
+from portal.teams.schemas import TeamCreate
+
+router = APIRouter(include_in_schema=False)
+TEAMS_PER_PAGE = 25
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request, team: PageTeam) -> Response:
+    return render(request, "dashboard.html", {"team": team})
+
+
+@router.post("/dashboard/rotate-token")
+async def rotate_own_token(request: Request, team: PageTeam, session: SessionDep) -> Response:
+    token = await service.rotate_token(session, team, actor=team)
+    # Rotation ends every session, this one included: show the token, then log in again.
+    return render(request, "token_issued.html", {"team": team, "token": token, "own": True})
+
+
+async def _teams_page(
+    request: Request,
+    session: SessionDep,
+    q: str,
+    page: int,
+    *,
+    form_error: str | None = None,
+    form_values: dict | None = None,
+    issued: dict | None = None,
+    status_code: int = 200,
+) -> Response:
+    params = PageParams(page=page, size=TEAMS_PER_PAGE)
+    result = await service.list_teams(session, q, params)
+    return render(
+        request,
+        "admin/teams.html",
+        {
+            "teams": result,
+            "q": q,
+            "form_error": form_error,
+            "form_values": form_values or {},
+            "issued": issued,
+            "roles": [role.value for role in Role],
+        },
+        status_code=status_code,
+        block="team_table",
+    )
+
+
+@router.get("/admin/teams")
+async def teams_page(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    q: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    return await _teams_page(request, session, q, page)
+
+
+@router.post("/admin/teams")
+async def create_team_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    email: Annotated[str, Form(max_length=300)] = "",
+    role: Annotated[str, Form(max_length=20)] = Role.participant.value,
+) -> Response:
+    values = {"name": name, "email": email, "role": role}
+    try:
+        data = TeamCreate(name=name, email=email, role=role)
+        team, token = await service.create(session, data, actor=admin)
+    except ValidationError as exc:
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        return await _teams_page(
+            request, session, "", 1, form_error=message, form_values=values, status_code=422
+        )
+    except PortalError as exc:
+        return await _teams_page(
+            request,
+            session,
+            "",
+            1,
+            form_error=exc.message,
+            form_values=values,
+            status_code=exc.status_code,
+        )
+    return await _teams_page(
+        request,
+        session,
+        "",
+        1,
+        issued={"team": team, "token": token, "action": "created"},
+        status_code=201,
+    )
+
+
+@router.post("/admin/teams/{team_id}/active")
+async def set_active_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    team_id: Annotated[int, Path(ge=1)],
+    active: Annotated[bool, Form()],
+) -> Response:
+    team = await service.get(session, team_id)
+    if team.id == admin.id and not active:
+        response = redirect(request, "/admin/teams")
+        flash(request, response, "You cannot deactivate your own account.", "error")
+        return response
+    await service.set_active(session, team, active, actor=admin)
+    response = redirect(request, "/admin/teams")
+    verb = "activated" if active else "deactivated (its sessions ended)"
+    flash(request, response, f"{team.name} {verb}.", "success")
+    return response
+
+
+@router.post("/admin/teams/{team_id}/rotate-token")
+async def rotate_token_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    team_id: Annotated[int, Path(ge=1)],
+) -> Response:
+    team = await service.get(session, team_id)
+    token = await service.rotate_token(session, team, actor=admin)
+    if team.id == admin.id:
+        return render(request, "token_issued.html", {"team": team, "token": token, "own": True})
+    return await _teams_page(
+        request, session, "", 1, issued={"team": team, "token": token, "action": "rotated"}
+    )

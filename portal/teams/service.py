@@ -1,0 +1,173 @@
+"""Team rules: creation, tokens, activation. Takes a session, never commits."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.audit import service as audit
+from portal.core.errors import Conflict, NotFound
+from portal.core.pagination import Page, PageParams
+from portal.core.security import hash_token, new_api_token, visible_prefix
+from portal.core.time import utcnow
+from portal.teams.models import Role, Team
+from portal.teams.schemas import TeamCreate
+
+
+async def get(session: AsyncSession, team_id: int) -> Team:
+    team = await session.get(Team, team_id)
+    if team is None:
+        raise NotFound(f"No team with id {team_id}.")
+    return team
+
+
+async def get_by_email(session: AsyncSession, email: str) -> Team | None:
+    return await session.scalar(sa.select(Team).where(Team.email == email.strip().lower()))
+
+
+async def require_by_email(session: AsyncSession, email: str) -> Team:
+    team = await get_by_email(session, email)
+    if team is None:
+        raise NotFound(f"No team with email {email.strip().lower()}.")
+    return team
+
+
+async def find_by_token(session: AsyncSession, token: str) -> Team | None:
+    return await session.scalar(sa.select(Team).where(Team.token_hash == hash_token(token)))
+
+
+async def authenticate(session: AsyncSession, email: str, token: str) -> Team | None:
+    """The active team owning both this email and this token, else None."""
+    team = await find_by_token(session, token)
+    if team is None or team.email != email.strip().lower() or not team.is_active:
+        return None
+    return team
+
+
+async def create(
+    session: AsyncSession, data: TeamCreate, *, actor: Team | None
+) -> tuple[Team, str]:
+    """Create a team; returns it with its API token, which is not stored anywhere."""
+    if await get_by_email(session, data.email):
+        raise Conflict(f"A team with email {data.email} already exists.", code="email_taken")
+    name_taken = await session.scalar(
+        sa.select(Team.id).where(sa.func.lower(Team.name) == data.name.lower())
+    )
+    if name_taken:
+        raise Conflict(f"A team named {data.name!r} already exists.", code="name_taken")
+    token = new_api_token()
+    team = Team(
+        name=data.name,
+        email=data.email,
+        role=data.role,
+        token_hash=hash_token(token),
+        token_prefix=visible_prefix(token),
+    )
+    session.add(team)
+    try:
+        # A savepoint, so losing a race on the unique index leaves the transaction usable.
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"A team with email {data.email} or name {data.name!r} already exists.",
+            code="team_exists",
+        ) from exc
+    await session.refresh(team)
+    await audit.record(
+        session,
+        "team.create",
+        actor=actor,
+        target_type="team",
+        target_id=team.id,
+        details={"name": team.name, "email": team.email, "role": team.role},
+    )
+    return team, token
+
+
+async def rotate_token(session: AsyncSession, team: Team, *, actor: Team | None) -> str:
+    """New token; the old one stops working and every session of the team ends."""
+    token = new_api_token()
+    team.token_hash = hash_token(token)
+    team.token_prefix = visible_prefix(token)
+    team.session_epoch += 1
+    team.updated_at = utcnow()
+    session.add(team)
+    await session.flush()
+    await audit.record(
+        session,
+        "team.rotate_token",
+        actor=actor,
+        target_type="team",
+        target_id=team.id,
+        details={"token_prefix": team.token_prefix},
+    )
+    return token
+
+
+async def set_active(
+    session: AsyncSession, team: Team, active: bool, *, actor: Team | None
+) -> None:
+    if team.is_active == active:
+        return
+    team.is_active = active
+    if not active:
+        team.session_epoch += 1  # ends every open session at once
+    team.updated_at = utcnow()
+    session.add(team)
+    await session.flush()
+    await audit.record(
+        session,
+        "team.activate" if active else "team.deactivate",
+        actor=actor,
+        target_type="team",
+        target_id=team.id,
+        details={"name": team.name},
+    )
+
+
+async def list_teams(session: AsyncSession, query: str | None, page: PageParams) -> Page[Team]:
+    conditions = []
+    if query and query.strip():
+        pattern = f"%{query.strip()}%"
+        conditions.append(sa.or_(Team.name.ilike(pattern), Team.email.ilike(pattern)))
+    total = await session.scalar(sa.select(sa.func.count()).select_from(Team).where(*conditions))
+    teams = await session.scalars(
+        sa.select(Team)
+        .where(*conditions)
+        .order_by(Team.role.desc(), sa.func.lower(Team.name))
+        .offset(page.offset)
+        .limit(page.size)
+    )
+    return Page(items=list(teams), page=page.page, size=page.size, total=total or 0)
+
+
+async def count_admins(session: AsyncSession) -> int:
+    return (
+        await session.scalar(
+            sa.select(sa.func.count()).select_from(Team).where(Team.role == Role.admin)
+        )
+        or 0
+    )
+
+
+async def set_daily_submission_limit(
+    session: AsyncSession, team: Team, limit: int | None, *, actor: Team | None
+) -> None:
+    """Per-team override of PORTAL_DAILY_SUBMISSIONS (None returns to the default)."""
+    previous = team.daily_submission_limit
+    if previous == limit:
+        return
+    team.daily_submission_limit = limit
+    team.updated_at = utcnow()
+    session.add(team)
+    await session.flush()
+    await audit.record(
+        session,
+        "team.quota_override",
+        actor=actor,
+        target_type="team",
+        target_id=team.id,
+        details={"previous": previous, "limit": limit},
+    )
