@@ -37,6 +37,14 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+def postgres_bin_path() -> Path:
+    with warnings.catch_warnings():
+        # pgserver computes a runtime directory at import time; we never use it.
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -101,11 +109,7 @@ class EmbeddedPostgres:
     def _system_user(self) -> tuple[int | None, int | None]:
         if os.geteuid() != 0:
             return None, None
-        with warnings.catch_warnings():
-            # pgserver computes a runtime dir at import; we never use it.
-            warnings.simplefilter("ignore")
-            import pgserver  # noqa: F401
-        from pgserver._commands import POSTGRES_BIN_PATH
+        pg_bin = postgres_bin_path()
         from pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -114,14 +118,14 @@ class EmbeddedPostgres:
 
         entry = ensure_user_exists(POSTGRES_SYSTEM_USER)
         ensure_prefix_permissions(self.pgdata)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", 0o044)
+        ensure_prefix_permissions(pg_bin)
+        ensure_folder_permissions(pg_bin, 0o055)
+        ensure_folder_permissions(pg_bin.parent / "lib", 0o044)
+        ensure_folder_permissions(pg_bin.parent / "share", 0o044)
         return entry.pw_uid, entry.pw_gid
 
     def start(self) -> str:
-        from pgserver._commands import POSTGRES_BIN_PATH
+        pg_bin = postgres_bin_path()
 
         existing = self.running_port()
         if existing is not None:
@@ -138,7 +142,7 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [
-                    str(POSTGRES_BIN_PATH / "initdb"),
+                    str(pg_bin / "initdb"),
                     "-D",
                     str(self.pgdata),
                     "--auth=trust",
@@ -158,7 +162,7 @@ class EmbeddedPostgres:
                 os.chown(log_path, uid, gid)
             self.process = subprocess.Popen(
                 [
-                    str(POSTGRES_BIN_PATH / "postgres"),
+                    str(pg_bin / "postgres"),
                     "-D",
                     str(self.pgdata),
                     "-h",

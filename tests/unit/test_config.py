@@ -1,0 +1,26 @@
+import pytest
+from pydantic import ValidationError
+
+from portal.core.config import EXAMPLE_SECRET_KEY, Settings
+
+
+def test_production_refuses_the_example_secret():
+    settings = Settings(
+        environment="production",
+        secret_key=EXAMPLE_SECRET_KEY,
+        database_url="postgresql://db/portal",
+        redis_url="redis://redis:6379/0",
+    )
+    with pytest.raises(RuntimeError, match="PORTAL_SECRET_KEY"):
+        settings.check_safe_for_production()
+
+
+def test_production_refuses_embedded_services():
+    settings = Settings(environment="production", secret_key="x" * 40)
+    with pytest.raises(RuntimeError, match="PORTAL_DATABASE_URL"):
+        settings.check_safe_for_production()
+
+
+def test_unknown_timezone_is_refused_with_a_hint():
+    with pytest.raises(ValidationError, match="IANA"):
+        Settings(timezone="Mars/Olympus")

@@ -1,0 +1,12 @@
+from datetime import UTC, datetime
+
+from portal.core.time import competition_day, next_midnight
+
+
+def test_day_and_reset_follow_the_competition_timezone():
+    # 23:30 UTC is already the next day in Paris (UTC+1 in November).
+    now = datetime(2026, 11, 26, 23, 30, tzinfo=UTC)
+    assert str(competition_day(now, "UTC")) == "2026-11-26"
+    assert str(competition_day(now, "Europe/Paris")) == "2026-11-27"
+    assert next_midnight(now, "UTC") == datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+    assert next_midnight(now, "Europe/Paris") == datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
