@@ -15,16 +15,16 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.core.config import Settings, get_settings
-from portal.core.db import commit, create_engine, create_sessionmaker
-from portal.core.errors import PortalError
 from portal.core.logging import configure_logging
 from portal.core.services import backing_services
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 app = typer.Typer(
     help="Competition portal: run it, migrate it, manage teams.", no_args_is_help=True
@@ -59,6 +59,10 @@ def run_in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, migrate: bool = False
 ) -> T:
     """Run `work` in one committed transaction against the configured or embedded DB."""
+    # Imported here so `portal --help` stays quick.
+    from portal.core.db import commit, create_engine, create_sessionmaker
+    from portal.core.errors import PortalError
+
     with backing_services(settings, with_redis=False) as urls:
         if migrate:
             from portal.core import migrations

@@ -1,0 +1,273 @@
+"""The `portal` command, run as a real process against real servers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from portal.core.embedded import free_loopback_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def portal(*args: str, env: dict | None = None, check: bool = True, timeout: float = 120):
+    result = subprocess.run(
+        [sys.executable, "-m", "portal.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=PROJECT_ROOT,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"portal {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def against_test_db(services) -> dict:
+    return {"PORTAL_DATABASE_URL": services.database_url, "PORTAL_REDIS_URL": services.redis_url}
+
+
+def test_every_command_has_help():
+    from typer.testing import CliRunner
+
+    from portal.cli import app
+
+    assert "Usage:" in portal("--help").stdout  # the real entry point, once
+    runner = CliRunner()
+    for command in (
+        ["dev"],
+        ["serve"],
+        ["worker"],
+        ["migrate"],
+        ["admin", "create"],
+        ["team", "create"],
+        ["team", "import"],
+        ["team", "rotate-token"],
+        ["team", "deactivate"],
+        ["team", "activate"],
+    ):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+async def test_team_create_prints_the_token_last_and_it_logs_in(client, against_test_db):
+    result = portal(
+        "team", "create", "--name", "X", "--email", "x@example.org", env=against_test_db
+    )
+    token = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"pt_[A-Za-z0-9_\-]{43}", token)
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": "x@example.org", "api_token": token}
+    )
+    assert response.status_code == 200
+    assert response.json()["team"]["name"] == "X"
+
+
+async def test_admin_create_and_bad_input_errors(client, against_test_db):
+    result = portal("admin", "create", "--email", "chief@example.org", env=against_test_db)
+    token = result.stdout.strip().splitlines()[-1]
+    me = await client.get("/api/v1/teams/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["role"] == "admin"
+    duplicate = portal(
+        "admin", "create", "--email", "chief@example.org", env=against_test_db, check=False
+    )
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+    bad = portal(
+        "team", "create", "--name", "Y", "--email", "nope", env=against_test_db, check=False
+    )
+    assert bad.returncode == 1 and "email address like" in bad.stderr
+
+
+async def test_team_import_creates_all_or_nothing(client, against_test_db, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,email\nOne,one@example.org\nTwo,not-an-email\n")
+    result = portal("team", "import", str(bad), env=against_test_db, check=False)
+    assert result.returncode == 1
+    assert "line 3" in result.stderr and "nothing imported" in result.stderr
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": "one@example.org", "api_token": "pt_x"}
+    )
+    assert login.status_code == 401
+
+    good = tmp_path / "good.csv"
+    good.write_text("name,email\nOne,one@example.org\nTwo,two@example.org\n")
+    result = portal("team", "import", str(good), env=against_test_db)
+    rows = [line.split(",") for line in result.stdout.strip().splitlines()]
+    assert rows[0] == ["name", "email", "api_token"]
+    assert [row[:2] for row in rows[1:]] == [["One", "one@example.org"], ["Two", "two@example.org"]]
+    for name, email, token in rows[1:]:
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": email, "api_token": token}
+        )
+        assert response.status_code == 200, name
+
+
+async def test_rotate_token_and_deactivate_commands(client, teams, against_test_db):
+    alpha = await teams.create(email="alpha@example.org")
+    result = portal("team", "rotate-token", "--email", "alpha@example.org", env=against_test_db)
+    new_token = result.stdout.strip().splitlines()[-1]
+    assert (await client.get("/api/v1/teams/me", headers=alpha.auth)).status_code == 401
+    headers = {"Authorization": f"Bearer {new_token}"}
+    assert (await client.get("/api/v1/teams/me", headers=headers)).status_code == 200
+    portal("team", "deactivate", "--email", "alpha@example.org", env=against_test_db)
+    assert (await client.get("/api/v1/teams/me", headers=headers)).status_code == 401
+    missing = portal(
+        "team", "deactivate", "--email", "ghost@example.org", env=against_test_db, check=False
+    )
+    assert missing.returncode == 1 and "No team with email ghost@example.org" in missing.stderr
+
+
+def _embedded_env(data_dir: Path) -> dict:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PORTAL_DATABASE_URL", "PORTAL_REDIS_URL")
+    }
+    env["PORTAL_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _servers_using(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(data_dir) in cmdline and ("postgres" in cmdline or "redis-server" in cmdline):
+            found.append(process)
+    return found
+
+
+def test_cli_uses_the_embedded_data_dir_when_no_database_url_is_set(tmp_path):
+    data_dir = tmp_path / "portal-data"
+    data_dir.mkdir()
+    tmp_path.chmod(0o755)
+    env = _embedded_env(data_dir)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portal.cli",
+            "team",
+            "create",
+            "--name",
+            "Solo",
+            "--email",
+            "solo@example.org",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
+    # The command stopped the server it started.
+    assert _servers_using(data_dir) == []
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portal.cli",
+            "team",
+            "create",
+            "--name",
+            "Solo",
+            "--email",
+            "solo@example.org",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr  # data persisted
+
+
+def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
+    data_dir = tmp_path / "dev-data"
+    tmp_path.chmod(0o755)
+    port = free_loopback_port()
+    env = _embedded_env(data_dir)
+
+    def start() -> tuple[subprocess.Popen, list[str]]:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portal.cli",
+                "dev",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Portal running at" in line:
+                break
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/login", timeout=1).status_code == 200:
+                    return process, lines
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        process.kill()
+        raise AssertionError("portal dev did not serve the login page:\n" + "".join(lines))
+
+    def stop(process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+    process, lines = start()
+    try:
+        output = "".join(lines)
+        tokens = dict(re.findall(r"(\S+@example\.org)\s+(pt_\S+)", output))
+        assert set(tokens) == {
+            "admin@example.org",
+            "alpha@example.org",
+            "beta@example.org",
+            "gamma@example.org",
+        }
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"email": "alpha@example.org", "api_token": tokens["alpha@example.org"]},
+        )
+        assert login.status_code == 200
+        assert _servers_using(data_dir), "embedded servers should be running"
+    finally:
+        stop(process)
+    assert _servers_using(data_dir) == [], "SIGTERM must stop PostgreSQL and Redis"
+
+    # Second start: data persisted, nothing re-seeded, the old token still works.
+    process, lines = start()
+    try:
+        assert "Demo data already present" in "".join(lines)
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"email": "alpha@example.org", "api_token": tokens["alpha@example.org"]},
+        )
+        assert login.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        process.wait(timeout=60)
+    assert _servers_using(data_dir) == [], "Ctrl-C must stop PostgreSQL and Redis"
