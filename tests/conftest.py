@@ -147,3 +147,16 @@ def chromium_path() -> str:
     except ImportError:
         require_or_skip("PORTAL_REQUIRE_BROWSER", "playwright is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # any failure to reach the engine means "no Docker here"
+        require_or_skip("PORTAL_REQUIRE_DOCKER", f"no Docker engine is reachable ({exc})")
+    yield client
+    client.close()
