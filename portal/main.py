@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from portal.audit import routes as audit_routes
@@ -19,6 +20,7 @@ from portal.core.migrations import PROJECT_ROOT
 from portal.core.redis import create_redis
 from portal.core.security import SessionSigner
 from portal.core.storage import create_storage
+from portal.core.templating import templates
 from portal.health import routes as health_routes
 from portal.teams import pages as team_pages
 from portal.teams import routes as team_routes
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below from vendored assets: no CDN, no inline script
         redoc_url=None,
     )
     app.state.settings = settings
@@ -60,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> Response:
+        return templates.TemplateResponse(request, "docs.html", {})
 
     for router in (
         health_routes.router,

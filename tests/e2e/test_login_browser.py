@@ -85,3 +85,19 @@ async def test_admin_creates_a_team_in_the_browser_and_sees_its_token_once(
     await expect(page.get_by_role("cell", name="Browser Team")).to_be_visible()
     assert token not in await page.content()
     await context.close()
+
+
+async def test_api_docs_render_offline_with_the_strict_script_policy(live_server, browser):
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    await page.goto(f"{live_server}/docs")
+    await expect(page.get_by_text("/api/v1/auth/login").first).to_be_visible()
+    assert errors == [], errors
+    await page.close()
