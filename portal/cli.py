@@ -343,21 +343,25 @@ def team_rotate_token(
     _print_issued(team, token)
 
 
+def _set_active(email: str, active: bool, data_dir: Path | None) -> None:
+    from portal.teams import service as teams
+
+    async def work(session: AsyncSession):
+        team = await teams.require_by_email(session, email)
+        await teams.set_active(session, team, active, actor=None)
+        return team
+
+    team = run_in_transaction(load_settings(data_dir), work)
+    typer.echo(f"Team {team.name!r} <{team.email}> {'activated' if active else 'deactivated'}.")
+
+
 @team_app.command("deactivate")
 def team_deactivate(
     email: Annotated[str, typer.Option(help="Team's login email")],
     data_dir: DataDirOption = None,
 ) -> None:
     """Deactivate a team: it can no longer log in and its sessions end at once."""
-    from portal.teams import service as teams
-
-    async def work(session: AsyncSession):
-        team = await teams.require_by_email(session, email)
-        await teams.set_active(session, team, False, actor=None)
-        return team
-
-    team = run_in_transaction(load_settings(data_dir), work)
-    typer.echo(f"Team {team.name!r} <{team.email}> deactivated.")
+    _set_active(email, False, data_dir)
 
 
 @team_app.command("activate")
@@ -366,15 +370,7 @@ def team_activate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Re-activate a deactivated team."""
-    from portal.teams import service as teams
-
-    async def work(session: AsyncSession):
-        team = await teams.require_by_email(session, email)
-        await teams.set_active(session, team, True, actor=None)
-        return team
-
-    team = run_in_transaction(load_settings(data_dir), work)
-    typer.echo(f"Team {team.name!r} <{team.email}> activated.")
+    _set_active(email, True, data_dir)
 
 
 if __name__ == "__main__":

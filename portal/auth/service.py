@@ -29,6 +29,17 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def _audit_failure(request: Request, email: str, reason: str) -> None:
+    # Committed on its own: the request itself fails, and its transaction rolls back.
+    await audit.record_now(
+        request.app.state.sessionmaker,
+        "auth.login_failed",
+        target_type="email",
+        target_id=email[:64],
+        details={"reason": reason},
+    )
+
+
 async def login(request: Request, session: AsyncSession, email: str, token: str) -> Team:
     """The team for these credentials, or Unauthorized / TooManyRequests.
 
@@ -39,13 +50,7 @@ async def login(request: Request, session: AsyncSession, email: str, token: str)
     ip = client_ip(request)
     for state in (await by_ip.state(ip), await by_email.state(email)):
         if state.exceeded:
-            await audit.record_now(
-                request.app.state.sessionmaker,
-                "auth.login_failed",
-                target_type="email",
-                target_id=email[:64],
-                details={"reason": "throttled"},
-            )
+            await _audit_failure(request, email, "throttled")
             raise TooManyRequests(
                 f"Too many failed logins. Try again in {state.resets_in} seconds.",
                 code="login_throttled",
@@ -57,13 +62,7 @@ async def login(request: Request, session: AsyncSession, email: str, token: str)
     if team is None:
         await by_ip.record(ip)
         await by_email.record(email)
-        await audit.record_now(
-            request.app.state.sessionmaker,
-            "auth.login_failed",
-            target_type="email",
-            target_id=email[:64],
-            details={"reason": "invalid_credentials"},
-        )
+        await _audit_failure(request, email, "invalid_credentials")
         raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
 
     await audit.record(session, "auth.login", actor=team, target_type="team", target_id=team.id)

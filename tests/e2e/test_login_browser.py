@@ -8,6 +8,19 @@ from portal.teams.models import Role
 from tests.factories import TeamFactory
 
 
+def collect_script_errors(page) -> list[str]:
+    """Script errors and CSP violations seen by the page (a 401 or 404 is not one)."""
+    errors: list[str] = []
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            errors.append(message.text)
+
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", on_console)
+    return errors
+
+
 async def _make_accounts(app):
     # The live server is another process; the factory writes through the test's own app.
     factory = TeamFactory(app.state.sessionmaker)
@@ -29,14 +42,7 @@ async def test_team_and_admin_log_in_in_chromium(app, live_server, browser, arti
     team, admin = await _make_accounts(app)
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console",
-        lambda message: (
-            errors.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
+    errors = collect_script_errors(page)
 
     await _log_in(page, live_server, team.email, "pt_wrong-token")
     await expect(page.get_by_role("alert")).to_contain_text("Email or API token is not correct")
@@ -89,14 +95,7 @@ async def test_admin_creates_a_team_in_the_browser_and_sees_its_token_once(
 
 async def test_api_docs_render_offline_with_the_strict_script_policy(live_server, browser):
     page = await browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console",
-        lambda message: (
-            errors.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
+    errors = collect_script_errors(page)
     await page.goto(f"{live_server}/docs")
     await expect(page.get_by_text("/api/v1/auth/login").first).to_be_visible()
     assert errors == [], errors

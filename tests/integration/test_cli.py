@@ -17,12 +17,19 @@ from portal.core.embedded import free_loopback_port
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def portal(*args: str, env: dict | None = None, check: bool = True, timeout: float = 120):
+def portal(
+    *args: str,
+    env: dict | None = None,
+    check: bool = True,
+    timeout: float = 120,
+    replace_env: bool = False,
+):
+    """Run the real `portal` entry point; `env` adds to ours unless `replace_env`."""
     result = subprocess.run(
         [sys.executable, "-m", "portal.cli", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=env if replace_env else {**os.environ, **(env or {})},
         cwd=PROJECT_ROOT,
         timeout=timeout,
     )
@@ -149,46 +156,12 @@ def test_cli_uses_the_embedded_data_dir_when_no_database_url_is_set(tmp_path):
     data_dir.mkdir()
     tmp_path.chmod(0o755)
     env = _embedded_env(data_dir)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portal.cli",
-            "team",
-            "create",
-            "--name",
-            "Solo",
-            "--email",
-            "solo@example.org",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT_ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    create = ("team", "create", "--name", "Solo", "--email", "solo@example.org")
+    portal(*create, env=env, replace_env=True)
     assert (data_dir / "postgres" / "PG_VERSION").exists()
     # The command stopped the server it started.
     assert _servers_using(data_dir) == []
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portal.cli",
-            "team",
-            "create",
-            "--name",
-            "Solo",
-            "--email",
-            "solo@example.org",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT_ROOT,
-        timeout=120,
-    )
+    again = portal(*create, env=env, replace_env=True, check=False)
     assert again.returncode == 1 and "already exists" in again.stderr  # data persisted
 
 
