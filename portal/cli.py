@@ -207,11 +207,15 @@ def worker(
             str(threads or settings.worker_threads),
         ]
         process = subprocess.Popen(command, env=env)
-        try:
-            raise typer.Exit(process.wait())
-        except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            raise typer.Exit(process.wait()) from None
+
+        # Forward Ctrl-C / SIGTERM to Dramatiq (it finishes or requeues its messages),
+        # then stop the embedded servers on the way out.
+        def forward(signum, frame):
+            process.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        raise typer.Exit(process.wait())
 
 
 @app.command()

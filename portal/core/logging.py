@@ -34,7 +34,11 @@ def redact(text: str) -> str:
     return text
 
 
-_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# uvicorn adds "color_message" (the message with ANSI colours); it is noise in JSON.
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

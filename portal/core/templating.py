@@ -43,6 +43,11 @@ def wants_fragment(request: Request) -> bool:
     return is_htmx(request) and request.headers.get("hx-boosted") != "true"
 
 
+def cookies_secure(request: Request) -> bool:
+    # Behind a TLS proxy the scheme comes from X-Forwarded-Proto (uvicorn proxy_headers).
+    return request.app.state.settings.cookies_secure or request.url.scheme == "https"
+
+
 def set_session_cookie(request: Request, response: Response, data) -> None:
     settings = request.app.state.settings
     signer: SessionSigner = request.app.state.signer
@@ -52,7 +57,7 @@ def set_session_cookie(request: Request, response: Response, data) -> None:
         max_age=settings.session_max_age_seconds,
         httponly=True,
         samesite="lax",
-        secure=settings.cookies_secure,
+        secure=cookies_secure(request),
         path="/",
     )
 
@@ -69,7 +74,7 @@ def flash(request: Request, response: Response, message: str, kind: str = "info"
         max_age=60,
         httponly=True,
         samesite="lax",
-        secure=request.app.state.settings.cookies_secure,
+        secure=cookies_secure(request),
     )
 
 
