@@ -148,8 +148,10 @@ def _print_seeded(settings: Settings, issued) -> None:
         return
     tokens_file = settings.data_dir / "demo-tokens.txt"
     lines = [f"{item.role:<12} {item.email:<22} {item.token}" for item in issued]
-    tokens_file.write_text("\n".join(lines) + "\n")
-    tokens_file.chmod(0o600)
+    # Created 0600 from the start: never readable by others, not even for a moment.
+    descriptor = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
     typer.secho(f"\nDemo accounts (tokens are shown once; also saved to {tokens_file}):", bold=True)
     for line in lines:
         typer.echo("  " + line)

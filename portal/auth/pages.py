@@ -1,5 +1,5 @@
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -27,10 +27,15 @@ def home_for(team: Team) -> str:
 
 
 def safe_next(target: str | None) -> str | None:
-    # Only same-site paths: "//evil.example" or "https://..." would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    r"""Only a same-site path: "//evil.example", "https://..." or "/\t/evil" are refused."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def login_redirect(request: Request) -> Response:

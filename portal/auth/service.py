@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,13 +31,20 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def audit_subject(email: str) -> str:
+    """What a failed login records as its target: the email, never a secret typed there."""
+    if "@" in email and not email.startswith("pt_") and len(email) <= 64:
+        return email
+    return "sha256:" + hashlib.sha256(email.encode()).hexdigest()[:16]
+
+
 async def _audit_failure(request: Request, email: str, reason: str) -> None:
     # Committed on its own: the request itself fails, and its transaction rolls back.
     await audit.record_now(
         request.app.state.sessionmaker,
         "auth.login_failed",
         target_type="email",
-        target_id=email[:64],
+        target_id=audit_subject(email),
         details={"reason": reason},
     )
 
@@ -43,28 +52,35 @@ async def _audit_failure(request: Request, email: str, reason: str) -> None:
 async def login(request: Request, session: AsyncSession, email: str, token: str) -> Team:
     """The team for these credentials, or Unauthorized / TooManyRequests.
 
-    Checked before the credentials, so a throttled caller learns nothing about them.
+    Each attempt is counted before the credentials are checked (and forgiven when they
+    are right), so parallel guesses cannot slip past the limit between check and count,
+    and a throttled caller learns nothing about the credentials.
     """
     email = email.strip().lower()
     by_ip, by_email = _counters(request)
     ip = client_ip(request)
-    for state in (await by_ip.state(ip), await by_email.state(email)):
-        if state.exceeded:
-            await _audit_failure(request, email, "throttled")
-            raise TooManyRequests(
-                f"Too many failed logins. Try again in {state.resets_in} seconds.",
-                code="login_throttled",
-                headers={"Retry-After": str(state.resets_in)},
-                details={"retry_after_seconds": state.resets_in},
-            )
+    ip_state = await by_ip.record(ip)
+    email_state = await by_email.record(email)
+    throttled = next((s for s in (ip_state, email_state) if s.exceeded), None)
+    if throttled is not None:
+        await _audit_failure(request, email, "throttled")
+        raise TooManyRequests(
+            f"Too many failed logins. Try again in {throttled.resets_in} seconds.",
+            code="login_throttled",
+            headers={"Retry-After": str(throttled.resets_in)},
+            details={"retry_after_seconds": throttled.resets_in},
+        )
 
     team = await teams.authenticate(session, email, token.strip())
     if team is None:
-        await by_ip.record(ip)
-        await by_email.record(email)
+        # Hand the connection back before the audit write takes another one, so a flood
+        # of bad logins cannot hold two pool connections each.
+        await session.rollback()
         await _audit_failure(request, email, "invalid_credentials")
         raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
 
+    await by_ip.forgive(ip)
+    await by_email.forgive(email)
     await audit.record(session, "auth.login", actor=team, target_type="team", target_id=team.id)
     return team
 

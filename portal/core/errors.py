@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from portal.core.logging import request_id_var
@@ -103,6 +105,9 @@ def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any
     }
 
 
+INTERNAL_ERROR_MESSAGE = "Something went wrong on our side. Quote the request id if you report it."
+
+
 def error_response(
     request: Request,
     status_code: int,
@@ -157,13 +162,16 @@ def install_error_handlers(app: FastAPI) -> None:
             request, exc.status_code, code, message, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        # Never leak a stack trace: log it with the request id, answer with the id only.
-        logger.exception("unhandled error")
+    async def _dependency_down(request: Request, exc: Exception) -> Response:
+        # A database or Redis outage is temporary: say so (503), not "internal error".
+        logger.warning("dependency unavailable: %s", type(exc).__name__)
         return error_response(
             request,
-            500,
-            "internal_error",
-            "Something went wrong on our side. Quote the request id if you report it.",
+            503,
+            "service_unavailable",
+            "The portal cannot reach its database or cache right now. Try again shortly.",
+            headers={"Retry-After": "5"},
         )
+
+    for outage in (RedisError, OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        app.add_exception_handler(outage, _dependency_down)

@@ -3,6 +3,8 @@ last-resort 500 that never shows a stack trace."""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import re
 import time
@@ -11,7 +13,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.core import metrics
-from portal.core.errors import error_payload
+from portal.core.errors import INTERNAL_ERROR_MESSAGE, error_payload
 from portal.core.logging import client_ip_var, redact, request_id_var, team_id_var
 
 logger = logging.getLogger("portal.access")
@@ -27,6 +29,36 @@ DOCS_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; frame-ancestors 'none'"
 )
+
+
+def _wants_json(scope: Scope) -> bool:
+    if scope.get("path", "").startswith(("/api/", "/llm/")):
+        return True
+    accept = dict(scope.get("headers") or []).get(b"accept", b"").decode("latin-1")
+    return "text/html" not in accept
+
+
+def _internal_error_body(scope: Scope) -> bytes:
+    if _wants_json(scope):
+        return json.dumps(error_payload("internal_error", INTERNAL_ERROR_MESSAGE)).encode()
+    # A plain page that needs no template or database: those may be what failed.
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>Something went wrong</title><link rel='stylesheet' href='/static/app.css'>"
+        "</head><body><main><section class='card narrow'><h1>Something went wrong</h1>"
+        f"<p>{html.escape(INTERNAL_ERROR_MESSAGE)}</p><p class='muted'>Request id: "
+        f"<code>{html.escape(request_id_var.get() or '')}</code></p>"
+        "<p><a href='/'>Back to the start page</a></p></section></main></body></html>"
+    ).encode()
+
+
+def _internal_error_start(scope: Scope, length: int) -> Message:
+    content_type = b"application/json" if _wants_json(scope) else b"text/html; charset=utf-8"
+    return {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [(b"content-type", content_type), (b"content-length", str(length).encode())],
+    }
 
 
 def _route_template(scope: Scope) -> str:
@@ -69,6 +101,10 @@ class RequestContextMiddleware:
                         DOCS_CSP if path == "/docs" else STRICT_CSP
                     ).encode(),
                 }
+                if not path.startswith("/static/"):
+                    # Pages carry tokens and private data: no browser or proxy caching
+                    # unless a route opts in (the leaderboard's ETag polling does).
+                    extra[b"cache-control"] = b"no-store"
                 headers.extend((k, v) for k, v in extra.items() if k not in names)
                 message["headers"] = headers
             await send(message)
@@ -76,27 +112,13 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
+            # Never leak a stack trace: log it with the request id, answer with the id.
             logger.exception("unhandled error", extra={"path": path})
             if status_holder["started"]:
                 raise
-            body = error_payload(
-                "internal_error",
-                "Something went wrong on our side. Quote the request id if you report it.",
-            )
-            import json
-
-            payload = json.dumps(body).encode()
-            await send_with_headers(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+            body = _internal_error_body(scope)
+            await send_with_headers(_internal_error_start(scope, len(body)))
+            await send({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

@@ -25,7 +25,8 @@ class WindowState:
 
     @property
     def exceeded(self) -> bool:
-        return self.count >= self.limit
+        """True once this attempt is beyond the limit (the 11th of 10 allowed)."""
+        return self.count > self.limit
 
 
 def _window(window_seconds: int, now: float | None = None) -> tuple[int, int]:
@@ -53,8 +54,14 @@ class FailureCounter:
         return WindowState(int(raw or 0), self.limit, resets_in)
 
     async def record(self, subject: str) -> WindowState:
+        """Count one attempt atomically and return the count including it."""
         window_start, resets_in = _window(self.window_seconds)
         count = await self.redis.eval(
             _HIT_SCRIPT, 1, self._key(subject, window_start), self.window_seconds + 5
         )
         return WindowState(int(count), self.limit, resets_in)
+
+    async def forgive(self, subject: str) -> None:
+        """Take back one counted attempt (it turned out not to be a failure)."""
+        window_start, _ = _window(self.window_seconds)
+        await self.redis.decr(self._key(subject, window_start))

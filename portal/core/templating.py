@@ -39,8 +39,13 @@ def is_htmx(request: Request) -> bool:
 
 
 def wants_fragment(request: Request) -> bool:
-    # A boosted request wants the whole page; other HTMX requests want just the block.
-    return is_htmx(request) and request.headers.get("hx-boosted") != "true"
+    # Boosted requests and history restores (the back button) want the whole page;
+    # other HTMX requests want just the block they swap.
+    return (
+        is_htmx(request)
+        and request.headers.get("hx-boosted") != "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def cookies_secure(request: Request) -> bool:

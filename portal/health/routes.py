@@ -1,4 +1,5 @@
 import asyncio
+import logging
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -7,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from portal.core import metrics
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 3
 
@@ -40,8 +42,10 @@ async def readyz(request: Request) -> JSONResponse:
         try:
             await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
             results[name] = "ok"
-        except Exception as exc:  # any failure means "not ready", with the reason
-            results[name] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+        except Exception as exc:  # any failure means "not ready"
+            # Details (hosts, users) go to the log, not to anonymous callers.
+            logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+            results[name] = "unavailable"
 
     await asyncio.gather(*(run(name, check) for name, check in checks.items()))
     failed = sorted(name for name, result in results.items() if result != "ok")

@@ -120,11 +120,12 @@ async def set_active_submit(
     active: Annotated[bool, Form()],
 ) -> Response:
     team = await service.get(session, team_id)
-    if team.id == admin.id and not active:
+    try:
+        await service.set_active(session, team, active, actor=admin)
+    except PortalError as exc:
         response = redirect(request, "/admin/teams")
-        flash(request, response, "You cannot deactivate your own account.", "error")
+        flash(request, response, exc.message, "error")
         return response
-    await service.set_active(session, team, active, actor=admin)
     response = redirect(request, "/admin/teams")
     verb = "activated" if active else "deactivated (its sessions ended)"
     flash(request, response, f"{team.name} {verb}.", "success")

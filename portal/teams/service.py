@@ -88,6 +88,8 @@ async def create(
 
 async def rotate_token(session: AsyncSession, team: Team, *, actor: Team | None) -> str:
     """New token; the old one stops working and every session of the team ends."""
+    # Lock the row: two concurrent rotations must both bump the epoch.
+    await session.refresh(team, with_for_update=True)
     token = new_api_token()
     team.token_hash = hash_token(token)
     team.token_prefix = visible_prefix(token)
@@ -109,8 +111,17 @@ async def rotate_token(session: AsyncSession, team: Team, *, actor: Team | None)
 async def set_active(
     session: AsyncSession, team: Team, active: bool, *, actor: Team | None
 ) -> None:
+    # Lock the row: concurrent changes must each see the other's epoch bump.
+    await session.refresh(team, with_for_update=True)
     if team.is_active == active:
         return
+    if not active and actor is not None and actor.id == team.id:
+        raise Conflict("You cannot deactivate your own account.", code="self_deactivation")
+    if not active and team.is_admin and await count_active_admins(session) <= 1:
+        raise Conflict(
+            "This is the last active admin; activate or create another admin first.",
+            code="last_admin",
+        )
     team.is_active = active
     if not active:
         team.session_epoch += 1  # ends every open session at once
@@ -143,10 +154,12 @@ async def list_teams(session: AsyncSession, query: str | None, page: PageParams)
     return Page(items=list(teams), page=page.page, size=page.size, total=total or 0)
 
 
-async def count_admins(session: AsyncSession) -> int:
+async def count_active_admins(session: AsyncSession) -> int:
     return (
         await session.scalar(
-            sa.select(sa.func.count()).select_from(Team).where(Team.role == Role.admin)
+            sa.select(sa.func.count())
+            .select_from(Team)
+            .where(Team.role == Role.admin, Team.is_active)
         )
         or 0
     )

@@ -62,11 +62,13 @@ def test_leaderboard_view_has_unique_index_for_concurrent_refresh(services):
         conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY leaderboard")
 
 
-def test_audit_log_refuses_update_and_delete(services):
+def test_audit_log_refuses_update_delete_and_truncate(services):
     with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
         conn.execute("INSERT INTO audit_log (action, details) VALUES ('test.event', '{}')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute("UPDATE audit_log SET action = 'rewritten'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute("DELETE FROM audit_log")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("TRUNCATE audit_log")
         assert conn.execute("SELECT action FROM audit_log").fetchall() == [("test.event",)]
