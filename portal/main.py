@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from portal.audit import routes as audit_routes
 from portal.auth import pages as auth_pages
 from portal.auth import routes as auth_routes
+from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
 from portal.core.errors import install_error_handlers
@@ -21,7 +22,10 @@ from portal.core.redis import create_redis
 from portal.core.security import SessionSigner
 from portal.core.storage import create_storage
 from portal.core.templating import templates
+from portal.core.time import utcnow
 from portal.health import routes as health_routes
+from portal.submissions import pages as submission_pages
+from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
 from portal.teams import routes as team_routes
 
@@ -58,8 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.signer = SessionSigner(settings.secret_key, settings.session_max_age_seconds)
     app.state.storage = create_storage(settings)
+    # Tests move the clock (quota reset at midnight) by replacing this.
+    app.state.clock = utcnow
 
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
 
@@ -73,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_pages.router,
         team_routes.router,
         team_pages.router,
+        submission_routes.router,
+        submission_pages.router,
         audit_routes.router,
         audit_routes.pages,
     ):

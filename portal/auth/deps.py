@@ -8,6 +8,7 @@ authenticated API calls carry no ambient credential and need none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,7 +18,21 @@ from portal.core.errors import Forbidden, LoginRequired, Unauthorized
 from portal.core.logging import team_id_var
 from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner, tokens_match
 from portal.teams import service as teams
-from portal.teams.models import Team
+from portal.teams.models import Role, Team
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at a page: what the layout needs, detached from the database."""
+
+    id: int
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -95,7 +110,9 @@ async def optional_team(request: Request, session: SessionDep) -> Team | None:
         request.state.auth_method = "session"
         if request.method not in SAFE_METHODS:
             await verify_csrf(request)
-    request.state.team = team
+    # A plain snapshot for templates: error pages render after the session rolled back,
+    # when the ORM object can no longer load its attributes.
+    request.state.viewer = Viewer(id=team.id, name=team.name, role=team.role)
     team_id_var.set(team.id)
     return team
 

@@ -44,7 +44,7 @@ def login_redirect(request: Request) -> Response:
         target += "?" + request.url.query
     url = f"/login?next={quote(target, safe='')}"
     response = redirect(request, url)
-    if getattr(request.state, "team", None) is not None:
+    if getattr(request.state, "viewer", None) is not None:
         flash(request, response, "That page needs an admin account.", "error")
     return response
 

@@ -120,8 +120,19 @@ def error_response(
         return JSONResponse(
             error_payload(code, message, details), status_code=status_code, headers=headers
         )
-    from portal.core.templating import render_error_page
+    from portal.core.templating import is_htmx, render_error_page
 
+    if is_htmx(request):
+        # An HTMX request that failed before its handler could answer (CSRF, 413, ...):
+        # show the reason in the page's error banner instead of swapping in a whole page.
+        from fastapi.responses import HTMLResponse
+        from markupsafe import escape
+
+        return HTMLResponse(
+            f'<p role="alert">{escape(message)}</p>',
+            status_code=status_code,
+            headers={**(headers or {}), "HX-Retarget": "#global-error", "HX-Reswap": "innerHTML"},
+        )
     return render_error_page(request, status_code, message, headers=headers)
 
 

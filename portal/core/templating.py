@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -30,7 +31,31 @@ def _format_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
+def _local_time(value: datetime | None, timezone: str) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _file_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB".replace(".0 ", " ")
+    return f"{size / (1024 * 1024):.1f} MiB".replace(".0 ", " ")
+
+
+def humanize_duration(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"in {hours} h {minutes} min"
+    return f"in {minutes} min" if minutes else "in under a minute"
+
+
 templates.env.filters["datetime"] = _format_time
+templates.env.filters["localtime"] = _local_time
+templates.env.filters["filesize"] = _file_size
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)
 
 
@@ -115,7 +140,7 @@ def render(
     flashes = _pop_flash(request)
     full_context = {
         "request": request,
-        "current_team": getattr(request.state, "team", None),
+        "current_team": getattr(request.state, "viewer", None),
         "csrf_token": session.csrf,
         "flashes": flashes,
         "settings": request.app.state.settings,

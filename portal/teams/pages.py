@@ -18,11 +18,6 @@ router = APIRouter(include_in_schema=False)
 TEAMS_PER_PAGE = 25
 
 
-@router.get("/dashboard")
-async def dashboard(request: Request, team: PageTeam) -> Response:
-    return render(request, "dashboard.html", {"team": team})
-
-
 @router.post("/dashboard/rotate-token")
 async def rotate_own_token(request: Request, team: PageTeam, session: SessionDep) -> Response:
     token = await service.rotate_token(session, team, actor=team)
@@ -146,3 +141,25 @@ async def rotate_token_submit(
     return await _teams_page(
         request, session, "", 1, issued={"team": team, "token": token, "action": "rotated"}
     )
+
+
+@router.post("/admin/teams/{team_id}/quota")
+async def quota_override_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    team_id: Annotated[int, Path(ge=1)],
+    daily_limit: Annotated[str, Form(max_length=6)] = "",
+) -> Response:
+    """Per-team daily upload limit; an empty field returns to PORTAL_DAILY_SUBMISSIONS."""
+    team = await service.get(session, team_id)
+    response = redirect(request, "/admin/teams")
+    value = daily_limit.strip()
+    if value and not value.isdigit():
+        flash(request, response, f"'{value}' is not a number of uploads (0 or more).", "error")
+        return response
+    limit = int(value) if value else None
+    await service.set_daily_submission_limit(session, team, limit, actor=admin)
+    shown = limit if limit is not None else "the default"
+    flash(request, response, f"{team.name}: daily upload limit set to {shown}.", "success")
+    return response

@@ -1,0 +1,155 @@
+"""The participant's dashboard: upload, quota, "my submissions", final picks, detail."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from portal.auth.deps import PageTeam
+from portal.auth.pages import redirect
+from portal.core.db import SessionDep
+from portal.core.errors import PortalError
+from portal.core.pagination import PageParams
+from portal.core.templating import flash, humanize_duration, is_htmx, render
+from portal.submissions import service
+from portal.submissions.deps import OwnSubmissionPage
+from portal.submissions.routes import accept_upload
+
+router = APIRouter(include_in_schema=False)
+SUBMISSIONS_PER_PAGE = 20
+SOURCE_PREVIEW_BYTES = 256 * 1024
+
+
+async def _dashboard(
+    request: Request,
+    team,
+    session,
+    page: int = 1,
+    *,
+    message: tuple[str, str] | None = None,
+    status_code: int = 200,
+    block: str | None = "submissions_panel",
+) -> Response:
+    settings = request.app.state.settings
+    now = request.app.state.clock()
+    quota = await service.quota_for(session, team, settings, now)
+    submissions = await service.list_for_team(
+        session, team, PageParams(page=page, size=SUBMISSIONS_PER_PAGE)
+    )
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "team": team,
+            "submissions": submissions,
+            "quota": quota,
+            "resets_in": humanize_duration((quota.resets_at - now).total_seconds()),
+            "picks_used": await service.count_picks(session, team),
+            "picks_limit": settings.final_picks,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "message": message,
+        },
+        status_code=status_code,
+        block=block,
+    )
+
+
+@router.get("/dashboard")
+async def dashboard(
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    return await _dashboard(request, team, session, page)
+
+
+@router.post("/submissions")
+async def upload_form(
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    file: Annotated[UploadFile | None, File()] = None,
+    note: Annotated[str, Form(max_length=service.MAX_NOTE_CHARS)] = "",
+) -> Response:
+    upload = file if file is not None and file.filename else None
+    try:
+        submission, quota = await accept_upload(request, session, team, upload, note)
+    except (PortalError, HTTPException) as exc:
+        message = exc.message if isinstance(exc, PortalError) else str(exc.detail)
+        if is_htmx(request):
+            # The refusal commits nothing; re-render the panel with the reason.
+            return await _dashboard(
+                request, team, session, message=("error", message), status_code=exc.status_code
+            )
+        response = redirect(request, "/dashboard")
+        flash(request, response, message, "error")
+        return response
+    text = (
+        f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
+    )
+    if is_htmx(request):
+        await session.flush()
+        return await _dashboard(request, team, session, message=("success", text), status_code=201)
+    response = redirect(request, "/dashboard")
+    flash(request, response, text, "success")
+    return response
+
+
+@router.post("/submissions/{submission_id}/final")
+async def toggle_final_form(
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    submission: OwnSubmissionPage,
+    final: Annotated[bool, Form()],
+    back: Annotated[str, Form(max_length=20)] = "list",
+) -> Response:
+    limit = request.app.state.settings.final_picks
+    error = None
+    try:
+        await service.set_final(session, team, submission, final, limit=limit)
+    except PortalError as exc:
+        error = exc
+    if not is_htmx(request):
+        response = redirect(
+            request, f"/submissions/{submission.id}" if back == "detail" else "/dashboard"
+        )
+        if error:
+            flash(request, response, error.message, "error")
+        return response
+    view = await service.view_of(session, submission)
+    return render(
+        request,
+        "partials/final_toggle_response.html",
+        {
+            "view": view,
+            "picks_used": await service.count_picks(session, team),
+            "picks_limit": limit,
+            "error": error.message if error else None,
+            "back": back,
+        },
+        status_code=error.status_code if error else 200,
+    )
+
+
+@router.get("/submissions/{submission_id}")
+async def submission_page(
+    request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
+) -> Response:
+    chunks = await service.open_file(request.app.state.storage, submission)
+    source = b"".join(chunks)
+    return render(
+        request,
+        "submission_detail.html",
+        {
+            "team": team,
+            "view": await service.view_of(session, submission),
+            "source": source[:SOURCE_PREVIEW_BYTES].decode("utf-8", errors="replace"),
+            "truncated": len(source) > SOURCE_PREVIEW_BYTES,
+            "results": await service.results_by_batch(session, submission),
+            "picks_used": await service.count_picks(session, team),
+            "picks_limit": request.app.state.settings.final_picks,
+        },
+    )

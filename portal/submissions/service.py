@@ -1,0 +1,409 @@
+"""Submission rules: validation, content-addressed storage, the daily quota, final picks.
+
+Takes a session, never commits: the request's transaction makes the quota increment,
+the submission row and the audit row land together or not at all.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from portal.audit import service as audit
+from portal.core.bodylimit import too_large
+from portal.core.config import Settings
+from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
+from portal.core.pagination import Page, PageParams
+from portal.core.storage import Storage, StorageUnavailable, content_key
+from portal.core.time import competition_day, next_midnight
+from portal.evaluation.models import BatchSubmission, EvaluationBatch
+from portal.submissions.models import Submission, SubmissionQuota
+from portal.teams.models import Team
+
+NOT_EVALUATED = "not evaluated"
+MAX_NOTE_CHARS = 500
+MAX_FILENAME_CHARS = 255
+
+
+class InvalidSubmission(PortalError):
+    status_code = 422
+
+
+@dataclass(frozen=True)
+class Quota:
+    used: int
+    limit: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def as_dict(self) -> dict:
+        return {
+            "used": self.used,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "resets_at": self.resets_at,
+        }
+
+
+@dataclass(frozen=True)
+class SubmissionView:
+    """A submission with its latest evaluation outcome."""
+
+    submission: Submission
+    status: str
+    score: float | None
+
+
+def daily_limit(team: Team, settings: Settings) -> int:
+    if team.daily_submission_limit is not None:
+        return team.daily_submission_limit
+    return settings.daily_submissions
+
+
+async def quota_for(session: AsyncSession, team: Team, settings: Settings, now: datetime) -> Quota:
+    day = competition_day(now, settings.timezone)
+    used = await session.scalar(
+        sa.select(SubmissionQuota.used).where(
+            SubmissionQuota.team_id == team.id, SubmissionQuota.day == day
+        )
+    )
+    return Quota(used or 0, daily_limit(team, settings), next_midnight(now, settings.timezone))
+
+
+def display_filename(filename: str | None) -> str:
+    """The last path component, printable, bounded: shown to people, never used as a path."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[-MAX_FILENAME_CHARS:]
+
+
+def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
+    """Each rule with its own message, in the order a person would fix them."""
+    if not filename.lower().endswith(".py"):
+        raise InvalidSubmission(
+            f"'{filename or '(no name)'}' is not a Python file: the name must end in .py.",
+            code="not_python_file",
+        )
+    if not content:
+        raise InvalidSubmission(
+            "The file is empty. Upload a .py file with your solution.", code="empty_file"
+        )
+    if len(content) > max_bytes:
+        raise too_large(max_bytes)
+    nul_at = content.find(b"\x00")
+    if nul_at >= 0:
+        raise InvalidSubmission(
+            f"The file contains a NUL byte (at byte {nul_at}); a Python source file cannot.",
+            code="nul_byte",
+        )
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise InvalidSubmission(
+            f"The file is not valid UTF-8 (line {line}, byte {exc.start}). Save it as UTF-8.",
+            code="not_utf8",
+            details={"line": line, "byte": exc.start},
+        ) from exc
+    try:
+        ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise InvalidSubmission(
+            f"Python syntax error on line {exc.lineno}: {exc.msg}.",
+            code="syntax_error",
+            details={"line": exc.lineno, "column": exc.offset, "message": exc.msg},
+        ) from exc
+
+
+async def _increment_quota(
+    session: AsyncSession, team: Team, settings: Settings, now: datetime
+) -> Quota:
+    """Take one upload from today's quota, atomically, or refuse with 429.
+
+    The upsert only increments while `used < limit`, and its row lock is held until the
+    request's transaction ends, so parallel uploads can never overshoot the limit.
+    """
+    limit = daily_limit(team, settings)
+    day = competition_day(now, settings.timezone)
+    resets_at = next_midnight(now, settings.timezone)
+    used = None
+    if limit > 0:
+        statement = (
+            insert(SubmissionQuota)
+            .values(team_id=team.id, day=day, used=1)
+            .on_conflict_do_update(
+                index_elements=[SubmissionQuota.team_id, SubmissionQuota.day],
+                set_={"used": SubmissionQuota.used + 1},
+                where=SubmissionQuota.used < limit,
+            )
+            .returning(SubmissionQuota.used)
+        )
+        used = await session.scalar(statement)
+    if used is None:
+        retry_after = max(1, int((resets_at - now).total_seconds()))
+        raise TooManyRequests(
+            f"Daily limit reached: {limit} of {limit} uploads used today. "
+            f"The quota resets at {resets_at.isoformat()} (midnight {settings.timezone}).",
+            code="quota_exceeded",
+            headers={"Retry-After": str(retry_after)},
+            details={
+                "used": limit,
+                "limit": limit,
+                "remaining": 0,
+                "resets_at": resets_at.isoformat(),
+            },
+        )
+    return Quota(used, limit, resets_at)
+
+
+async def find_duplicate(session: AsyncSession, team: Team, sha256: str) -> Submission | None:
+    return await session.scalar(
+        sa.select(Submission).where(Submission.team_id == team.id, Submission.sha256 == sha256)
+    )
+
+
+def duplicate_error(earlier: Submission) -> Conflict:
+    return Conflict(
+        f"This file is identical to your submission #{earlier.id} "
+        f"('{earlier.filename}', uploaded {earlier.created_at:%Y-%m-%d %H:%M UTC}). "
+        "It was not counted against your quota.",
+        code="duplicate_submission",
+        details={"submission_id": earlier.id},
+    )
+
+
+async def upload(
+    session: AsyncSession,
+    *,
+    team: Team,
+    filename: str | None,
+    content: bytes,
+    note: str,
+    settings: Settings,
+    storage: Storage,
+    now: datetime,
+) -> tuple[Submission, Quota]:
+    name = display_filename(filename)
+    validate_source(name, content, settings.max_upload_bytes)
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidSubmission(
+            f"The note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}.",
+            code="note_too_long",
+        )
+    sha256 = hashlib.sha256(content).hexdigest()
+    if earlier := await find_duplicate(session, team, sha256):
+        raise duplicate_error(earlier)
+
+    quota = await _increment_quota(session, team, settings, now)
+    key = content_key(sha256)
+    submission = Submission(
+        team_id=team.id,
+        sha256=sha256,
+        size_bytes=len(content),
+        filename=name,
+        note=note.strip(),
+        storage_key=key,
+        created_at=now,
+    )
+    session.add(submission)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        # The same file raced in through another request; that one won.
+        earlier = await find_duplicate(session, team, sha256)
+        raise duplicate_error(earlier) if earlier else Conflict("Duplicate upload.") from exc
+    try:
+        # Content-addressed: writing an object that exists already is harmless.
+        await run_in_threadpool(
+            storage.put, key, io.BytesIO(content), len(content), "text/x-python"
+        )
+    except StorageUnavailable as exc:
+        # Raising rolls back the quota increment and the row with the transaction.
+        raise ServiceUnavailable(
+            "File storage is unavailable right now, so nothing was saved and no quota was "
+            "used. Try again in a minute.",
+            code="storage_unavailable",
+        ) from exc
+    await audit.record(
+        session,
+        "submission.upload",
+        actor=team,
+        target_type="submission",
+        target_id=submission.id,
+        details={
+            "sha256": sha256,
+            "size_bytes": len(content),
+            "filename": name,
+            "quota_used": quota.used,
+            "quota_limit": quota.limit,
+        },
+    )
+    return submission, quota
+
+
+async def record_refusal(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    team: Team,
+    error: PortalError | Exception,
+    filename: str | None,
+) -> None:
+    """A refused upload leaves an audit row even though its transaction rolls back."""
+    code = getattr(error, "code", None) or f"http_{getattr(error, 'status_code', 'error')}"
+    message = getattr(error, "message", None) or getattr(error, "detail", str(error))
+    await audit.record_now(
+        sessionmaker,
+        "submission.upload_refused",
+        actor=team,
+        target_type="team",
+        target_id=team.id,
+        details={
+            "reason": code,
+            "message": str(message)[:300],
+            "filename": display_filename(filename),
+        },
+    )
+
+
+def _latest_result_columns():
+    """Status and score of each submission's most recent evaluation, if any."""
+    return (
+        sa.select(BatchSubmission.status, BatchSubmission.mean_score)
+        .where(BatchSubmission.submission_id == Submission.id)
+        .order_by(BatchSubmission.id.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+
+
+async def list_for_team(
+    session: AsyncSession, team: Team, page: PageParams
+) -> Page[SubmissionView]:
+    total = await session.scalar(
+        sa.select(sa.func.count()).select_from(Submission).where(Submission.team_id == team.id)
+    )
+    latest = _latest_result_columns()
+    rows = await session.execute(
+        sa.select(Submission, latest.c.status, latest.c.mean_score)
+        .outerjoin(latest, sa.true())
+        .where(Submission.team_id == team.id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .offset(page.offset)
+        .limit(page.size)
+    )
+    items = [SubmissionView(sub, status or NOT_EVALUATED, score) for sub, status, score in rows]
+    return Page(items=items, page=page.page, size=page.size, total=total or 0)
+
+
+async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Submission:
+    """The team's own submission; any other id (another team's included) is 404."""
+    submission = await session.get(Submission, submission_id)
+    if submission is None or submission.team_id != team.id:
+        raise NotFound(f"You have no submission #{submission_id}.")
+    return submission
+
+
+async def view_of(session: AsyncSession, submission: Submission) -> SubmissionView:
+    latest = await session.execute(
+        sa.select(BatchSubmission.status, BatchSubmission.mean_score)
+        .where(BatchSubmission.submission_id == submission.id)
+        .order_by(BatchSubmission.id.desc())
+        .limit(1)
+    )
+    row = latest.first()
+    return SubmissionView(submission, row[0] if row else NOT_EVALUATED, row[1] if row else None)
+
+
+async def results_by_batch(session: AsyncSession, submission: Submission) -> list[dict]:
+    rows = await session.execute(
+        sa.select(BatchSubmission, EvaluationBatch.name)
+        .join(EvaluationBatch, EvaluationBatch.id == BatchSubmission.batch_id)
+        .where(BatchSubmission.submission_id == submission.id)
+        .order_by(BatchSubmission.batch_id.desc())
+    )
+    return [
+        {
+            "batch_id": run.batch_id,
+            "batch_name": name,
+            "status": run.status,
+            "mean_score": run.mean_score,
+            "reason": run.reason,
+            "finished_at": run.finished_at,
+        }
+        for run, name in rows
+    ]
+
+
+async def count_picks(session: AsyncSession, team: Team) -> int:
+    return (
+        await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Submission)
+            .where(Submission.team_id == team.id, Submission.is_final)
+        )
+        or 0
+    )
+
+
+async def set_final(
+    session: AsyncSession,
+    team: Team,
+    submission: Submission,
+    final: bool,
+    *,
+    limit: int,
+) -> int:
+    """Pick or unpick; idempotent; returns the picks used afterwards.
+
+    Locking the team's row serialises concurrent toggles of one team, so the count
+    checked here is the count that commits: the limit holds under any race.
+    """
+    await session.execute(sa.select(Team.id).where(Team.id == team.id).with_for_update())
+    await session.refresh(submission)
+    if submission.is_final == final:
+        return await count_picks(session, team)
+    used = await count_picks(session, team)
+    if final and used >= limit:
+        raise Conflict(
+            f"You can pick at most {limit} final submissions and have picked {used}. "
+            "Unpick one first.",
+            code="final_pick_limit",
+            details={"picks_used": used, "picks_limit": limit},
+        )
+    submission.is_final = final
+    session.add(submission)
+    await session.flush()
+    await audit.record(
+        session,
+        "submission.pick" if final else "submission.unpick",
+        actor=team,
+        target_type="submission",
+        target_id=submission.id,
+        details={"picks_used": used + (1 if final else -1), "picks_limit": limit},
+    )
+    return used + (1 if final else -1)
+
+
+async def open_file(storage: Storage, submission: Submission):
+    try:
+        return await run_in_threadpool(storage.get, submission.storage_key)
+    except StorageUnavailable as exc:
+        raise ServiceUnavailable(
+            "File storage is unavailable right now; try again.", code="storage_unavailable"
+        ) from exc
+    except KeyError as exc:
+        raise NotFound(
+            f"The file of submission #{submission.id} is missing from storage.", code="file_missing"
+        ) from exc

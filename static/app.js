@@ -1,0 +1,73 @@
+// Small behaviours HTMX cannot express: upload progress, drag-and-drop, a size check
+// before sending, and a banner for requests that failed outright. No inline scripts.
+"use strict";
+
+function uploadForm(element) {
+  return element && element.closest ? element.closest("form[data-progress]") : null;
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const banner = document.getElementById("global-error");
+  if (banner) banner.textContent = "";
+  const form = uploadForm(event.target);
+  if (!form) return;
+  const error = form.querySelector("[data-upload-error]");
+  const input = form.querySelector("input[type=file]");
+  const limit = Number(form.dataset.maxBytes || 0);
+  const file = input && input.files && input.files[0];
+  if (file && limit && file.size > limit) {
+    // The server refuses it too (413); saying so now saves a long upload.
+    event.preventDefault();
+    error.textContent = `${file.name} is ${file.size} bytes; the limit is ${limit} bytes.`;
+    error.hidden = false;
+    return;
+  }
+  if (error) error.hidden = true;
+  const bar = document.getElementById(form.dataset.progress);
+  if (bar) { bar.hidden = false; bar.value = 0; }
+});
+
+document.addEventListener("htmx:xhr:progress", (event) => {
+  const form = uploadForm(event.target);
+  const bar = form && document.getElementById(form.dataset.progress);
+  if (bar && event.detail.lengthComputable && event.detail.total > 0) {
+    bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
+  }
+});
+
+function showFailure(message) {
+  const banner = document.getElementById("global-error");
+  if (banner && !banner.textContent) banner.textContent = message;
+}
+
+document.addEventListener("htmx:sendError", () => {
+  showFailure("The portal could not be reached. Check your connection and try again.");
+});
+document.addEventListener("htmx:responseError", (event) => {
+  if (event.detail.xhr && event.detail.xhr.status >= 500) {
+    showFailure("The portal could not complete that request. Try again in a moment.");
+  }
+});
+
+document.addEventListener("dragover", (event) => {
+  const zone = event.target.closest && event.target.closest("[data-dropzone]");
+  if (!zone) return;
+  event.preventDefault();
+  zone.classList.add("dragging");
+});
+document.addEventListener("dragleave", (event) => {
+  const zone = event.target.closest && event.target.closest("[data-dropzone]");
+  if (zone) zone.classList.remove("dragging");
+});
+document.addEventListener("drop", (event) => {
+  const zone = event.target.closest && event.target.closest("[data-dropzone]");
+  if (!zone) return;
+  event.preventDefault();
+  zone.classList.remove("dragging");
+  const input = zone.querySelector("input[type=file]");
+  if (input && event.dataTransfer.files.length) {
+    input.files = event.dataTransfer.files;
+    const hint = zone.querySelector("[data-drop-hint]");
+    if (hint) hint.textContent = `Ready: ${event.dataTransfer.files[0].name}`;
+  }
+});
