@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from portal.audit import routes as audit_routes
 from portal.auth import pages as auth_pages
@@ -20,7 +22,7 @@ from portal.core.middleware import RequestContextMiddleware
 from portal.core.migrations import PROJECT_ROOT
 from portal.core.redis import create_redis
 from portal.core.security import SessionSigner
-from portal.core.storage import create_storage
+from portal.core.storage import StorageUnavailable, create_storage
 from portal.core.templating import templates
 from portal.core.time import utcnow
 from portal.health import routes as health_routes
@@ -28,6 +30,8 @@ from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
 from portal.teams import routes as team_routes
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = create_redis(settings.redis_url)
+        try:
+            await run_in_threadpool(app.state.storage.ensure_ready)
+        except StorageUnavailable as exc:
+            # Keep serving: /readyz reports storage, uploads answer 503 until it is back.
+            logger.warning("object storage not ready at start: %s", exc)
         try:
             yield
         finally:

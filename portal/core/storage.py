@@ -37,6 +37,7 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def ping(self) -> None: ...
+    def ensure_ready(self) -> None: ...
 
 
 class LocalStorage:
@@ -48,6 +49,9 @@ class LocalStorage:
         if not path.is_relative_to(self.root.resolve()):
             raise ValueError(f"storage key escapes the storage root: {key!r}")
         return path
+
+    def ensure_ready(self) -> None:
+        self.ping()
 
     def ping(self) -> None:
         try:
@@ -108,6 +112,10 @@ class MinioStorage:
         self.bucket = bucket
         self._bucket_ready = False
 
+    def ensure_ready(self) -> None:
+        """Create the bucket if it is missing (called at start and before first use)."""
+        self._call(lambda: None)
+
     def _call(self, operation, *args, **kwargs):
         from minio.error import S3Error
 
@@ -120,7 +128,8 @@ class MinioStorage:
         except S3Error as exc:
             if exc.code in {"NoSuchKey", "NoSuchObject"}:
                 raise ObjectNotFound(args[1] if len(args) > 1 else "") from exc
-            raise StorageUnavailable(f"object storage refused {operation.__name__}: {exc}") from exc
+            name = getattr(operation, "__name__", "operation")
+            raise StorageUnavailable(f"object storage refused {name}: {exc}") from exc
         except Exception as exc:
             raise StorageUnavailable(f"object storage unreachable: {exc}") from exc
 
