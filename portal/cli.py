@@ -109,9 +109,13 @@ def dev(
     from portal.core import migrations
     from portal.main import create_app
     from portal.seed import seed_demo_data
-    from worker.broker import configure_broker
+    from worker.tasks import setup
 
-    settings = load_settings(data_dir, base_url=f"http://{host}:{port}")
+    # The laptop default: evaluate in Docker when an engine answers, otherwise in plain
+    # processes, which the worker announces loudly as not sandboxed.
+    settings = load_settings(
+        data_dir, base_url=f"http://{host}:{port}", eval_allow_process_runner=True
+    )
     configure_logging(settings.log_level, json_output=False)
     _install_sigterm_as_exit()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,13 +125,16 @@ def dev(
             update={"database_url": urls.database_url, "redis_url": urls.redis_url}
         )
         migrations.upgrade(urls.database_url)
-        issued = run_in_transaction(settings, seed_demo_data)
+        issued = run_in_transaction(settings, lambda session: seed_demo_data(session, settings))
         _print_seeded(settings, issued)
 
-        broker = configure_broker(urls.redis_url)
+        broker, context = setup(settings)
+        note = "" if context.runner.is_sandbox else " (NOT a sandbox: no Docker engine)"
+        typer.secho(f"Evaluations run with the {context.runner.name} runner{note}", bold=True)
         worker = dramatiq.Worker(
             broker, worker_threads=settings.worker_threads, worker_timeout=1000
         )
+        worker.queue_prefetch = 1  # one message per thread: a long run hoards nothing
         worker.start()
         try:
             application = create_app(settings)
@@ -193,10 +200,24 @@ def worker(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the Dramatiq worker that executes evaluation runs."""
+    from worker.context import choose_runner
+
     settings = load_settings(data_dir)
     with backing_services(settings) as urls:
+        settings = settings.model_copy(
+            update={"database_url": urls.database_url, "redis_url": urls.redis_url}
+        )
+        try:
+            runner = choose_runner(settings)
+        except Exception as exc:  # say why the worker cannot evaluate, then stop
+            fail(str(exc))
+        typer.echo(f"Evaluations run with the {runner.name} runner.", err=True)
         env = dict(
-            os.environ, PORTAL_DATABASE_URL=urls.database_url, PORTAL_REDIS_URL=urls.redis_url
+            os.environ,
+            PORTAL_DATABASE_URL=urls.database_url,
+            PORTAL_REDIS_URL=urls.redis_url,
+            # One message at a time per thread: a long run never hoards others' work.
+            dramatiq_queue_prefetch="1",
         )
         command = [
             sys.executable,
@@ -218,6 +239,27 @@ def worker(
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         raise typer.Exit(process.wait())
+
+
+eval_image_app = typer.Typer(help="The evaluation sandbox image.", no_args_is_help=True)
+app.add_typer(eval_image_app, name="eval-image")
+
+
+@eval_image_app.command("build")
+def eval_image_build(
+    offline: Annotated[bool, typer.Option(help="No registry: debootstrap a Debian base")] = False,
+    tag: Annotated[str | None, typer.Option(help="Image tag (default PORTAL_EVAL_IMAGE)")] = None,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror (default: apt's)")] = None,
+) -> None:
+    """Build the image evaluation containers run (worker/sandbox/Dockerfile)."""
+    from worker.sandbox.image import build_image
+
+    tag = tag or get_settings().eval_image
+    try:
+        build_image(tag, offline=offline, mirror=mirror)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        fail(f"image build failed: {exc}")
+    typer.echo(f"Built {tag}.")
 
 
 @app.command()

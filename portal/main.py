@@ -25,6 +25,9 @@ from portal.core.security import SessionSigner
 from portal.core.storage import StorageUnavailable, create_storage
 from portal.core.templating import templates
 from portal.core.time import utcnow
+from portal.evaluation import pages as evaluation_pages
+from portal.evaluation import routes as evaluation_routes
+from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
@@ -49,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = create_redis(settings.redis_url)
+        app.state.broker = create_broker(settings.redis_url)
         try:
             await run_in_threadpool(app.state.storage.ensure_ready)
         except StorageUnavailable as exc:
@@ -58,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.redis.aclose()
+            app.state.broker.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -91,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         team_pages.router,
         submission_routes.router,
         submission_pages.router,
+        evaluation_routes.router,
+        evaluation_pages.router,
         audit_routes.router,
         audit_routes.pages,
     ):

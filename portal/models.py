@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic sees the whole metadata."""
 
 from portal.audit.models import AuditLog
-from portal.evaluation.models import BatchSubmission, EvaluationBatch
+from portal.evaluation.models import BatchSubmission, EvaluationBatch, EvaluationRun
 from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
 from portal.submissions.models import Submission, SubmissionQuota
 from portal.teams.models import Team
@@ -10,6 +10,7 @@ __all__ = [
     "AuditLog",
     "BatchSubmission",
     "EvaluationBatch",
+    "EvaluationRun",
     "LlmUsageLog",
     "LlmUsageRateLimit",
     "Submission",

@@ -28,6 +28,7 @@ from tests.factories import TeamFactory
 TABLES = (
     "llm_usage_log",
     "llm_usage_rate_limit",
+    "evaluation_run",
     "batch_submission",
     "evaluation_batch",
     "submission_quota",

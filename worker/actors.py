@@ -1,10 +1,13 @@
-"""Entry module for `dramatiq worker.actors` (what `portal worker` runs).
+"""Entry module for `dramatiq worker.actors` (what `portal worker` runs): settings come
+from the environment, then the actors are declared on the configured Redis."""
 
-The broker is configured from the same settings as the web app before any actor is
-declared, so actors bind to the right Redis.
-"""
+import logging
 
 from portal.core.config import get_settings
-from worker.broker import configure_broker
+from portal.core.logging import configure_logging
+from worker.tasks import setup
 
-broker = configure_broker(get_settings().redis_url or "redis://127.0.0.1:6379/0")
+_settings = get_settings()
+configure_logging(_settings.log_level, _settings.log_json)
+logging.getLogger("dramatiq").setLevel(logging.INFO)
+broker, context = setup(_settings)

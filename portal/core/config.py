@@ -49,6 +49,25 @@ class Settings(BaseSettings):
     worker_processes: int = Field(default=1, gt=0)
     worker_threads: int = Field(default=2, gt=0)
 
+    # Evaluation. "auto" uses Docker when an engine answers, else (dev only) processes.
+    eval_runner: Literal["auto", "docker", "process"] = "auto"
+    # The process runner is not a sandbox: serve/worker refuse it unless this is set.
+    eval_allow_process_runner: bool = False
+    eval_kit: str = "worker.kits.tsp"
+    eval_image: str = "portal-eval:latest"
+    eval_network: str | None = None
+    eval_llm_url: str | None = None
+    eval_timeout_seconds: float = Field(default=20, gt=0)
+    eval_memory_mib: int = Field(default=512, ge=16)
+    eval_cpus: float = Field(default=1.0, gt=0)
+    eval_pids_limit: int = Field(default=64, ge=8)
+    eval_tmpfs_mib: int = Field(default=64, ge=1)
+    eval_log_cap_bytes: int = Field(default=64 * 1024, ge=1024)
+    eval_answer_cap_bytes: int = Field(default=1024 * 1024, ge=1024)
+    eval_max_attempts: int = Field(default=3, ge=1)
+    eval_heartbeat_seconds: float = Field(default=2, gt=0)
+    eval_stale_after_seconds: float = Field(default=30, gt=0)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -45,6 +45,10 @@ class EvaluationBatch(SQLModel, table=True):
         default_factory=list, sa_column=sa.Column(postgresql.ARRAY(sa.BigInteger), nullable=False)
     )
     selection: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    # The kit that generated inputs and scored answers (PORTAL_EVAL_KIT at creation).
+    kit: str = Field(
+        default="", sa_column=sa.Column(sa.String(200), nullable=False, server_default="")
+    )
     status: str = Field(
         default=BatchStatus.draft, sa_column=sa.Column(sa.String(20), nullable=False)
     )
@@ -92,6 +96,53 @@ class BatchSubmission(SQLModel, table=True):
         default=None, sa_column=timestamptz(nullable=True, default_now=False)
     )
     created_at: datetime | None = Field(default=None, sa_column=timestamptz())
+    started_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+
+
+class EvaluationRun(SQLModel, table=True):
+    """One (submission, seed) inside a batch: the unit a worker claims and runs.
+
+    Unique per (batch_submission, seed), so re-running a failed run reuses its row and a
+    batch can never hold the same run twice.
+    """
+
+    __tablename__ = "evaluation_run"
+    __table_args__ = (
+        sa.UniqueConstraint("batch_submission_id", "seed"),
+        sa.CheckConstraint(_known("status", RunStatus), name="status_known"),
+        sa.Index("ix_evaluation_run_status_heartbeat_at", "status", "heartbeat_at"),
+        sa.Index("ix_evaluation_run_batch_id_status", "batch_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("evaluation_batch.id"), nullable=False)
+    )
+    batch_submission_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("batch_submission.id"), nullable=False)
+    )
+    seed: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    # Order in which runs are queued: round-robin across teams.
+    queue_position: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    status: str = Field(
+        default=RunStatus.queued, sa_column=sa.Column(sa.String(20), nullable=False)
+    )
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(80)))
+    heartbeat_at: datetime | None = Field(
+        default=None, sa_column=timestamptz(nullable=True, default_now=False)
+    )
+    score: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
+    exit_code: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    duration_ms: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    log: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     started_at: datetime | None = Field(
         default=None, sa_column=timestamptz(nullable=True, default_now=False)
     )

@@ -14,6 +14,7 @@ EXPECTED_TABLES = {
     "llm_usage_rate_limit",
     "evaluation_batch",
     "batch_submission",
+    "evaluation_run",
     "audit_log",
 }
 

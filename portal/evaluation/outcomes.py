@@ -1,0 +1,62 @@
+"""Turn what the sandbox saw into a status and a reason a participant can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from portal.evaluation.models import RunStatus
+from worker.kits.base import InvalidAnswer
+from worker.sandbox.base import SandboxLimits, SandboxResult
+
+LAST_LINES = 8
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str | None
+    score: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _last_lines(log: str, count: int = LAST_LINES) -> str:
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
+
+
+def judge(
+    kit: ModuleType, seed: int, input_bytes: bytes, result: SandboxResult, limits: SandboxLimits
+) -> Outcome:
+    if result.timed_out:
+        return Outcome(
+            RunStatus.timeout,
+            f"Timed out: still running after {limits.timeout_seconds:g} s, the limit.",
+        )
+    if result.memory_exceeded:
+        return Outcome(
+            RunStatus.memory_limit,
+            f"Memory limit exceeded: the program used more than {limits.memory_mib} MiB.",
+        )
+    if result.exit_code not in (0, None):
+        tail = _last_lines(result.log)
+        reason = f"Exited with code {result.exit_code}."
+        if result.exit_code == 153:
+            reason += " (a file grew past the size limit)"
+        return Outcome(RunStatus.failed, reason + (f" Last log lines:\n{tail}" if tail else ""))
+    if result.answer_too_large:
+        return Outcome(
+            RunStatus.invalid_answer,
+            f"Invalid answer: {kit.ANSWER_FILE} is larger than {limits.answer_cap_bytes} bytes.",
+        )
+    if result.answer is None:
+        return Outcome(
+            RunStatus.invalid_answer,
+            f"Invalid answer: the program finished but wrote no {kit.ANSWER_FILE}.",
+        )
+    try:
+        score = kit.score(seed, input_bytes, result.answer)
+    except InvalidAnswer as exc:
+        return Outcome(RunStatus.invalid_answer, f"Invalid answer: {exc}")
+    return Outcome(RunStatus.scored, None, score.value, dict(score.details))

@@ -1,0 +1,148 @@
+"""Admin batch pages: list and create, detail with a live progress bar and run table."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from portal.auth.deps import PageAdmin
+from portal.auth.pages import redirect
+from portal.core.db import SessionDep
+from portal.core.errors import PortalError
+from portal.core.pagination import PageParams
+from portal.core.templating import flash, render
+from portal.evaluation import service
+from portal.evaluation.models import BatchStatus
+from portal.evaluation.schemas import BatchCreate
+
+router = APIRouter(include_in_schema=False)
+BatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1, 2, 3' or '1-5' or a mix; a clear error for anything else."""
+    seeds: list[int] = []
+    for part in text.replace(",", " ").split():
+        start, dash, end = part.partition("-")
+        if dash and start.isdigit() and end.isdigit() and int(start) <= int(end):
+            seeds.extend(range(int(start), int(end) + 1))
+        elif part.isdigit():
+            seeds.append(int(part))
+        else:
+            raise ValueError(f"'{part}' is not a seed; write numbers like 1, 2, 3 or 1-5")
+    return seeds
+
+
+@router.get("/admin/batches")
+async def batches_page(
+    request: Request, admin: PageAdmin, session: SessionDep, page: Annotated[int, Query(ge=1)] = 1
+) -> Response:
+    return await _list(request, session, page)
+
+
+async def _list(
+    request, session, page=1, *, form_error=None, form_values=None, status_code=200
+) -> Response:
+    result = await service.list_batches(session, PageParams(page=page, size=20))
+    progress = {batch.id: await service.progress(session, batch.id) for batch in result.items}
+    return render(
+        request,
+        "admin/batches.html",
+        {
+            "batches": result,
+            "progress": progress,
+            "form_error": form_error,
+            "form_values": form_values or {"seeds": "1-3", "selection": "final_picks"},
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/admin/batches")
+async def create_batch_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    seeds: Annotated[str, Form(max_length=2000)] = "",
+    selection: Annotated[str, Form(max_length=20)] = "final_picks",
+    start_now: Annotated[bool, Form()] = False,
+) -> Response:
+    values = {"name": name, "seeds": seeds, "selection": selection}
+    try:
+        data = BatchCreate(name=name, seeds=parse_seeds(seeds), selection=selection)
+        batch = await service.create(
+            session, data, actor=admin, kit=request.app.state.settings.eval_kit
+        )
+        if start_now:
+            await service.start(session, batch.id, actor=admin, broker=request.app.state.broker)
+    except ValidationError as exc:
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        return await _list(
+            request, session, form_error=message, form_values=values, status_code=422
+        )
+    except (ValueError, PortalError) as exc:
+        message = exc.message if isinstance(exc, PortalError) else str(exc)
+        return await _list(
+            request,
+            session,
+            form_error=message,
+            form_values=values,
+            status_code=getattr(exc, "status_code", 422),
+        )
+    response = redirect(request, f"/admin/batches/{batch.id}")
+    flash(
+        request,
+        response,
+        f"Batch “{batch.name}” {'started' if start_now else 'created'}.",
+        "success",
+    )
+    return response
+
+
+@router.get("/admin/batches/{batch_id}")
+async def batch_page(
+    request: Request, batch_id: BatchId, admin: PageAdmin, session: SessionDep
+) -> Response:
+    batch = await service.get(session, batch_id)
+    return render(
+        request,
+        "admin/batch_detail.html",
+        {
+            "batch": batch,
+            "progress": await service.progress(session, batch.id),
+            "runs": await service.list_runs(session, batch.id),
+            "live": batch.status == BatchStatus.running,
+        },
+        block="batch_live",
+    )
+
+
+@router.post("/admin/batches/{batch_id}/{action}")
+async def batch_action(
+    request: Request,
+    batch_id: BatchId,
+    admin: PageAdmin,
+    session: SessionDep,
+    action: Annotated[str, Path(pattern="^(start|cancel|rerun-failed)$")],
+) -> Response:
+    broker = request.app.state.broker
+    response = redirect(request, f"/admin/batches/{batch_id}")
+    try:
+        if action == "start":
+            await service.start(session, batch_id, actor=admin, broker=broker)
+        elif action == "cancel":
+            await service.cancel(session, batch_id, actor=admin)
+        else:
+            await service.rerun_failed(session, batch_id, actor=admin, broker=broker)
+    except PortalError as exc:
+        flash(request, response, exc.message, "error")
+        return response
+    done = {"start": "started", "cancel": "cancelled", "rerun-failed": "failed runs re-queued"}
+    flash(request, response, f"Batch #{batch_id} {done[action]}.", "success")
+    return response

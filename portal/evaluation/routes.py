@@ -1,0 +1,75 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from portal.auth.deps import AdminTeam
+from portal.core.db import SessionDep
+from portal.core.pagination import Page, PageDep
+from portal.evaluation import service
+from portal.evaluation.schemas import BatchCreate, BatchDetail, BatchProgress, BatchPublic
+
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+BatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+async def public(session, batch) -> BatchPublic:
+    return BatchPublic(
+        **batch.model_dump(
+            include={
+                "id",
+                "name",
+                "seeds",
+                "selection",
+                "kit",
+                "status",
+                "created_at",
+                "started_at",
+                "finished_at",
+            }
+        ),
+        progress=BatchProgress(**await service.progress(session, batch.id)),
+    )
+
+
+@router.get("", response_model=Page[BatchPublic])
+async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep):
+    result = await service.list_batches(session, page)
+    items = [await public(session, batch) for batch in result.items]
+    return Page(items=items, page=result.page, size=result.size, total=result.total)
+
+
+@router.post("", response_model=BatchPublic, status_code=201)
+async def create_batch(request: Request, body: BatchCreate, admin: AdminTeam, session: SessionDep):
+    """Create a draft batch; start it to queue its runs."""
+    batch = await service.create(
+        session, body, actor=admin, kit=request.app.state.settings.eval_kit
+    )
+    return await public(session, batch)
+
+
+@router.get("/{batch_id}", response_model=BatchDetail)
+async def read_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+    batch = await service.get(session, batch_id)
+    runs = await service.list_runs(session, batch.id)
+    return BatchDetail(**(await public(session, batch)).model_dump(), runs=runs)
+
+
+@router.post("/{batch_id}/start", response_model=BatchPublic)
+async def start_batch(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+    batch = await service.start(session, batch_id, actor=admin, broker=request.app.state.broker)
+    return await public(session, batch)
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchPublic)
+async def cancel_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+    batch = await service.cancel(session, batch_id, actor=admin)
+    return await public(session, batch)
+
+
+@router.post("/{batch_id}/rerun-failed", response_model=BatchPublic)
+async def rerun_failed(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+    """Queue the batch's failed runs again (the same runs: never a duplicate)."""
+    batch = await service.rerun_failed(
+        session, batch_id, actor=admin, broker=request.app.state.broker
+    )
+    return await public(session, batch)

@@ -1,0 +1,271 @@
+"""The life of one run, as the worker sees it (sync SQLAlchemy: actors are threads).
+
+Every transition is one conditional UPDATE, so a run is claimed once per attempt, a
+result is written once, and a cancelled or taken-over run cannot be overwritten by a
+worker that comes back late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.core.time import utcnow
+from portal.evaluation.models import (
+    BatchStatus,
+    BatchSubmission,
+    EvaluationBatch,
+    EvaluationRun,
+    RunStatus,
+)
+from portal.evaluation.outcomes import Outcome
+from portal.submissions.models import Submission
+
+ACTIVE = (RunStatus.queued, RunStatus.running)
+FAILED = (RunStatus.failed, RunStatus.timeout, RunStatus.memory_limit, RunStatus.invalid_answer)
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    id: int
+    seed: int
+    attempt: int
+    batch_id: int
+    batch_submission_id: int
+    storage_key: str
+    team_id: int
+
+
+def claim(session: Session, run_id: int, worker_id: str, max_attempts: int) -> ClaimedRun | None:
+    """Take a queued run of a running batch; None if someone else has it or it is over."""
+    now = utcnow()
+    running_batches = sa.select(EvaluationBatch.id).where(
+        EvaluationBatch.status == BatchStatus.running
+    )
+    row = session.execute(
+        sa.update(EvaluationRun)
+        .where(
+            EvaluationRun.id == run_id,
+            EvaluationRun.status == RunStatus.queued,
+            EvaluationRun.attempts < max_attempts,
+            EvaluationRun.batch_id.in_(running_batches),
+        )
+        .values(
+            status=RunStatus.running,
+            attempts=EvaluationRun.attempts + 1,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            started_at=now,
+        )
+        .returning(
+            EvaluationRun.id,
+            EvaluationRun.seed,
+            EvaluationRun.attempts,
+            EvaluationRun.batch_id,
+            EvaluationRun.batch_submission_id,
+        )
+    ).first()
+    if row is None:
+        return None
+    submission = session.execute(
+        sa.select(Submission.storage_key, Submission.team_id)
+        .join(BatchSubmission, BatchSubmission.submission_id == Submission.id)
+        .where(BatchSubmission.id == row.batch_submission_id)
+    ).one()
+    session.execute(
+        sa.update(BatchSubmission)
+        .where(
+            BatchSubmission.id == row.batch_submission_id,
+            BatchSubmission.status == RunStatus.queued,
+        )
+        .values(status=RunStatus.running, started_at=now)
+    )
+    return ClaimedRun(
+        row.id,
+        row.seed,
+        row.attempts,
+        row.batch_id,
+        row.batch_submission_id,
+        submission.storage_key,
+        submission.team_id,
+    )
+
+
+def _mine(run: ClaimedRun, worker_id: str):
+    return (
+        EvaluationRun.id == run.id,
+        EvaluationRun.status == RunStatus.running,
+        EvaluationRun.worker_id == worker_id,
+        EvaluationRun.attempts == run.attempt,
+    )
+
+
+def heartbeat(session: Session, run: ClaimedRun, worker_id: str) -> bool:
+    """Refresh the heartbeat; False when the run is no longer ours (cancelled, taken over)."""
+    result = session.execute(
+        sa.update(EvaluationRun).where(*_mine(run, worker_id)).values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def record(
+    session: Session,
+    run: ClaimedRun,
+    worker_id: str,
+    outcome: Outcome,
+    *,
+    exit_code: int | None,
+    duration_ms: int,
+    log: str,
+    failed_run_score: float,
+) -> bool:
+    """Write the result once; False if the run stopped being ours meanwhile."""
+    result = session.execute(
+        sa.update(EvaluationRun)
+        .where(*_mine(run, worker_id))
+        .values(
+            status=outcome.status,
+            score=outcome.score,
+            reason=outcome.reason,
+            details=outcome.details,
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            log=log,
+            finished_at=utcnow(),
+            heartbeat_at=None,
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    settle(session, run.batch_submission_id, run.batch_id, failed_run_score)
+    return True
+
+
+def release_for_retry(
+    session: Session, run: ClaimedRun, worker_id: str, reason: str, max_attempts: int
+) -> bool:
+    """An infrastructure failure: queue the run again, or fail it once attempts run out.
+
+    Returns True when the run should be retried.
+    """
+    retry = run.attempt < max_attempts
+    values = (
+        {"status": RunStatus.queued, "worker_id": None, "heartbeat_at": None}
+        if retry
+        else {
+            "status": RunStatus.failed,
+            "finished_at": utcnow(),
+            "heartbeat_at": None,
+            "reason": f"The evaluation infrastructure failed {run.attempt} times: {reason}",
+        }
+    )
+    session.execute(sa.update(EvaluationRun).where(*_mine(run, worker_id)).values(**values))
+    if not retry:
+        settle(session, run.batch_submission_id, run.batch_id, 0.0)
+    return retry
+
+
+def settle(
+    session: Session, batch_submission_id: int, batch_id: int, failed_run_score: float
+) -> None:
+    """When a submission's runs have all ended, its mean; when a batch's have, the batch."""
+    # Lock the batch_submission row so two runs ending together settle it once.
+    session.execute(
+        sa.select(BatchSubmission.id)
+        .where(BatchSubmission.id == batch_submission_id)
+        .with_for_update()
+    )
+    statuses = session.execute(
+        sa.select(EvaluationRun.status, EvaluationRun.score).where(
+            EvaluationRun.batch_submission_id == batch_submission_id
+        )
+    ).all()
+    if statuses and not any(status in ACTIVE for status, _ in statuses):
+        ended = [row for row in statuses if row[0] != RunStatus.cancelled]
+        scores = [
+            score if status == RunStatus.scored else failed_run_score for status, score in ended
+        ]
+        failed = [status for status, _ in ended if status != RunStatus.scored]
+        session.execute(
+            sa.update(BatchSubmission)
+            .where(BatchSubmission.id == batch_submission_id)
+            .values(
+                status=RunStatus.cancelled
+                if not ended
+                else (RunStatus.scored if not failed else failed[0]),
+                mean_score=(sum(scores) / len(scores)) if scores else None,
+                reason=None if not failed else f"{len(failed)} of {len(ended)} runs did not score",
+                finished_at=utcnow(),
+            )
+        )
+    remaining = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(EvaluationRun)
+        .where(EvaluationRun.batch_id == batch_id, EvaluationRun.status.in_(ACTIVE))
+    )
+    if remaining == 0:
+        session.execute(
+            sa.update(EvaluationBatch)
+            .where(EvaluationBatch.id == batch_id, EvaluationBatch.status == BatchStatus.running)
+            .values(status=BatchStatus.finished, finished_at=utcnow())
+        )
+
+
+def requeue_stale(
+    session: Session, stale_after_seconds: float, max_attempts: int, failed_run_score: float
+) -> tuple[list[int], list[int]]:
+    """Runs whose worker stopped heartbeating: queue them again or fail them.
+
+    Returns (run ids to enqueue again, run ids given up on).
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
+    stale = session.execute(
+        sa.select(
+            EvaluationRun.id,
+            EvaluationRun.attempts,
+            EvaluationRun.batch_id,
+            EvaluationRun.batch_submission_id,
+        )
+        .where(EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at < cutoff)
+        .with_for_update(skip_locked=True)
+    ).all()
+    requeued, given_up = [], []
+    for run_id, attempts, batch_id, batch_submission_id in stale:
+        if attempts < max_attempts:
+            session.execute(
+                sa.update(EvaluationRun)
+                .where(EvaluationRun.id == run_id)
+                .values(status=RunStatus.queued, worker_id=None, heartbeat_at=None)
+            )
+            requeued.append(run_id)
+        else:
+            session.execute(
+                sa.update(EvaluationRun)
+                .where(EvaluationRun.id == run_id)
+                .values(
+                    status=RunStatus.failed,
+                    heartbeat_at=None,
+                    finished_at=utcnow(),
+                    reason=(
+                        f"The worker running this was lost {attempts} times (crashed or "
+                        "stopped); the portal gave up. An organizer can re-run it."
+                    ),
+                )
+            )
+            settle(session, batch_submission_id, batch_id, failed_run_score)
+            given_up.append(run_id)
+    return requeued, given_up
+
+
+def live_run_ids(session: Session, stale_after_seconds: float) -> set[int]:
+    cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
+    return set(
+        session.scalars(
+            sa.select(EvaluationRun.id).where(
+                EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at >= cutoff
+            )
+        )
+    )

@@ -1,0 +1,73 @@
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+MAX_SEEDS = 50
+
+
+class BatchCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=120)
+    seeds: list[int] = Field(
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="Fixed seeds; each submission runs once per seed",
+    )
+    selection: Literal["final_picks", "unevaluated"] = Field(
+        description="final_picks: each team's picks, else its latest submission; "
+        "unevaluated: every submission never evaluated"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("the batch needs a name")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("each seed may appear only once")
+        if any(seed < 0 or seed >= 2**63 for seed in value):
+            raise ValueError("seeds must be between 0 and 2^63-1")
+        return value
+
+
+class BatchProgress(BaseModel):
+    total: int
+    done: int
+    counts: dict[str, int]
+    percent: int
+
+
+class BatchPublic(BaseModel):
+    id: int
+    name: str
+    seeds: list[int]
+    selection: str
+    kit: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: BatchProgress
+
+
+class RunPublic(BaseModel):
+    id: int
+    team_id: int
+    team_name: str
+    submission_id: int
+    seed: int
+    status: str
+    score: float | None
+    duration_ms: int | None
+    attempts: int
+    reason: str | None
+
+
+class BatchDetail(BatchPublic):
+    runs: list[RunPublic]

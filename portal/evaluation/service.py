@@ -1,0 +1,294 @@
+"""Batch rules for admins: create, start, cancel, re-run failed. Takes a session, never
+commits; run messages are sent only after the request's transaction commits."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
+
+from portal.audit import service as audit
+from portal.core.db import after_commit
+from portal.core.errors import Conflict, NotFound
+from portal.core.pagination import Page, PageParams
+from portal.core.time import utcnow
+from portal.evaluation.models import (
+    BatchStatus,
+    BatchSubmission,
+    EvaluationBatch,
+    EvaluationRun,
+    RunStatus,
+)
+from portal.evaluation.queue import enqueue_runs
+from portal.evaluation.runs import ACTIVE, FAILED
+from portal.evaluation.schemas import BatchCreate
+from portal.submissions.models import Submission
+from portal.teams.models import Role, Team
+
+
+async def get(session: AsyncSession, batch_id: int, *, lock: bool = False) -> EvaluationBatch:
+    statement = sa.select(EvaluationBatch).where(EvaluationBatch.id == batch_id)
+    if lock:
+        statement = statement.with_for_update()
+    batch = await session.scalar(statement)
+    if batch is None:
+        raise NotFound(f"No evaluation batch #{batch_id}.")
+    return batch
+
+
+async def create(session: AsyncSession, data: BatchCreate, *, actor: Team, kit: str):
+    batch = EvaluationBatch(
+        name=data.name,
+        seeds=data.seeds,
+        selection=data.selection,
+        kit=kit,
+        created_by_team_id=actor.id,
+    )
+    session.add(batch)
+    await session.flush()
+    await session.refresh(batch)
+    await audit.record(
+        session,
+        "batch.create",
+        actor=actor,
+        target_type="batch",
+        target_id=batch.id,
+        details={"name": batch.name, "seeds": batch.seeds, "selection": batch.selection},
+    )
+    return batch
+
+
+async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Submission]:
+    active_participants = sa.select(Team.id).where(Team.is_active, Team.role == Role.participant)
+    if selection == "unevaluated":
+        evaluated = sa.select(BatchSubmission.submission_id)
+        result = await session.scalars(
+            sa.select(Submission)
+            .where(Submission.team_id.in_(active_participants), Submission.id.not_in(evaluated))
+            .order_by(Submission.team_id, Submission.id)
+        )
+        return list(result)
+    # Every team's final picks; a team that picked none is judged on its latest upload.
+    picks = list(
+        await session.scalars(
+            sa.select(Submission)
+            .where(Submission.team_id.in_(active_participants), Submission.is_final)
+            .order_by(Submission.team_id, Submission.id)
+        )
+    )
+    picked_teams = {submission.team_id for submission in picks}
+    latest = await session.scalars(
+        sa.select(Submission)
+        .distinct(Submission.team_id)
+        .where(Submission.team_id.in_(active_participants))
+        .order_by(Submission.team_id, Submission.created_at.desc(), Submission.id.desc())
+    )
+    return picks + [s for s in latest if s.team_id not in picked_teams]
+
+
+def round_robin(items_by_team: dict[int, list]) -> list:
+    """Interleave teams: A1 B1 C1 A2 B2 ... so no team's many runs hold others back."""
+    queues = [list(items) for _, items in sorted(items_by_team.items())]
+    ordered = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
+def _enqueue_after_commit(session: AsyncSession, broker, run_ids: list[int]) -> None:
+    async def send() -> None:
+        await run_in_threadpool(enqueue_runs, broker, run_ids)
+
+    after_commit(session, send)
+
+
+async def start(session: AsyncSession, batch_id: int, *, actor: Team, broker) -> EvaluationBatch:
+    batch = await get(session, batch_id, lock=True)
+    if batch.status != BatchStatus.draft:
+        raise Conflict(
+            f"Batch #{batch.id} is {batch.status}; only a draft batch can start.",
+            code="batch_not_draft",
+        )
+    submissions = await _chosen_submissions(session, batch.selection)
+    if not submissions:
+        raise Conflict(
+            "There is nothing to evaluate: no team has a submission that matches "
+            "this batch's selection.",
+            code="nothing_to_evaluate",
+        )
+    pairs_by_team: dict[int, list] = defaultdict(list)
+    for submission in submissions:
+        entry = BatchSubmission(
+            batch_id=batch.id, submission_id=submission.id, team_id=submission.team_id
+        )
+        session.add(entry)
+        await session.flush()
+        for seed in batch.seeds:
+            pairs_by_team[submission.team_id].append((entry.id, seed))
+    runs = [
+        EvaluationRun(
+            batch_id=batch.id, batch_submission_id=entry_id, seed=seed, queue_position=position
+        )
+        for position, (entry_id, seed) in enumerate(round_robin(pairs_by_team))
+    ]
+    session.add_all(runs)
+    batch.status = BatchStatus.running
+    batch.started_at = utcnow()
+    await session.flush()
+    _enqueue_after_commit(session, broker, [run.id for run in runs])
+    await audit.record(
+        session,
+        "batch.start",
+        actor=actor,
+        target_type="batch",
+        target_id=batch.id,
+        details={"submissions": len(submissions), "runs": len(runs)},
+    )
+    return batch
+
+
+async def cancel(session: AsyncSession, batch_id: int, *, actor: Team) -> EvaluationBatch:
+    batch = await get(session, batch_id, lock=True)
+    if batch.status not in (BatchStatus.draft, BatchStatus.running):
+        raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
+    now = utcnow()
+    # Running runs flip too: their worker's next heartbeat sees it and kills the container.
+    cancelled = await session.execute(
+        sa.update(EvaluationRun)
+        .where(EvaluationRun.batch_id == batch.id, EvaluationRun.status.in_(ACTIVE))
+        .values(
+            status=RunStatus.cancelled,
+            reason="Cancelled by an organizer.",
+            finished_at=now,
+            heartbeat_at=None,
+        )
+    )
+    await session.execute(
+        sa.update(BatchSubmission)
+        .where(BatchSubmission.batch_id == batch.id, BatchSubmission.status.in_(ACTIVE))
+        .values(status=RunStatus.cancelled, finished_at=now)
+    )
+    batch.status = BatchStatus.cancelled
+    batch.finished_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        "batch.cancel",
+        actor=actor,
+        target_type="batch",
+        target_id=batch.id,
+        details={"runs_cancelled": cancelled.rowcount},
+    )
+    return batch
+
+
+async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, broker):
+    """Queue the failed runs again, in place: the same rows, so never a duplicate."""
+    batch = await get(session, batch_id, lock=True)
+    if batch.status == BatchStatus.draft:
+        raise Conflict("Start the batch first.", code="batch_not_started")
+    result = await session.execute(
+        sa.update(EvaluationRun)
+        .where(EvaluationRun.batch_id == batch.id, EvaluationRun.status.in_(FAILED))
+        .values(
+            status=RunStatus.queued,
+            attempts=0,
+            score=None,
+            reason=None,
+            exit_code=None,
+            duration_ms=None,
+            log="",
+            worker_id=None,
+            heartbeat_at=None,
+            started_at=None,
+            finished_at=None,
+            details={},
+        )
+        .returning(EvaluationRun.id, EvaluationRun.batch_submission_id)
+    )
+    rows = result.all()
+    if not rows:
+        raise Conflict(f"Batch #{batch.id} has no failed runs to re-run.", code="nothing_failed")
+    await session.execute(
+        sa.update(BatchSubmission)
+        .where(BatchSubmission.id.in_({row.batch_submission_id for row in rows}))
+        .values(status=RunStatus.queued, mean_score=None, reason=None, finished_at=None)
+    )
+    batch.status = BatchStatus.running
+    batch.finished_at = None
+    await session.flush()
+    run_ids = [row.id for row in sorted(rows, key=lambda r: r.id)]
+    _enqueue_after_commit(session, broker, run_ids)
+    await audit.record(
+        session,
+        "batch.rerun_failed",
+        actor=actor,
+        target_type="batch",
+        target_id=batch.id,
+        details={"runs": len(run_ids)},
+    )
+    return batch
+
+
+async def progress(session: AsyncSession, batch_id: int) -> dict:
+    rows = await session.execute(
+        sa.select(EvaluationRun.status, sa.func.count())
+        .where(EvaluationRun.batch_id == batch_id)
+        .group_by(EvaluationRun.status)
+    )
+    counts = {status: count for status, count in rows}
+    total = sum(counts.values())
+    done = total - sum(counts.get(status, 0) for status in ACTIVE)
+    return {
+        "total": total,
+        "done": done,
+        "counts": counts,
+        "percent": int(100 * done / total) if total else 0,
+    }
+
+
+async def list_batches(session: AsyncSession, page: PageParams) -> Page[EvaluationBatch]:
+    total = await session.scalar(sa.select(sa.func.count()).select_from(EvaluationBatch))
+    batches = await session.scalars(
+        sa.select(EvaluationBatch)
+        .order_by(EvaluationBatch.id.desc())
+        .offset(page.offset)
+        .limit(page.size)
+    )
+    return Page(items=list(batches), page=page.page, size=page.size, total=total or 0)
+
+
+async def list_runs(
+    session: AsyncSession, batch_id: int, *, submission_id: int | None = None, limit: int = 500
+) -> list[dict]:
+    conditions = [EvaluationRun.batch_id == batch_id]
+    if submission_id is not None:
+        conditions.append(BatchSubmission.submission_id == submission_id)
+    rows = await session.execute(
+        sa.select(EvaluationRun, BatchSubmission.submission_id, Team.id, Team.name)
+        .join(BatchSubmission, BatchSubmission.id == EvaluationRun.batch_submission_id)
+        .join(Team, Team.id == BatchSubmission.team_id)
+        .where(*conditions)
+        .order_by(EvaluationRun.queue_position)
+        .limit(limit)
+    )
+    return [
+        {
+            "id": run.id,
+            "team_id": team_id,
+            "team_name": team_name,
+            "submission_id": submission_id,
+            "seed": run.seed,
+            "status": run.status,
+            "score": run.score,
+            "duration_ms": run.duration_ms,
+            "attempts": run.attempts,
+            "reason": run.reason,
+            "log": run.log,
+        }
+        for run, submission_id, team_id, team_name in rows
+    ]

@@ -1,0 +1,92 @@
+"""Per-process worker resources: settings, a sync database engine, storage, kit, runner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import ModuleType
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.core.config import Settings
+from portal.core.db import async_database_url
+from portal.core.storage import Storage, create_storage
+from worker.kits.base import load_kit
+from worker.sandbox.base import SandboxError, SandboxLimits
+
+logger = logging.getLogger(__name__)
+
+
+def choose_runner(settings: Settings):
+    """Docker when asked for or reachable; the process runner only where allowed."""
+    from worker.sandbox.docker_runner import DockerRunner
+    from worker.sandbox.process_runner import WARNING, ProcessRunner
+
+    if settings.eval_runner in ("docker", "auto"):
+        runner = DockerRunner(settings.eval_image)
+        try:
+            runner.ping()
+            return runner
+        except SandboxError as exc:
+            if settings.eval_runner == "docker":
+                raise
+            logger.warning("Docker not usable (%s)", exc)
+    if not settings.eval_allow_process_runner:
+        raise RuntimeError(
+            "no Docker engine is usable and the process runner is not a sandbox; set "
+            "PORTAL_EVAL_ALLOW_PROCESS_RUNNER=true to accept that (development only)"
+        )
+    logger.warning(WARNING)
+    return ProcessRunner()
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(
+            async_database_url(self.settings.database_url),
+            pool_size=5,
+            max_overflow=5,
+            pool_pre_ping=True,
+        )
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def storage(self) -> Storage:
+        return create_storage(self.settings)
+
+    @cached_property
+    def kit(self) -> ModuleType:
+        return load_kit(self.settings.eval_kit)
+
+    @cached_property
+    def runner(self):
+        return choose_runner(self.settings)
+
+    def limits(self, environment: dict[str, str] | None = None) -> SandboxLimits:
+        s = self.settings
+        return SandboxLimits(
+            timeout_seconds=s.eval_timeout_seconds,
+            memory_mib=s.eval_memory_mib,
+            cpus=s.eval_cpus,
+            pids_limit=s.eval_pids_limit,
+            tmpfs_mib=s.eval_tmpfs_mib,
+            log_cap_bytes=s.eval_log_cap_bytes,
+            answer_cap_bytes=s.eval_answer_cap_bytes,
+            network=s.eval_network,
+            environment=environment or {},
+        )

@@ -1,0 +1,58 @@
+"""What every runner takes and gives back, so the worker does not care which one ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Called about once a second while the submission runs; False means "stop now" (the
+# run was cancelled or another worker took it over).
+Heartbeat = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_seconds: float = 20
+    memory_mib: int = 512
+    cpus: float = 1.0
+    pids_limit: int = 64
+    tmpfs_mib: int = 64
+    log_cap_bytes: int = 64 * 1024
+    answer_cap_bytes: int = 1024 * 1024
+    # Largest file the submission may write (ulimit fsize), a little above the answer cap
+    # so an oversized answer is reported as such rather than as a crash.
+    file_size_cap_bytes: int = 8 * 1024 * 1024
+    network: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SandboxResult:
+    exit_code: int | None
+    duration_ms: int
+    log: str
+    answer: bytes | None = None
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    answer_too_large: bool = False
+    aborted: bool = False  # stopped because the heartbeat said so (cancel / takeover)
+    log_truncated: bool = False
+
+
+class SandboxError(Exception):
+    """The runner itself failed (engine down, image missing): infrastructure, retry."""
+
+
+def cap_log(raw: bytes, cap: int) -> tuple[str, bool]:
+    """Keep the start and the end of a long log: the first error and the last words."""
+    if len(raw) <= cap:
+        return raw.decode("utf-8", errors="replace"), False
+    head = raw[: cap // 4]
+    tail = raw[-(cap - len(head)) :]
+    omitted = len(raw) - len(head) - len(tail)
+    text = (
+        head.decode("utf-8", errors="replace")
+        + f"\n[... {omitted} bytes of output omitted ...]\n"
+        + tail.decode("utf-8", errors="replace")
+    )
+    return text, True

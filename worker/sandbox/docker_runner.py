@@ -1,0 +1,214 @@
+"""Run one submission in a fresh, locked-down container.
+
+Files go in and out through the Docker API (put_archive / get_archive) and an anonymous
+volume at /work, never a host bind mount, so the worker can itself run in a container
+that only has the Docker socket. The root file system is read-only, /tmp is a small
+noexec tmpfs, and the container is always removed (with its volume) in `finally`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tarfile
+import time
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Mount, Ulimit
+
+from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxResult, cap_log
+
+logger = logging.getLogger(__name__)
+SANDBOX_UID = 65534
+LABEL = "portal.eval"
+WORKDIR = "/work"
+# Docker keeps at most this much container output; we read it back with a byte cap.
+DOCKER_LOG_MAX = "1m"
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.uid = info.gid = SANDBOX_UID
+            info.mode = 0o644
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _read_answer(container, path: str, cap: int) -> tuple[bytes | None, bool]:
+    try:
+        stream, stat = container.get_archive(path)
+    except NotFound:
+        return None, False
+    if stat.get("size", 0) > cap:
+        return None, True
+    data = io.BytesIO()
+    for chunk in stream:
+        data.write(chunk)
+        if data.tell() > cap + 64 * 1024:  # tar overhead; never hold more than this
+            return None, True
+    data.seek(0)
+    with tarfile.open(fileobj=data, mode="r") as archive:
+        member = archive.next()
+        if member is None or not member.isfile():
+            return None, False
+        handle = archive.extractfile(member)
+        return (handle.read() if handle else None), False
+
+
+class DockerRunner:
+    name = "docker"
+    is_sandbox = True
+
+    def __init__(self, image: str, client: docker.DockerClient | None = None) -> None:
+        self.image = image
+        self.client = client or docker.from_env(timeout=60)
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+            self.client.images.get(self.image)
+        except ImageNotFound as exc:
+            raise SandboxError(
+                f"evaluation image {self.image!r} is missing; build it with "
+                "`portal eval-image build --offline`"
+            ) from exc
+        except DockerException as exc:
+            raise SandboxError(f"Docker engine unreachable: {exc}") from exc
+
+    def run(
+        self,
+        *,
+        run_id: int,
+        worker_id: str,
+        files: dict[str, bytes],
+        command: list[str],
+        answer_file: str,
+        limits: SandboxLimits,
+        heartbeat: Heartbeat,
+    ) -> SandboxResult:
+        container = None
+        started = time.monotonic()
+        try:
+            container = self.client.containers.create(
+                self.image,
+                command,
+                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                working_dir=WORKDIR,
+                read_only=True,
+                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mib}m"},  # noqa: S108
+                mounts=[Mount(target=WORKDIR, source=None, type="volume")],
+                mem_limit=f"{limits.memory_mib}m",
+                memswap_limit=f"{limits.memory_mib}m",
+                nano_cpus=int(limits.cpus * 1e9),
+                pids_limit=limits.pids_limit,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                ulimits=[
+                    Ulimit(name="nofile", soft=256, hard=256),
+                    Ulimit(
+                        name="fsize",
+                        soft=limits.file_size_cap_bytes,
+                        hard=limits.file_size_cap_bytes,
+                    ),
+                    Ulimit(name="core", soft=0, hard=0),
+                ],
+                network_mode="none" if not limits.network else limits.network,
+                environment=limits.environment,
+                labels={LABEL: "1", "portal.run_id": str(run_id), "portal.worker": worker_id},
+                log_config=LogConfig(
+                    type="json-file", config={"max-size": DOCKER_LOG_MAX, "max-file": "1"}
+                ),
+                stdin_open=False,
+                detach=True,
+            )
+            container.put_archive(WORKDIR, tar_of(files))
+            container.start()
+            started = time.monotonic()
+            deadline = started + limits.timeout_seconds
+            timed_out = aborted = False
+            exit_code = None
+            while True:
+                # The worker enforces the deadline itself; wait() is only a polling step.
+                remaining = deadline - time.monotonic()
+                try:
+                    status = container.wait(timeout=max(0.1, min(1.0, remaining)))
+                    exit_code = status.get("StatusCode")
+                    break
+                except Exception as exc:  # requests' ReadTimeout: still running
+                    if not _is_timeout(exc):
+                        raise
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+                if not heartbeat():
+                    aborted = True
+                    break
+            duration_ms = int((time.monotonic() - started) * 1000)
+            if timed_out or aborted:
+                _kill(container)
+            container.reload()
+            oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            raw_log = container.logs(stdout=True, stderr=True)
+            log, truncated = cap_log(raw_log, limits.log_cap_bytes)
+            answer, too_large = (None, False)
+            if not (timed_out or aborted):
+                answer, too_large = _read_answer(
+                    container, f"{WORKDIR}/{answer_file}", limits.answer_cap_bytes
+                )
+            return SandboxResult(
+                exit_code=exit_code,
+                duration_ms=duration_ms,
+                log=log,
+                answer=answer,
+                timed_out=timed_out,
+                memory_exceeded=oom_killed,
+                answer_too_large=too_large,
+                aborted=aborted,
+                log_truncated=truncated,
+            )
+        except ImageNotFound as exc:
+            raise SandboxError(f"evaluation image {self.image!r} is missing") from exc
+        except (APIError, DockerException) as exc:
+            raise SandboxError(f"Docker failed while running: {exc}") from exc
+        finally:
+            if container is not None:
+                _remove(container)
+
+    def kill_run_containers(self, run_id: int | None = None, *, keep_worker: str | None = None):
+        """Kill and remove containers of a run (or all eval containers but one worker's)."""
+        filters = {"label": [f"{LABEL}=1"]}
+        if run_id is not None:
+            filters["label"].append(f"portal.run_id={run_id}")
+        removed = 0
+        for container in self.client.containers.list(all=True, filters=filters):
+            if keep_worker and container.labels.get("portal.worker") == keep_worker:
+                continue
+            _remove(container)
+            removed += 1
+        return removed
+
+
+def _is_timeout(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "timeout" in text or "timed out" in text
+
+
+def _kill(container) -> None:
+    with contextlib.suppress(APIError, NotFound):  # it may have exited meanwhile
+        container.kill()
+
+
+def _remove(container) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        logger.warning("could not remove container %s: %s", container.id[:12], exc)

@@ -1,0 +1,128 @@
+"""Declare the actors on a broker. The CLI entry (worker.actors), `portal dev` and the
+tests all go through `setup`, each with its own settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+
+from portal.core.config import Settings
+from portal.evaluation import runs
+from portal.evaluation.queue import QUEUE, RUN_ACTOR
+from worker.context import WorkerContext
+from worker.evaluate import RetryableError, execute_run
+from worker.kits.base import failed_run_score
+
+logger = logging.getLogger(__name__)
+# Only one watchdog sweep at a time across every worker process.
+WATCHDOG_LOCK = 7_341_001
+
+
+def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int]]:
+    settings = context.settings
+    with context.sessions.begin() as session:
+        got_lock = session.execute(
+            runs.sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": WATCHDOG_LOCK}
+        ).scalar()
+        if not got_lock:
+            return [], []
+        requeued, given_up = runs.requeue_stale(
+            session,
+            settings.eval_stale_after_seconds,
+            settings.eval_max_attempts,
+            failed_run_score(context.kit),
+        )
+    runner = context.runner
+    for run_id in requeued + given_up:
+        # Kill whatever the lost attempt left running before the run starts again.
+        if hasattr(runner, "kill_run_containers"):
+            runner.kill_run_containers(run_id)
+    for run_id in requeued:
+        enqueue(run_id)
+    if requeued or given_up:
+        logger.warning("watchdog: re-queued %s, gave up on %s", requeued, given_up)
+    return requeued, given_up
+
+
+def remove_leftover_containers(context: WorkerContext) -> int:
+    """At boot: containers whose run is not alive under some worker are leftovers."""
+    runner = context.runner
+    if not hasattr(runner, "client"):
+        return 0
+    with context.sessions() as session:
+        alive = runs.live_run_ids(session, context.settings.eval_stale_after_seconds)
+    removed = 0
+    for container in runner.client.containers.list(all=True, filters={"label": "portal.eval=1"}):
+        if int(container.labels.get("portal.run_id", "0")) not in alive:
+            container.remove(force=True, v=True)
+            removed += 1
+    if removed:
+        logger.warning("removed %s leftover evaluation containers", removed)
+    return removed
+
+
+class Watchdog(Middleware):
+    """Runs a sweep every few seconds in each worker process (the advisory lock makes one
+    of them do the work) and cleans leftovers when the worker boots."""
+
+    def __init__(self, context: WorkerContext, enqueue, interval: float) -> None:
+        self.context = context
+        self.enqueue = enqueue
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def after_worker_boot(self, broker, worker):
+        try:
+            remove_leftover_containers(self.context)
+        except Exception:
+            logger.exception("could not clean leftover containers")
+        threading.Thread(target=self._loop, name="portal-watchdog", daemon=True).start()
+
+    def before_worker_shutdown(self, broker, worker):
+        self.stopping.set()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.interval):
+            try:
+                watchdog_sweep(self.context, self.enqueue)
+            except Exception:
+                logger.exception("watchdog sweep failed")
+
+
+def _retry_infrastructure_only(retries: int, exception: Exception) -> bool:
+    # A participant's crash is a result, recorded by execute_run; only our own
+    # trouble (engine, storage, database) is worth another attempt.
+    return isinstance(exception, RetryableError)
+
+
+def setup(
+    settings: Settings, broker: RedisBroker | None = None
+) -> tuple[RedisBroker, WorkerContext]:
+    broker = broker or RedisBroker(url=settings.redis_url)
+    dramatiq.set_broker(broker)
+    context = WorkerContext(settings)
+    time_limit_ms = int((settings.eval_timeout_seconds + 120) * 1000)
+
+    @dramatiq.actor(
+        actor_name=RUN_ACTOR,
+        queue_name=QUEUE,
+        broker=broker,
+        max_retries=settings.eval_max_attempts,
+        min_backoff=1_000,
+        max_backoff=30_000,
+        time_limit=time_limit_ms,
+        retry_when=_retry_infrastructure_only,
+    )
+    def run_evaluation(run_id: int) -> None:
+        execute_run(context, run_id)
+
+    def enqueue(run_id: int) -> None:
+        run_evaluation.send(run_id)
+
+    interval = min(5.0, settings.eval_stale_after_seconds / 3)
+    broker.add_middleware(Watchdog(context, enqueue, interval))
+    return broker, context
