@@ -134,7 +134,8 @@ def dev(
         worker = dramatiq.Worker(
             broker, worker_threads=settings.worker_threads, worker_timeout=1000
         )
-        worker.queue_prefetch = 1  # one message per thread: a long run hoards nothing
+        # No more messages than threads: a busy worker never hoards runs others could take.
+        worker.queue_prefetch = settings.worker_threads
         worker.start()
         try:
             application = create_app(settings)
@@ -216,8 +217,8 @@ def worker(
             os.environ,
             PORTAL_DATABASE_URL=urls.database_url,
             PORTAL_REDIS_URL=urls.redis_url,
-            # One message at a time per thread: a long run never hoards others' work.
-            dramatiq_queue_prefetch="1",
+            # No more messages than threads: a busy worker never hoards others' runs.
+            dramatiq_queue_prefetch=str(threads or settings.worker_threads),
         )
         command = [
             sys.executable,

@@ -163,3 +163,54 @@ def docker_client():
         require_or_skip("PORTAL_REQUIRE_DOCKER", f"no Docker engine is reachable ({exc})")
     yield client
     client.close()
+
+
+EVAL_IMAGE = os.environ.get("PORTAL_EVAL_IMAGE", "portal-eval:latest")
+
+
+@pytest.fixture(scope="session")
+def eval_image(docker_client) -> str:
+    import docker.errors
+
+    try:
+        docker_client.images.get(EVAL_IMAGE)
+    except docker.errors.ImageNotFound:
+        require_or_skip(
+            "PORTAL_REQUIRE_DOCKER",
+            f"evaluation image {EVAL_IMAGE} missing: run `portal eval-image build --offline`",
+        )
+    return EVAL_IMAGE
+
+
+@pytest.fixture
+def eval_settings(settings, eval_image):
+    """Short limits so hostile runs end quickly; staleness tuned for the crash drill."""
+    return settings.model_copy(
+        update={
+            "eval_runner": "docker",
+            "eval_image": eval_image,
+            "eval_timeout_seconds": 10,
+            "eval_memory_mib": 128,
+            "eval_heartbeat_seconds": 0.5,
+            "eval_stale_after_seconds": 4,
+            "worker_threads": 2,
+        }
+    )
+
+
+@pytest.fixture
+def eval_worker(eval_settings):
+    """A real Dramatiq worker (threads in this process) on the test Redis and database."""
+    import dramatiq
+
+    from worker.tasks import setup
+
+    broker, context = setup(eval_settings)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.queue_prefetch = 2
+    worker.start()
+    try:
+        yield context
+    finally:
+        worker.stop()
+        broker.close()

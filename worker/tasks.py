@@ -7,6 +7,7 @@ import logging
 import threading
 
 import dramatiq
+import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
@@ -26,7 +27,7 @@ def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int
     settings = context.settings
     with context.sessions.begin() as session:
         got_lock = session.execute(
-            runs.sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": WATCHDOG_LOCK}
+            sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": WATCHDOG_LOCK}
         ).scalar()
         if not got_lock:
             return [], []
@@ -36,15 +37,18 @@ def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int
             settings.eval_max_attempts,
             failed_run_score(context.kit),
         )
+        stalled = runs.stalled_queued_runs(session, settings.eval_stale_after_seconds)
     runner = context.runner
     for run_id in requeued + given_up:
         # Kill whatever the lost attempt left running before the run starts again.
         if hasattr(runner, "kill_run_containers"):
             runner.kill_run_containers(run_id)
-    for run_id in requeued:
+    for run_id in requeued + stalled:
         enqueue(run_id)
-    if requeued or given_up:
-        logger.warning("watchdog: re-queued %s, gave up on %s", requeued, given_up)
+    if requeued or given_up or stalled:
+        logger.warning(
+            "watchdog: re-queued %s, gave up on %s, re-sent %s", requeued, given_up, stalled
+        )
     return requeued, given_up
 
 

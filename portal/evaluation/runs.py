@@ -269,3 +269,38 @@ def live_run_ids(session: Session, stale_after_seconds: float) -> set[int]:
             )
         )
     )
+
+
+def stalled_queued_runs(session: Session, stale_after_seconds: float) -> list[int]:
+    """Queued runs of batches where nothing has moved for a while.
+
+    Normally a queued run's message waits in Redis. If a worker died between taking a
+    message and claiming its run, the run is queued with no message left: when a batch
+    has queued runs, none running, and no progress for `stale_after`, send them again.
+    Extra messages are harmless: a run is claimed at most once per attempt.
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
+    last_progress = sa.func.greatest(
+        sa.func.max(EvaluationRun.finished_at),
+        sa.func.max(EvaluationRun.started_at),
+        sa.func.max(EvaluationBatch.started_at),
+    )
+    stalled_batches = (
+        sa.select(EvaluationRun.batch_id)
+        .join(EvaluationBatch, EvaluationBatch.id == EvaluationRun.batch_id)
+        .where(EvaluationBatch.status == BatchStatus.running)
+        .group_by(EvaluationRun.batch_id)
+        .having(sa.func.count().filter(EvaluationRun.status == RunStatus.running) == 0)
+        .having(sa.func.count().filter(EvaluationRun.status == RunStatus.queued) > 0)
+        .having(last_progress < cutoff)
+    )
+    return list(
+        session.scalars(
+            sa.select(EvaluationRun.id)
+            .where(
+                EvaluationRun.batch_id.in_(stalled_batches),
+                EvaluationRun.status == RunStatus.queued,
+            )
+            .order_by(EvaluationRun.queue_position)
+        )
+    )

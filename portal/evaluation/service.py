@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
@@ -81,7 +82,7 @@ async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Sub
     picked_teams = {submission.team_id for submission in picks}
     latest = await session.scalars(
         sa.select(Submission)
-        .distinct(Submission.team_id)
+        .ext(distinct_on(Submission.team_id))
         .where(Submission.team_id.in_(active_participants))
         .order_by(Submission.team_id, Submission.created_at.desc(), Submission.id.desc())
     )

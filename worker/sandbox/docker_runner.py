@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 SANDBOX_UID = 65534
 LABEL = "portal.eval"
 WORKDIR = "/work"
-# Docker keeps at most this much container output; we read it back with a byte cap.
+# Docker keeps at most two files of this size (the tail of the output); we read that
+# back and keep a byte-capped head and tail of it.
 DOCKER_LOG_MAX = "1m"
 
 
@@ -123,7 +124,7 @@ class DockerRunner:
                 environment=limits.environment,
                 labels={LABEL: "1", "portal.run_id": str(run_id), "portal.worker": worker_id},
                 log_config=LogConfig(
-                    type="json-file", config={"max-size": DOCKER_LOG_MAX, "max-file": "1"}
+                    type="json-file", config={"max-size": DOCKER_LOG_MAX, "max-file": "2"}
                 ),
                 stdin_open=False,
                 detach=True,

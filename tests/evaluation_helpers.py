@@ -1,0 +1,44 @@
+"""Helpers for evaluation tests: seed teams with example solutions, run a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+async def upload(client, team, name: str, content: bytes) -> int:
+    response = await client.post(
+        "/api/v1/submissions", headers=team.auth, files={"file": (name, content, "text/x-python")}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def run_batch(client, admin, seeds, selection="final_picks", timeout=120) -> dict:
+    created = await client.post(
+        "/api/v1/batches",
+        headers=admin.auth,
+        json={"name": "test batch", "seeds": seeds, "selection": selection},
+    )
+    assert created.status_code == 201, created.text
+    batch_id = created.json()["id"]
+    started = await client.post(f"/api/v1/batches/{batch_id}/start", headers=admin.auth)
+    assert started.status_code == 200, started.text
+    return await wait_for_batch(client, admin, batch_id, timeout)
+
+
+async def wait_for_batch(client, admin, batch_id: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail = (await client.get(f"/api/v1/batches/{batch_id}", headers=admin.auth)).json()
+        if detail["status"] in ("finished", "cancelled"):
+            return detail
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"batch {batch_id} did not finish: {detail['progress']}")

@@ -1,0 +1,205 @@
+"""Hostile submissions against the real Docker sandbox. Network checks only target
+servers this test starts itself."""
+
+import http.server
+import json
+import os
+import socket
+import threading
+
+import psutil
+import pytest
+
+from portal.evaluation.models import RunStatus
+from portal.evaluation.outcomes import judge
+from worker.kits import tsp
+from worker.sandbox.base import SandboxLimits
+from worker.sandbox.docker_runner import DockerRunner
+
+SEED = 7
+INPUT = tsp.generate(SEED)
+LIMITS = SandboxLimits(
+    timeout_seconds=4,
+    memory_mib=96,
+    pids_limit=32,
+    tmpfs_mib=8,
+    log_cap_bytes=16 * 1024,
+    answer_cap_bytes=64 * 1024,
+)
+
+
+@pytest.fixture(scope="module")
+def runner(eval_image, docker_client):
+    return DockerRunner(eval_image, client=docker_client)
+
+
+def run(runner, source: str, limits: SandboxLimits = LIMITS):
+    result = runner.run(
+        run_id=999_000 + abs(hash(source)) % 1000,
+        worker_id="hostile-test",
+        files={"solution.py": source.encode(), "input.json": INPUT},
+        command=tsp.COMMAND,
+        answer_file="answer.json",
+        limits=limits,
+        heartbeat=lambda: True,
+    )
+    return result, judge(tsp, SEED, INPUT, result, limits)
+
+
+def no_eval_containers(docker_client) -> bool:
+    return not docker_client.containers.list(all=True, filters={"label": "portal.eval=1"})
+
+
+def test_an_infinite_loop_times_out_and_the_container_is_gone(runner, docker_client):
+    result, outcome = run(runner, "while True:\n    pass\n")
+    assert result.timed_out and outcome.status == RunStatus.timeout
+    assert "after 4 s" in outcome.reason
+    assert 4000 <= result.duration_ms < 9000
+    assert no_eval_containers(docker_client)
+
+
+def test_a_memory_hog_is_a_memory_limit_result(runner):
+    result, outcome = run(runner, "blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))\n")
+    assert outcome.status == RunStatus.memory_limit, (outcome, result.exit_code, result.log)
+    assert "96 MiB" in outcome.reason
+
+
+def test_a_fork_bomb_is_contained_and_the_next_run_works(runner, docker_client):
+    bomb = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    result, outcome = run(runner, bomb)
+    assert outcome.status in (RunStatus.timeout, RunStatus.failed)
+    assert no_eval_containers(docker_client)
+    _, after = run(runner, open("examples/tsp_nearest_neighbour.py").read())
+    assert after.status == RunStatus.scored
+
+
+def test_a_flood_of_output_is_capped_and_the_worker_stays_small(runner):
+    flood = (
+        "import sys\nchunk = 'x' * 1_000_000 + '\\n'\nfor _ in range(100):\n"
+        "    sys.stdout.write(chunk)\nprint('the end')\n"
+    )
+    before = psutil.Process().memory_info().rss
+    result, _ = run(runner, flood)
+    grown = psutil.Process().memory_info().rss - before
+    assert result.log_truncated
+    assert len(result.log) < LIMITS.log_cap_bytes + 200
+    assert "omitted" in result.log
+    assert grown < 40 * 1024 * 1024, f"worker memory grew by {grown} bytes"
+
+
+def test_filling_tmp_is_contained(runner):
+    # Many 1 MB files: the per-file size cap is not what stops it, the tmpfs size is.
+    fill = (
+        "written = 0\n"
+        "try:\n"
+        "    while True:\n"
+        "        with open(f'/tmp/fill{written}', 'wb') as f:\n"
+        "            f.write(b'0' * 1_000_000)\n"
+        "        written += 1\n"
+        "except OSError as exc:\n"
+        "    print('stopped after', written, 'MB:', exc)\n"
+    )
+    result, _ = run(runner, fill)
+    assert "No space left on device" in result.log
+    written = int(result.log.split("stopped after")[1].split()[0])
+    assert written <= LIMITS.tmpfs_mib
+
+
+@pytest.fixture
+def host_server():
+    """An HTTP server on every host interface that records whether anyone reached it."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], hits
+    server.shutdown()
+
+
+def test_no_network_reaches_host_servers_redis_or_postgres(runner, host_server, services):
+    port, hits = host_server
+    redis_port = int(services.redis_url.rsplit(":", 1)[1].split("/")[0])
+    pg_port = int(services.database_url.rsplit(":", 1)[1].split("/")[0])
+    bridge_gateway = "172.17.0.1"
+    targets = [
+        (bridge_gateway, port),
+        ("127.0.0.1", port),
+        (bridge_gateway, redis_port),
+        (bridge_gateway, pg_port),
+        (socket.gethostbyname(socket.gethostname()), port),
+    ]
+    probe = (
+        "import json, socket\nresults = {}\n"
+        f"for host, port in {targets!r}:\n"
+        "    try:\n        socket.create_connection((host, port), timeout=2).close()\n"
+        "        results[f'{host}:{port}'] = 'reached'\n"
+        "    except OSError as exc:\n        results[f'{host}:{port}'] = type(exc).__name__\n"
+        "print(json.dumps(results))\n"
+    )
+    result, _ = run(runner, probe)
+    reached = json.loads(result.log.strip().splitlines()[-1])
+    assert "reached" not in reached.values(), reached
+    assert hits == []
+
+
+def test_only_the_submission_and_its_input_are_in_the_container(runner, tmp_path):
+    secret = tmp_path / "other-team-solution.py"
+    secret.write_text("print('secret')")
+    probe = (
+        "import os\nprint(sorted(os.listdir('/work')))\n"
+        f"print(os.path.exists({str(secret)!r}), os.path.exists({os.getcwd()!r}))\n"
+        "print(os.getuid())\n"
+    )
+    result, _ = run(runner, probe)
+    lines = result.log.strip().splitlines()
+    assert lines[0] == "['input.json', 'solution.py']"
+    assert lines[1] == "False False"
+    assert lines[2] == "65534"
+
+
+def test_printing_a_fake_score_changes_nothing(runner):
+    fake = (
+        "import json, sys\nprint('score: 1000000')\nprint(json.dumps({'score': 1e9}))\n"
+        "n = len(json.load(open(sys.argv[1]))['cities'])\n"
+        "json.dump({'tour': list(range(n)), 'score': 1e9}, open(sys.argv[2], 'w'))\n"
+    )
+    _, outcome = run(runner, fake)
+    assert outcome.status == RunStatus.scored and outcome.score == 1.0
+
+
+def test_a_huge_answer_file_is_an_invalid_answer(runner):
+    huge = "import sys\nopen(sys.argv[2], 'w').write('[' + '0,' * 2_000_000 + '0]')\n"
+    _, outcome = run(runner, huge)
+    assert outcome.status == RunStatus.invalid_answer
+    assert "larger than" in outcome.reason
+
+
+def test_a_malformed_answer_says_why(runner):
+    _, outcome = run(runner, "import sys\nopen(sys.argv[2], 'w').write('{\"tour\": [0, 0]}')\n")
+    assert outcome.status == RunStatus.invalid_answer
+    assert "exactly once" in outcome.reason
+    _, missing = run(runner, "print('forgot the answer')\n")
+    assert missing.status == RunStatus.invalid_answer and "wrote no answer.json" in missing.reason
+
+
+def test_the_container_is_locked_down(runner):
+    probe = (
+        "import os\nprint(open('/proc/self/status').read())\n"
+        "try:\n    open('/etc/evil', 'w')\nexcept OSError as exc:\n    print('ROOTFS', exc)\n"
+    )
+    result, _ = run(runner, probe)
+    assert "ROOTFS" in result.log and "Read-only file system" in result.log
+    cap_line = next(line for line in result.log.splitlines() if line.startswith("CapEff"))
+    assert cap_line.split()[1] == "0000000000000000"
+    assert "NoNewPrivs:\t1" in result.log
