@@ -21,7 +21,7 @@ async def upload(client, team, name: str, content: bytes) -> int:
     return response.json()["id"]
 
 
-async def run_batch(client, admin, seeds, selection="final_picks", timeout=120) -> dict:
+async def run_batch(client, admin, seeds, selection="final_picks", wait_seconds=120) -> dict:
     created = await client.post(
         "/api/v1/batches",
         headers=admin.auth,
@@ -31,11 +31,11 @@ async def run_batch(client, admin, seeds, selection="final_picks", timeout=120) 
     batch_id = created.json()["id"]
     started = await client.post(f"/api/v1/batches/{batch_id}/start", headers=admin.auth)
     assert started.status_code == 200, started.text
-    return await wait_for_batch(client, admin, batch_id, timeout)
+    return await wait_for_batch(client, admin, batch_id, wait_seconds)
 
 
-async def wait_for_batch(client, admin, batch_id: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
+async def wait_for_batch(client, admin, batch_id: int, wait_seconds: float = 120) -> dict:
+    deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         detail = (await client.get(f"/api/v1/batches/{batch_id}", headers=admin.auth)).json()
         if detail["status"] in ("finished", "cancelled"):

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -68,10 +69,10 @@ def test_a_fork_bomb_is_contained_and_the_next_run_works(runner, docker_client):
     bomb = (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
-    result, outcome = run(runner, bomb)
+    _, outcome = run(runner, bomb)
     assert outcome.status in (RunStatus.timeout, RunStatus.failed)
     assert no_eval_containers(docker_client)
-    _, after = run(runner, open("examples/tsp_nearest_neighbour.py").read())
+    _, after = run(runner, Path("examples/tsp_nearest_neighbour.py").read_text())
     assert after.status == RunStatus.scored
 
 
