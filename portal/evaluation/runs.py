@@ -123,6 +123,7 @@ def record(
     failed_run_score: float,
 ) -> bool:
     """Write the result once; False if the run stopped being ours meanwhile."""
+    lock_batch(session, run.batch_id)
     result = session.execute(
         sa.update(EvaluationRun)
         .where(*_mine(run, worker_id))
@@ -152,6 +153,7 @@ def release_for_retry(
     Returns True when the run should be retried.
     """
     retry = run.attempt < max_attempts
+    lock_batch(session, run.batch_id)
     values = (
         {"status": RunStatus.queued, "worker_id": None, "heartbeat_at": None}
         if retry
@@ -166,6 +168,15 @@ def release_for_retry(
     if not retry:
         settle(session, run.batch_submission_id, run.batch_id, 0.0)
     return retry
+
+
+def lock_batch(session: Session, batch_id: int) -> None:
+    """Serialise result writes of one batch (and its cancel): whoever settles last sees
+    every other result committed, so the batch is marked finished exactly when it is.
+    Taken first, always, so the lock order is the same everywhere: batch, then runs."""
+    session.execute(
+        sa.select(EvaluationBatch.id).where(EvaluationBatch.id == batch_id).with_for_update()
+    )
 
 
 def settle(
