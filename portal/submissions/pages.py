@@ -12,6 +12,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.pagination import PageParams
 from portal.core.templating import flash, humanize_duration, is_htmx, render
+from portal.evaluation import service as evaluation
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmissionPage
 from portal.submissions.routes import accept_upload
@@ -138,18 +139,23 @@ async def toggle_final_form(
 async def submission_page(
     request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
 ) -> Response:
-    chunks = await service.open_file(request.app.state.storage, submission)
-    source = b"".join(chunks)
-    return render(
-        request,
-        "submission_detail.html",
-        {
-            "team": team,
-            "view": await service.view_of(session, submission),
-            "source": source[:SOURCE_PREVIEW_BYTES].decode("utf-8", errors="replace"),
-            "truncated": len(source) > SOURCE_PREVIEW_BYTES,
-            "results": await service.results_by_batch(session, submission),
-            "picks_used": await service.count_picks(session, team),
-            "picks_limit": request.app.state.settings.final_picks,
-        },
-    )
+    results = await service.results_by_batch(session, submission)
+    for result in results:
+        result["runs"] = await evaluation.list_runs(
+            session, result["batch_id"], submission_id=submission.id
+        )
+    live = any(run["status"] in ("queued", "running") for r in results for run in r["runs"])
+    context = {
+        "team": team,
+        "view": await service.view_of(session, submission),
+        "results": results,
+        "live": live,
+        "picks_used": await service.count_picks(session, team),
+        "picks_limit": request.app.state.settings.final_picks,
+    }
+    if not is_htmx(request):
+        chunks = await service.open_file(request.app.state.storage, submission)
+        source = b"".join(chunks)
+        context["source"] = source[:SOURCE_PREVIEW_BYTES].decode("utf-8", errors="replace")
+        context["truncated"] = len(source) > SOURCE_PREVIEW_BYTES
+    return render(request, "submission_detail.html", context, block="results_live")
