@@ -25,8 +25,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str]]:
-    """A portal on embedded PostgreSQL/Redis in a temp dir; yields (url, admin token)."""
+def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str, dict]]:
+    """A portal on embedded PostgreSQL/Redis in a temp dir.
+
+    Yields (url, admin token, environment for more `portal` commands on the same data).
+    """
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as data_dir:
         os.chmod(data_dir, 0o755)
         env = {
@@ -80,7 +83,7 @@ def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str]]:
                 time.sleep(0.2)
             else:
                 raise RuntimeError("the benchmark portal did not start")
-            yield url, token
+            yield url, token, env
         finally:
             server.terminate()
             server.wait(timeout=30)

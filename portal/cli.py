@@ -86,6 +86,14 @@ def run_in_transaction(
             raise  # unreachable: fail() exits
 
 
+def queue_prefetch(threads: int) -> int:
+    """One message per thread plus one waiting: the next run starts the moment a thread
+    frees up (Dramatiq backs off polling while all slots are busy), and a worker never
+    holds more than one run that another worker could have taken. If a worker dies with
+    that one unclaimed, the watchdog re-sends it."""
+    return threads + 1
+
+
 def _install_sigterm_as_exit() -> None:
     # uvicorn re-raises the signal it caught after shutting down; with this handler a
     # SIGTERM unwinds through our `finally` blocks (stopping worker, Redis, PostgreSQL).
@@ -134,8 +142,7 @@ def dev(
         worker = dramatiq.Worker(
             broker, worker_threads=settings.worker_threads, worker_timeout=1000
         )
-        # No more messages than threads: a busy worker never hoards runs others could take.
-        worker.queue_prefetch = settings.worker_threads
+        worker.queue_prefetch = queue_prefetch(settings.worker_threads)
         worker.start()
         try:
             application = create_app(settings)
@@ -217,8 +224,7 @@ def worker(
             os.environ,
             PORTAL_DATABASE_URL=urls.database_url,
             PORTAL_REDIS_URL=urls.redis_url,
-            # No more messages than threads: a busy worker never hoards others' runs.
-            dramatiq_queue_prefetch=str(threads or settings.worker_threads),
+            dramatiq_queue_prefetch=str(queue_prefetch(threads or settings.worker_threads)),
         )
         command = [
             sys.executable,

@@ -207,7 +207,7 @@ def eval_worker(eval_settings):
 
     broker, context = setup(eval_settings)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.queue_prefetch = 2
+    worker.queue_prefetch = 3
     worker.start()
     try:
         yield context

@@ -24,8 +24,10 @@ async def test_admin_runs_a_batch_and_watches_it_finish(
     factory = TeamFactory(app.state.sessionmaker)
     admin = await factory.create(name="Organizers", email="admin@example.org", role=Role.admin)
     alpha = await factory.create(name="Team Alpha", email="alpha@example.org")
-    for name, file in (("Team Beta", "tsp_nearest_neighbour.py"),
-                       ("Team Gamma", "tsp_input_order.py")):
+    for name, file in (
+        ("Team Beta", "tsp_nearest_neighbour.py"),
+        ("Team Gamma", "tsp_input_order.py"),
+    ):
         team = await factory.create(name=name, email=f"{name.split()[1].lower()}@example.org")
         await upload(client, team, file, example(file))
     alpha_submission = await upload(client, alpha, "tsp_two_opt.py", example("tsp_two_opt.py"))

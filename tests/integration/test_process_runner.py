@@ -1,0 +1,60 @@
+"""The no-Docker fallback: limits hold, and it is never chosen silently."""
+
+import pytest
+
+from portal.core.config import Settings
+from portal.evaluation.models import RunStatus
+from portal.evaluation.outcomes import judge
+from worker.context import choose_runner
+from worker.kits import tsp
+from worker.sandbox.base import SandboxLimits
+from worker.sandbox.process_runner import ProcessRunner
+
+LIMITS = SandboxLimits(timeout_seconds=3, memory_mib=256, log_cap_bytes=4096)
+INPUT = tsp.generate(3)
+
+
+def run(source: str):
+    result = ProcessRunner().run(
+        run_id=1,
+        worker_id="t",
+        files={"solution.py": source.encode(), "input.json": INPUT},
+        command=tsp.COMMAND,
+        answer_file="answer.json",
+        limits=LIMITS,
+        heartbeat=lambda: True,
+    )
+    return result, judge(tsp, 3, INPUT, result, LIMITS)
+
+
+def test_scores_an_example_like_docker_would():
+    with open("examples/tsp_two_opt.py") as handle:
+        _, outcome = run(handle.read())
+    assert outcome.status == RunStatus.scored and outcome.score > 4
+
+
+def test_wall_clock_timeout_kills_the_process_group():
+    result, outcome = run(
+        "import subprocess, time\nsubprocess.Popen(['sleep', '60'])\ntime.sleep(60)\n"
+    )
+    assert outcome.status == RunStatus.timeout and 3000 <= result.duration_ms < 6000
+
+
+def test_the_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "must-not-leak")
+    result, _ = run("import os\nprint(sorted(os.environ))\n")
+    assert "PORTAL_SECRET_KEY" not in result.log and "must-not-leak" not in result.log
+
+
+def test_memory_is_limited():
+    _, outcome = run("x = bytearray(1024 * 1024 * 1024)\n")
+    assert outcome.status in (RunStatus.memory_limit, RunStatus.failed)
+    assert outcome.status != RunStatus.scored
+
+
+def test_serve_and_worker_refuse_it_unless_allowed(monkeypatch):
+    settings = Settings(eval_runner="process")
+    with pytest.raises(RuntimeError, match="not a sandbox"):
+        choose_runner(settings)
+    allowed = choose_runner(settings.model_copy(update={"eval_allow_process_runner": True}))
+    assert allowed.name == "process" and allowed.is_sandbox is False
