@@ -29,6 +29,7 @@ from portal.evaluation import pages as evaluation_pages
 from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
+from portal.leaderboard import routes as leaderboard_routes
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         submission_pages.router,
         evaluation_routes.router,
         evaluation_pages.router,
+        leaderboard_routes.router,
         audit_routes.router,
         audit_routes.pages,
     ):

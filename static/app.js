@@ -71,3 +71,30 @@ document.addEventListener("drop", (event) => {
     if (hint) hint.textContent = `Ready: ${event.dataTransfer.files[0].name}`;
   }
 });
+
+// Leaderboards: flash the rows whose rank changed since the last poll, and keep
+// "updated N s ago" ticking between polls.
+let previousRanks = null;
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const board = event.detail.target;
+  if (!board || !board.querySelector) return;
+  previousRanks = {};
+  board.querySelectorAll("tr[data-team]").forEach((row) => {
+    previousRanks[row.dataset.team] = Number(row.dataset.rank || 0);
+  });
+});
+document.addEventListener("htmx:afterSwap", () => {
+  if (!previousRanks) return;
+  document.querySelectorAll("tr[data-team]").forEach((row) => {
+    const before = previousRanks[row.dataset.team];
+    const now = Number(row.dataset.rank || 0);
+    if (before && now && now !== before) row.classList.add(now < before ? "moved-up" : "moved-down");
+  });
+  previousRanks = null;
+});
+setInterval(() => {
+  document.querySelectorAll("[data-updated-at]").forEach((element) => {
+    const at = Number(element.dataset.updatedAt);
+    if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
+  });
+}, 1000);

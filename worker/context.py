@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
@@ -64,6 +65,15 @@ class WorkerContext:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return sessionmaker(self.engine, expire_on_commit=False)
+
+    # Called after a result commits (the leaderboard refresh hooks in here).
+    after_result: Callable[[], None] | None = None
+
+    @cached_property
+    def redis(self):
+        import redis
+
+        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
 
     @cached_property
     def storage(self) -> Storage:

@@ -75,5 +75,7 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
             log=result.log,
             failed_run_score=failed_run_score(context.kit),
         )
+    if written and context.after_result is not None:
+        context.after_result()
     logger.info("run %s: %s", run.id, outcome.status if written else "no longer ours")
     return outcome.status if written else "superseded"

@@ -14,6 +14,8 @@ from dramatiq.middleware import Middleware
 from portal.core.config import Settings
 from portal.evaluation import runs
 from portal.evaluation.queue import QUEUE, RUN_ACTOR
+from portal.leaderboard import refresh as leaderboard_refresh
+from portal.leaderboard.refresh import REFRESH_ACTOR
 from worker.context import WorkerContext
 from worker.evaluate import RetryableError, execute_run
 from worker.kits.base import failed_run_score
@@ -45,6 +47,8 @@ def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int
             runner.kill_run_containers(run_id)
     for run_id in requeued + stalled:
         enqueue(run_id)
+    if given_up and context.after_result is not None:
+        context.after_result()
     if requeued or given_up or stalled:
         logger.warning(
             "watchdog: re-queued %s, gave up on %s, re-sent %s", requeued, given_up, stalled
@@ -126,6 +130,20 @@ def setup(
 
     def enqueue(run_id: int) -> None:
         run_evaluation.send(run_id)
+
+    @dramatiq.actor(
+        actor_name=REFRESH_ACTOR, queue_name=QUEUE, broker=broker, max_retries=3, time_limit=300_000
+    )
+    def refresh_leaderboard() -> None:
+        if not leaderboard_refresh.refresh(context.engine, context.redis):
+            # Another refresh is running; go again after it, so this window's results show.
+            refresh_leaderboard.send_with_options(delay=leaderboard_refresh.DEBOUNCE_MS // 2)
+
+    def request_refresh() -> None:
+        if leaderboard_refresh.should_schedule(context.redis):
+            refresh_leaderboard.send_with_options(delay=leaderboard_refresh.DEBOUNCE_MS)
+
+    context.after_result = request_refresh
 
     interval = min(5.0, settings.eval_stale_after_seconds / 3)
     broker.add_middleware(Watchdog(context, enqueue, interval))

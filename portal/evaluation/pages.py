@@ -137,7 +137,7 @@ async def batch_action(
         if action == "start":
             await service.start(session, batch_id, actor=admin, broker=broker)
         elif action == "cancel":
-            await service.cancel(session, batch_id, actor=admin)
+            await service.cancel(session, batch_id, actor=admin, broker=request.app.state.broker)
         else:
             await service.rerun_failed(session, batch_id, actor=admin, broker=broker)
     except PortalError as exc:

@@ -23,3 +23,14 @@ def enqueue_runs(broker: RedisBroker, run_ids: list[int]) -> None:
                 queue_name=QUEUE, actor_name=RUN_ACTOR, args=(run_id,), kwargs={}, options={}
             )
         )
+
+
+def enqueue_leaderboard_refresh(broker: RedisBroker, delay_ms: int) -> None:
+    from portal.leaderboard.refresh import REFRESH_ACTOR
+
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name=QUEUE, actor_name=REFRESH_ACTOR, args=(), kwargs={}, options={}
+        ),
+        delay=delay_ms,
+    )

@@ -61,8 +61,8 @@ async def start_batch(request: Request, batch_id: BatchId, admin: AdminTeam, ses
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic)
-async def cancel_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep):
-    batch = await service.cancel(session, batch_id, actor=admin)
+async def cancel_batch(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+    batch = await service.cancel(session, batch_id, actor=admin, broker=request.app.state.broker)
     return await public(session, batch)
 
 

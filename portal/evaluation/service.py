@@ -22,7 +22,7 @@ from portal.evaluation.models import (
     EvaluationRun,
     RunStatus,
 )
-from portal.evaluation.queue import enqueue_runs
+from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE, FAILED
 from portal.evaluation.schemas import BatchCreate
 from portal.submissions.models import Submission
@@ -101,8 +101,11 @@ def round_robin(items_by_team: dict[int, list]) -> list:
 
 
 def _enqueue_after_commit(session: AsyncSession, broker, run_ids: list[int]) -> None:
+    """Send the runs, and a leaderboard refresh (the board shows runs done / total)."""
+
     async def send() -> None:
         await run_in_threadpool(enqueue_runs, broker, run_ids)
+        await run_in_threadpool(enqueue_leaderboard_refresh, broker, 0)
 
     after_commit(session, send)
 
@@ -152,7 +155,7 @@ async def start(session: AsyncSession, batch_id: int, *, actor: Team, broker) ->
     return batch
 
 
-async def cancel(session: AsyncSession, batch_id: int, *, actor: Team) -> EvaluationBatch:
+async def cancel(session: AsyncSession, batch_id: int, *, actor: Team, broker) -> EvaluationBatch:
     batch = await get(session, batch_id, lock=True)
     if batch.status not in (BatchStatus.draft, BatchStatus.running):
         raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
@@ -176,6 +179,7 @@ async def cancel(session: AsyncSession, batch_id: int, *, actor: Team) -> Evalua
     batch.status = BatchStatus.cancelled
     batch.finished_at = now
     await session.flush()
+    _enqueue_after_commit(session, broker, [])
     await audit.record(
         session,
         "batch.cancel",

@@ -1,0 +1,47 @@
+"""Refreshing the leaderboard view: concurrently, debounced, never two at once.
+
+Results call `request_refresh` after they commit. At most one refresh is scheduled per
+second (a Redis key with a 1 s expiry), it runs in the worker as a delayed message, and
+an advisory lock keeps two refreshes from overlapping across every worker. Each refresh
+bumps a version number in Redis: the ETag pages and pollers compare against.
+"""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+VERSION_KEY = "leaderboard:version"
+REFRESHED_AT_KEY = "leaderboard:refreshed_at"
+SCHEDULED_KEY = "leaderboard:refresh_scheduled"
+REFRESH_ACTOR = "refresh_leaderboard"
+DEBOUNCE_MS = 1000
+REFRESH_LOCK = 7_341_002
+
+
+def refresh(engine: sa.Engine, redis) -> bool:
+    """Refresh now unless another refresh is running; True if this one ran."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        if not connection.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": REFRESH_LOCK}):
+            return False
+        try:
+            # CONCURRENTLY: readers keep seeing the previous contents meanwhile.
+            connection.execute(sa.text("REFRESH MATERIALIZED VIEW CONCURRENTLY leaderboard"))
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": REFRESH_LOCK})
+    pipe = redis.pipeline()
+    pipe.incr(VERSION_KEY)
+    pipe.set(REFRESHED_AT_KEY, f"{time.time():.3f}")
+    pipe.execute()
+    return True
+
+
+def should_schedule(redis) -> bool:
+    """True for the first caller in each debounce window."""
+    return bool(redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))
+
+
+async def should_schedule_async(redis) -> bool:
+    return bool(await redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))

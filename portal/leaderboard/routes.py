@@ -1,0 +1,186 @@
+"""Public leaderboard: page, HTMX fragment, projector and JSON, all behind one ETag.
+
+A poll whose If-None-Match matches answers 304 after a single Redis read: no database
+work at all, so hundreds of screens polling every two seconds cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from portal.auth.deps import optional_team
+from portal.core.db import SessionDep
+from portal.core.errors import NotFound
+from portal.core.pagination import Page, PageParams
+from portal.core.templating import render
+from portal.leaderboard import service
+
+router = APIRouter(tags=["leaderboard"])
+PAGE_SIZE = 50
+PROJECTOR_PAGE_SIZE = 12
+PROJECTOR_PAGE_SECONDS = 10
+BatchQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="default: latest")]
+SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]
+
+
+def etag(version: int, *parts: object) -> str:
+    digest = hashlib.sha1(repr(parts).encode()).hexdigest()[:12]  # noqa: S324 (not security)
+    return f'W/"lb{version}-{digest}"'
+
+
+def cache_headers(tag: str) -> dict[str, str]:
+    # no-cache (not no-store): browsers keep the copy and revalidate it with the ETag.
+    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": "HX-Request"}
+
+
+def not_modified(request: Request, tag: str) -> Response | None:
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=cache_headers(tag))
+    return None
+
+
+class BoardRowPublic(BaseModel):
+    rank: int | None
+    team_id: int
+    team_name: str
+    score: float | None
+    submission_id: int | None
+    runs_done: int
+    runs_total: int
+    change: int | None
+
+
+class LeaderboardPublic(Page[BoardRowPublic]):
+    batch_id: int | None
+    batch_name: str | None
+    batch_status: str | None
+    runs_done: int
+    runs_total: int
+    version: int
+
+
+async def _context(request, session, batch, q, page, size, **extra):
+    chosen, previous, batches = await service.choose_batch(session, batch)
+    params = PageParams(page=page, size=size)
+    rows = (
+        await service.board(session, chosen, previous, params, q)
+        if chosen
+        else Page(items=[], page=page, size=size, total=0)
+    )
+    done, total = await service.batch_progress(session, chosen.id) if chosen else (0, 0)
+    version, refreshed_at = await service.state(request.app.state.redis)
+    return {
+        "batch": chosen,
+        "previous": previous,
+        "batches": batches,
+        "rows": rows,
+        "q": q,
+        "runs_done": done,
+        "runs_total": total,
+        "version": version,
+        "refreshed_at": refreshed_at,
+        "updated_ago": int(time.time() - refreshed_at) if refreshed_at else None,
+        **extra,
+    }
+
+
+@router.get("/api/v1/leaderboard", response_model=LeaderboardPublic)
+async def leaderboard_api(
+    request: Request,
+    session: SessionDep,
+    batch: BatchQuery = None,
+    q: SearchQuery = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
+):
+    """The board of a batch (default: the latest started), public, with an ETag."""
+    version, _ = await service.state(request.app.state.redis)
+    tag = etag(version, "api", batch, q, page, size)
+    if cached := not_modified(request, tag):
+        return cached
+    context = await _context(request, session, batch, q, page, size)
+    chosen, rows = context["batch"], context["rows"]
+    body = LeaderboardPublic(
+        items=[
+            BoardRowPublic(**{k: getattr(r, k) for k in BoardRowPublic.model_fields})
+            for r in rows.items
+        ],
+        page=rows.page,
+        size=rows.size,
+        total=rows.total,
+        batch_id=chosen.id if chosen else None,
+        batch_name=chosen.name if chosen else None,
+        batch_status=chosen.status if chosen else None,
+        runs_done=context["runs_done"],
+        runs_total=context["runs_total"],
+        version=version,
+    )
+    return Response(
+        body.model_dump_json(), media_type="application/json", headers=cache_headers(tag)
+    )
+
+
+@router.get("/leaderboard", include_in_schema=False)
+async def leaderboard_page(
+    request: Request,
+    session: SessionDep,
+    batch: BatchQuery = None,
+    q: SearchQuery = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    version, _ = await service.state(request.app.state.redis)
+    fragment = request.headers.get("hx-request") == "true"
+    tag = etag(version, "page", fragment, batch, q, page)
+    if cached := not_modified(request, tag):
+        return cached
+    if not fragment:
+        # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
+        await optional_team(request, session)
+    context = await _context(request, session, batch, q, page, PAGE_SIZE)
+    return render(request, "leaderboard.html", context, block="board", headers=cache_headers(tag))
+
+
+@router.get("/leaderboard/projector", include_in_schema=False)
+async def projector(
+    request: Request,
+    session: SessionDep,
+    batch: BatchQuery = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    since: Annotated[float, Query(ge=0)] = 0,
+) -> Response:
+    """Full screen, large type; pages through the board by itself every few seconds."""
+    now = time.time()
+    turn = since and now - since >= PROJECTOR_PAGE_SECONDS
+    context = await _context(request, session, batch, "", page, PROJECTOR_PAGE_SIZE)
+    pages = context["rows"].pages
+    if turn:
+        page, since = (page % pages) + 1, now
+        if page != context["rows"].page:
+            context = await _context(request, session, batch, "", page, PROJECTOR_PAGE_SIZE)
+    context.update(page_started=since or now, pages=pages)
+    return render(
+        request,
+        "projector.html",
+        context,
+        block="projector_board",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/leaderboard/teams/{team_id}", include_in_schema=False)
+async def team_history(
+    request: Request, session: SessionDep, team_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> Response:
+    team, history = await service.team_history(session, team_id)
+    if team is None:
+        raise NotFound(f"No team #{team_id} on the leaderboard.")
+    points = service.sparkline([entry["score"] for entry in history])
+    return render(
+        request, "leaderboard_team.html", {"team": team, "history": history, "points": points}
+    )

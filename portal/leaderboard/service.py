@@ -1,0 +1,166 @@
+"""Reading the leaderboard: from the materialized view only, so a poll costs one
+indexed query (or nothing at all, when the ETag still matches)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.core.pagination import Page, PageParams
+from portal.evaluation.models import BatchStatus, EvaluationBatch
+from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY
+from portal.teams.models import Team
+
+leaderboard = sa.table(
+    "leaderboard",
+    sa.column("batch_id", sa.Integer),
+    sa.column("team_id", sa.Integer),
+    sa.column("submission_id", sa.Integer),
+    sa.column("score", sa.Float),
+    sa.column("submitted_at", sa.DateTime(timezone=True)),
+    sa.column("scored_at", sa.DateTime(timezone=True)),
+    sa.column("runs_done", sa.Integer),
+    sa.column("runs_total", sa.Integer),
+    sa.column("rank", sa.Integer),
+    sa.column("position", sa.Integer),
+)
+STARTED = (BatchStatus.running, BatchStatus.finished, BatchStatus.cancelled)
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int | None
+    team_id: int
+    team_name: str
+    score: float | None
+    submission_id: int | None
+    submitted_at: datetime | None
+    runs_done: int
+    runs_total: int
+    previous_rank: int | None
+
+    @property
+    def change(self) -> int | None:
+        """Places gained since the previous batch (positive is up)."""
+        if self.rank is None or self.previous_rank is None:
+            return None
+        return self.previous_rank - self.rank
+
+
+async def state(redis) -> tuple[int, float | None]:
+    version, refreshed_at = await redis.mget(VERSION_KEY, REFRESHED_AT_KEY)
+    return int(version or 0), float(refreshed_at) if refreshed_at else None
+
+
+async def started_batches(session: AsyncSession) -> list[EvaluationBatch]:
+    result = await session.scalars(
+        sa.select(EvaluationBatch)
+        .where(EvaluationBatch.status.in_(STARTED))
+        .order_by(EvaluationBatch.started_at.desc(), EvaluationBatch.id.desc())
+    )
+    return list(result)
+
+
+async def choose_batch(session: AsyncSession, batch_id: int | None):
+    """The asked-for batch, else the latest started one; and the one before it."""
+    batches = await started_batches(session)
+    chosen = next((b for b in batches if b.id == batch_id), None) if batch_id else None
+    chosen = chosen or (batches[0] if batches else None)
+    previous = None
+    if chosen is not None:
+        earlier = [
+            b
+            for b in batches
+            if b.started_at and chosen.started_at and b.started_at < chosen.started_at
+        ]
+        previous = earlier[0] if earlier else None
+    return chosen, previous, batches
+
+
+async def board(
+    session: AsyncSession,
+    batch: EvaluationBatch,
+    previous: EvaluationBatch | None,
+    page: PageParams,
+    query: str | None = None,
+) -> Page[BoardRow]:
+    before = leaderboard.alias("before")
+    conditions = [leaderboard.c.batch_id == batch.id]
+    if query and query.strip():
+        conditions.append(Team.name.ilike(f"%{query.strip()}%"))
+    total = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(leaderboard)
+        .join(Team, Team.id == leaderboard.c.team_id)
+        .where(*conditions)
+    )
+    rows = await session.execute(
+        sa.select(
+            leaderboard.c.rank,
+            leaderboard.c.team_id,
+            Team.name,
+            leaderboard.c.score,
+            leaderboard.c.submission_id,
+            leaderboard.c.submitted_at,
+            leaderboard.c.runs_done,
+            leaderboard.c.runs_total,
+            before.c.rank,
+        )
+        .join(Team, Team.id == leaderboard.c.team_id)
+        .outerjoin(
+            before,
+            sa.and_(
+                before.c.batch_id == (previous.id if previous else -1),
+                before.c.team_id == leaderboard.c.team_id,
+            ),
+        )
+        .where(*conditions)
+        .order_by(leaderboard.c.position)
+        .offset(page.offset)
+        .limit(page.size)
+    )
+    return Page(
+        items=[BoardRow(*row) for row in rows], page=page.page, size=page.size, total=total or 0
+    )
+
+
+async def batch_progress(session: AsyncSession, batch_id: int) -> tuple[int, int]:
+    done, total = (
+        await session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(leaderboard.c.runs_done), 0),
+                sa.func.coalesce(sa.func.sum(leaderboard.c.runs_total), 0),
+            ).where(leaderboard.c.batch_id == batch_id)
+        )
+    ).one()
+    return int(done), int(total)
+
+
+async def team_history(session: AsyncSession, team_id: int) -> tuple[Team | None, list[dict]]:
+    team = await session.get(Team, team_id)
+    if team is None:
+        return None, []
+    rows = await session.execute(
+        sa.select(EvaluationBatch.id, EvaluationBatch.name, leaderboard.c.score, leaderboard.c.rank)
+        .join(leaderboard, leaderboard.c.batch_id == EvaluationBatch.id)
+        .where(leaderboard.c.team_id == team_id)
+        .order_by(EvaluationBatch.started_at)
+    )
+    return team, [{"batch_id": b, "batch_name": n, "score": s, "rank": r} for b, n, s, r in rows]
+
+
+def sparkline(scores: list[float | None], width: int = 240, height: int = 48) -> str:
+    """Points for an SVG polyline of scores over batches (None skipped)."""
+    values = [s for s in scores if s is not None]
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - 4 - (v - low) / span * (height - 8):.1f}"
+        for i, v in enumerate(values)
+    )

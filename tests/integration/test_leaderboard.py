@@ -1,0 +1,172 @@
+"""The leaderboard: ranking rules, the cheap 304 poll, public access, live updates."""
+
+import psycopg
+import redis as sync_redis
+import sqlalchemy as sa
+
+from portal.core.db import psycopg_conninfo
+from portal.leaderboard import refresh as board_refresh
+from tests.evaluation_helpers import example, upload, wait_for_batch
+
+
+def seed_board(
+    services, teams_scores: dict[str, list[tuple[str, float | None]]], batch_name="Round 1"
+) -> int:
+    """Insert a finished batch directly: {team: [(run status, score), ...]} per seed."""
+    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
+        batch_id = conn.execute(
+            "INSERT INTO evaluation_batch (name, seeds, selection, status, started_at, kit) "
+            "VALUES (%s, '{1,2}', 'final_picks', 'finished', now(), 'tsp') RETURNING id",
+            (batch_name,),
+        ).fetchone()[0]
+        for order, (team, runs) in enumerate(teams_scores.items()):
+            team_id = conn.execute("SELECT id FROM team WHERE name = %s", (team,)).fetchone()[0]
+            submission_id = conn.execute(
+                "INSERT INTO submission (team_id, sha256, size_bytes, filename, storage_key, note, "
+                "is_final, created_at) "
+                "VALUES (%s, %s, 1, 's.py', 'k', '', false, now() + %s * interval '1 s') "
+                "RETURNING id",
+                (team_id, f"{batch_name}{team}".ljust(64, "0")[:64], order),
+            ).fetchone()[0]
+            scores = [0.0 if status != "scored" else score for status, score in runs]
+            ended = all(status not in ("queued", "running") for status, _ in runs)
+            bs_id = conn.execute(
+                "INSERT INTO batch_submission (batch_id, submission_id, team_id, status, "
+                "mean_score, attempts) VALUES (%s, %s, %s, %s, %s, 0) RETURNING id",
+                (
+                    batch_id,
+                    submission_id,
+                    team_id,
+                    "scored" if ended else "running",
+                    sum(scores) / len(scores) if ended else None,
+                ),
+            ).fetchone()[0]
+            for seed, (status, score) in enumerate(runs, start=1):
+                conn.execute(
+                    "INSERT INTO evaluation_run (batch_id, batch_submission_id, seed, "
+                    "status, score, queue_position, attempts) "
+                    "VALUES (%s, %s, %s, %s, %s, 0, 1)",
+                    (batch_id, bs_id, seed, status, score),
+                )
+    refresh_now(services)
+    return batch_id
+
+
+def refresh_now(services):
+    engine = sa.create_engine(services.database_url)
+    client = sync_redis.Redis.from_url(services.redis_url)
+    try:
+        assert board_refresh.refresh(engine, client)
+    finally:
+        engine.dispose()
+        client.close()
+
+
+async def test_ranking_shares_ranks_on_ties_and_counts_failed_runs_as_zero(client, teams, services):
+    for name in ("Ada", "Bob", "Cy", "Dee", "Eve"):
+        await teams.create(name=name)
+    seed_board(
+        services,
+        {
+            "Ada": [("scored", 4.0), ("scored", 4.0)],  # 4.0
+            "Bob": [("scored", 5.0), ("scored", 3.0)],  # 4.0, later submission than Ada
+            "Cy": [("scored", 9.0), ("timeout", None)],  # 4.5: the timeout counts as 0
+            "Dee": [("scored", 1.0), ("running", None)],  # not all runs ended: no score yet
+            "Eve": [("failed", None), ("failed", None)],  # 0.0
+        },
+    )
+    board = (await client.get("/api/v1/leaderboard")).json()  # public: no login
+    rows = [
+        (r["rank"], r["team_name"], r["score"], r["runs_done"], r["runs_total"])
+        for r in board["items"]
+    ]
+    assert rows == [
+        (1, "Cy", 4.5, 2, 2),
+        (2, "Ada", 4.0, 2, 2),
+        (2, "Bob", 4.0, 2, 2),
+        (4, "Eve", 0.0, 2, 2),
+        (None, "Dee", None, 1, 2),
+    ]
+    assert board["runs_done"] == 9 and board["runs_total"] == 10
+
+
+async def test_change_since_the_previous_batch(client, teams, services):
+    for name in ("Ada", "Bob"):
+        await teams.create(name=name)
+    seed_board(services, {"Ada": [("scored", 2.0)], "Bob": [("scored", 1.0)]}, "Round 1")
+    seed_board(services, {"Ada": [("scored", 1.0)], "Bob": [("scored", 3.0)]}, "Round 2")
+    board = (await client.get("/api/v1/leaderboard")).json()
+    assert board["batch_name"] == "Round 2"
+    assert [(r["team_name"], r["change"]) for r in board["items"]] == [("Bob", 1), ("Ada", -1)]
+    page = await client.get("/leaderboard")
+    assert "▲ 1" in page.text and "▼ 1" in page.text
+
+
+async def test_a_matching_etag_answers_304_until_the_board_changes(client, teams, services):
+    await teams.create(name="Ada")
+    seed_board(services, {"Ada": [("scored", 2.0)]})
+    first = await client.get("/api/v1/leaderboard")
+    tag = first.headers["etag"]
+    assert first.headers["cache-control"] == "no-cache"
+    again = await client.get("/api/v1/leaderboard", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b""
+    fragment = await client.get("/leaderboard", headers={"HX-Request": "true"})
+    frag_tag = fragment.headers["etag"]
+    assert fragment.text.lstrip().startswith('<section class="card" id="board"')
+    assert (
+        await client.get("/leaderboard", headers={"HX-Request": "true", "If-None-Match": frag_tag})
+    ).status_code == 304
+    refresh_now(services)  # new results landed
+    changed = await client.get("/api/v1/leaderboard", headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+
+
+async def test_search_pagination_and_the_team_history_page(client, teams, services):
+    for n in range(7):
+        await teams.create(name=f"Robot {n}")
+    seed_board(services, {f"Robot {n}": [("scored", float(n))] for n in range(7)}, "R1")
+    seed_board(services, {f"Robot {n}": [("scored", float(7 - n))] for n in range(7)}, "R2")
+    page = (await client.get("/api/v1/leaderboard?size=3&page=2")).json()
+    assert page["total"] == 7 and [r["team_name"] for r in page["items"]] == [
+        "Robot 3",
+        "Robot 4",
+        "Robot 5",
+    ]
+    found = (await client.get("/api/v1/leaderboard?q=robot 6")).json()
+    assert [r["team_name"] for r in found["items"]] == ["Robot 6"]
+    team_id = found["items"][0]["team_id"]
+    history = await client.get(f"/leaderboard/teams/{team_id}")
+    assert "<polyline" in history.text and "R1" in history.text and "R2" in history.text
+    assert (await client.get("/leaderboard/teams/99999")).status_code == 404
+
+
+async def test_a_new_result_shows_on_the_next_poll(client, teams, eval_worker):
+    admin = await teams.admin()
+    for name, file in (("Fast", "tsp_two_opt.py"), ("Slow", "tsp_input_order.py")):
+        team = await teams.create(name=name)
+        await upload(client, team, file, example(file))
+    created = await client.post(
+        "/api/v1/batches",
+        headers=admin.auth,
+        json={"name": "live", "seeds": [1, 2, 3], "selection": "final_picks"},
+    )
+    await client.post(f"/api/v1/batches/{created.json()['id']}/start", headers=admin.auth)
+    seen_done = set()
+    tag = None
+    import asyncio
+
+    for _ in range(150):
+        response = await client.get(
+            "/api/v1/leaderboard", headers={"If-None-Match": tag} if tag else {}
+        )
+        if response.status_code == 200:
+            tag = response.headers["etag"]
+            board = response.json()
+            seen_done.add(board["runs_done"])
+            if board["runs_done"] == 6 and all(r["score"] is not None for r in board["items"]):
+                break
+        await asyncio.sleep(0.1)
+    await wait_for_batch(client, admin, created.json()["id"])
+    assert board["runs_total"] == 6
+    assert [r["team_name"] for r in board["items"]] == ["Fast", "Slow"]
+    assert len(seen_done) >= 2, seen_done  # the board moved while the batch ran
