@@ -23,7 +23,7 @@ from portal.leaderboard import service
 
 router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
-PROJECTOR_PAGE_SIZE = 12
+PROJECTOR_PAGE_SIZE = 8
 PROJECTOR_PAGE_SECONDS = 10
 BatchQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="default: latest")]
 SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]

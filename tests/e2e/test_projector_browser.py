@@ -1,0 +1,43 @@
+"""The projector view in a real browser at two screen sizes; screenshots are looked at."""
+
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from tests.integration.test_leaderboard import seed_board
+
+
+@pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 720)])
+async def test_projector_is_large_chrome_free_and_pages_itself(
+    teams, services, live_server, browser, artifacts, width, height
+):
+    names = [f"Team {chr(65 + n)}{n}" for n in range(16)]
+    for name in names:
+        await teams.create(name=name)
+    seed_board(
+        services, {name: [("scored", 1.0 + n / 10)] for n, name in enumerate(names)}, "Round 1"
+    )
+    seed_board(
+        services, {name: [("scored", 3.0 - n / 10)] for n, name in enumerate(names)}, "Final round"
+    )
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(f"{live_server}/leaderboard/projector")
+    await expect(page.get_by_role("heading", name="Final round")).to_be_visible()
+    assert await page.locator("nav").count() == 0  # no chrome
+    first_row = page.locator("table.board tbody tr").first
+    await expect(first_row.locator("td.team")).to_have_text("Team A0")
+    await expect(first_row.locator(".up")).to_have_text("▲ 15")
+    font_px = await first_row.locator("td.team").evaluate(
+        "el => parseFloat(getComputedStyle(el).fontSize)"
+    )
+    assert font_px >= 28 if width >= 1920 else font_px >= 18, font_px
+    await expect(page.get_by_text("page 1 of 2")).to_be_visible()
+    await expect(page.get_by_text(re.compile(r"updated \d+ s ago"))).to_be_visible()
+    await page.screenshot(path=str(artifacts / f"projector-{width}x{height}.png"))
+    # It turns the page by itself.
+    await expect(page.get_by_text("page 2 of 2")).to_be_visible(timeout=20_000)
+    assert errors == []
+    await page.close()
