@@ -57,8 +57,14 @@ FROM batch_submission AS bs, generate_series(1, %(seeds)s) AS seed;
 
 
 async def poll(
-    url: str, concurrency: int, requests: int, headers: dict | None = None, expect: int = 200
+    url: str,
+    path: str,
+    concurrency: int,
+    requests: int,
+    headers: dict | None = None,
+    expect: int = 200,
 ) -> list[float]:
+    """`concurrency` clients each GET `path` in a loop; returns every latency."""
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
@@ -70,8 +76,7 @@ async def poll(
                 latencies.append(time.perf_counter() - started)
                 assert response.status_code == expect, response.status_code
 
-        for path in [url_path]:
-            await asyncio.gather(*(poller() for _ in range(concurrency)))
+        await asyncio.gather(*(poller() for _ in range(concurrency)))
     return latencies
 
 
@@ -81,26 +86,27 @@ def line(name: str, latencies: list[float]) -> tuple[float, float]:
     return p50, p95
 
 
-url_path = "/healthz"
-
-
 async def measure(url: str, concurrency: int, requests: int) -> None:
-    global url_path
-    fragment_headers = {"HX-Request": "true"}
+    fragment = {"HX-Request": "true"}
     async with httpx.AsyncClient(base_url=url) as http:
-        first = await http.get("/leaderboard", headers=fragment_headers)
+        first = await http.get("/leaderboard", headers=fragment)
         tag = first.headers["etag"]
         rows = first.text.count("data-team=")
     print(f"fragment: {len(first.content)} bytes, {rows} rows shown per page")
-    url_path = "/healthz"
-    await poll(url, concurrency, concurrency * 2)  # warm up
-    health = line("GET /healthz", await poll(url, concurrency, requests))
-    url_path = "/leaderboard"
-    full = line("board fragment (200)", await poll(url, concurrency, requests, fragment_headers))
+    await poll(url, "/healthz", concurrency, concurrency * 2)  # warm up
+    health = line("GET /healthz", await poll(url, "/healthz", concurrency, requests))
+    full = line(
+        "board fragment (200)", await poll(url, "/leaderboard", concurrency, requests, fragment)
+    )
     not_modified = line(
         "board fragment (304)",
         await poll(
-            url, concurrency, requests, {**fragment_headers, "If-None-Match": tag}, expect=304
+            url,
+            "/leaderboard",
+            concurrency,
+            requests,
+            {**fragment, "If-None-Match": tag},
+            expect=304,
         ),
     )
     print(
