@@ -29,8 +29,8 @@ def choose_runner(settings: Settings):
     from worker.sandbox.process_runner import WARNING, ProcessRunner
 
     if settings.eval_runner in ("docker", "auto"):
-        runner = DockerRunner(settings.eval_image)
         try:
+            runner = DockerRunner(settings.eval_image)
             runner.ping()
             return runner
         except SandboxError as exc:

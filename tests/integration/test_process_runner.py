@@ -58,3 +58,15 @@ def test_serve_and_worker_refuse_it_unless_allowed(monkeypatch):
         choose_runner(settings)
     allowed = choose_runner(settings.model_copy(update={"eval_allow_process_runner": True}))
     assert allowed.name == "process" and allowed.is_sandbox is False
+
+
+def test_auto_falls_back_to_processes_only_when_allowed(monkeypatch, tmp_path):
+    # An engine address that nothing answers: what a laptop without Docker looks like.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    settings = Settings(eval_runner="auto")
+    with pytest.raises(RuntimeError, match="no Docker engine is usable"):
+        choose_runner(settings)
+    fallback = choose_runner(settings.model_copy(update={"eval_allow_process_runner": True}))
+    assert fallback.name == "process"
+    with pytest.raises(Exception, match="Docker"):
+        choose_runner(settings.model_copy(update={"eval_runner": "docker"}))

@@ -69,7 +69,10 @@ class DockerRunner:
 
     def __init__(self, image: str, client: docker.DockerClient | None = None) -> None:
         self.image = image
-        self.client = client or docker.from_env(timeout=60)
+        try:
+            self.client = client or docker.from_env(timeout=60)
+        except DockerException as exc:
+            raise SandboxError(f"no Docker engine is reachable: {exc}") from exc
 
     def ping(self) -> None:
         try:
