@@ -133,22 +133,29 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def require_or_skip(env_flag: str, reason: str) -> None:
-    """Skip when a tool is missing, but fail when CI says it must be there."""
-    if os.environ.get(env_flag) == "1":
-        pytest.fail(f"{reason} ({env_flag}=1 requires it)")
-    pytest.skip(reason)
+def skip_without_browser(reason: str) -> None:
+    """No browser here: skip, unless CI said one must be there (then fail)."""
+    if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (PORTAL_REQUIRE_BROWSER=1 requires a browser)")
+    pytest.skip(f"missing browser: {reason}")
+
+
+def skip_without_docker(reason: str) -> None:
+    """No Docker engine here: skip, unless CI said one must be there (then fail)."""
+    if os.environ.get("PORTAL_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{reason} (PORTAL_REQUIRE_DOCKER=1 requires a Docker engine)")
+    pytest.skip(f"missing Docker engine: {reason}")
 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = os.environ.get("PORTAL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        require_or_skip("PORTAL_REQUIRE_BROWSER", "Chromium is not installed")
+        skip_without_browser("Chromium is not installed")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        require_or_skip("PORTAL_REQUIRE_BROWSER", "playwright is not installed")
+        skip_without_browser("playwright is not installed")
     return path
 
 
@@ -160,7 +167,7 @@ def docker_client():
         client = docker.from_env(timeout=30)
         client.ping()
     except Exception as exc:  # any failure to reach the engine means "no Docker here"
-        require_or_skip("PORTAL_REQUIRE_DOCKER", f"no Docker engine is reachable ({exc})")
+        skip_without_docker(f"no Docker engine is reachable ({exc})")
     yield client
     client.close()
 
@@ -175,8 +182,7 @@ def eval_image(docker_client) -> str:
     try:
         docker_client.images.get(EVAL_IMAGE)
     except docker.errors.ImageNotFound:
-        require_or_skip(
-            "PORTAL_REQUIRE_DOCKER",
+        skip_without_docker(
             f"evaluation image {EVAL_IMAGE} missing: run `portal eval-image build --offline`",
         )
     return EVAL_IMAGE
