@@ -144,6 +144,9 @@ def dev(
         )
         worker.queue_prefetch = queue_prefetch(settings.worker_threads)
         worker.start()
+        if not context.runner.is_sandbox:
+            # Pin the choice so every page can say plainly that this is not a sandbox.
+            settings = settings.model_copy(update={"eval_runner": "process"})
         try:
             application = create_app(settings)
             typer.secho(f"\nPortal running at http://{host}:{port}  (Ctrl-C to stop)\n", bold=True)

@@ -70,3 +70,14 @@ def test_auto_falls_back_to_processes_only_when_allowed(monkeypatch, tmp_path):
     assert fallback.name == "process"
     with pytest.raises(Exception, match="Docker"):
         choose_runner(settings.model_copy(update={"eval_runner": "docker"}))
+
+
+async def test_pages_say_plainly_when_evaluation_is_not_sandboxed(settings):
+    from portal.main import create_app
+    from tests.conftest import make_client
+
+    for runner, warned in (("process", True), ("docker", False)):
+        app = create_app(settings.model_copy(update={"eval_runner": runner}))
+        async with app.router.lifespan_context(app), make_client(app) as client:
+            page = await client.get("/login")
+        assert ("not a sandbox" in page.text) is warned, runner
