@@ -138,3 +138,19 @@ async def test_batch_input_is_validated_and_actions_audited(client, teams, servi
             )
         ]
     assert actions == ["batch.create"]
+
+
+async def test_the_live_results_fragment_keeps_polling_its_own_submission(client, teams, services):
+    from tests.factories import browser_login
+    from tests.integration.test_leaderboard import seed_board
+
+    team = await teams.create(name="Poller")
+    seed_board(services, {"Poller": [("scored", 1.0), ("running", None)]})
+    await browser_login(client, team)
+    submission_id = (await client.get("/api/v1/submissions", headers=team.auth)).json()["items"][0][
+        "id"
+    ]
+    fragment = await client.get(f"/submissions/{submission_id}", headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith('<section class="card" id="results"')
+    assert f'hx-get="/submissions/{submission_id}"' in fragment.text
+    assert 'hx-trigger="every 2s"' in fragment.text
