@@ -43,8 +43,7 @@ def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int
     runner = context.runner
     for run_id in requeued + given_up:
         # Kill whatever the lost attempt left running before the run starts again.
-        if hasattr(runner, "kill_run_containers"):
-            runner.kill_run_containers(run_id)
+        runner.kill_run_containers(run_id)
     for run_id in requeued + stalled:
         enqueue(run_id)
     if given_up and context.after_result is not None:
@@ -58,16 +57,9 @@ def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int
 
 def remove_leftover_containers(context: WorkerContext) -> int:
     """At boot: containers whose run is not alive under some worker are leftovers."""
-    runner = context.runner
-    if not hasattr(runner, "client"):
-        return 0
     with context.sessions() as session:
         alive = runs.live_run_ids(session, context.settings.eval_stale_after_seconds)
-    removed = 0
-    for container in runner.client.containers.list(all=True, filters={"label": "portal.eval=1"}):
-        if int(container.labels.get("portal.run_id", "0")) not in alive:
-            container.remove(force=True, v=True)
-            removed += 1
+    removed = context.runner.remove_leftovers(alive)
     if removed:
         logger.warning("removed %s leftover evaluation containers", removed)
     return removed

@@ -145,15 +145,24 @@ def record(
     return True
 
 
-def release_for_retry(
-    session: Session, run: ClaimedRun, worker_id: str, reason: str, max_attempts: int
-) -> bool:
-    """An infrastructure failure: queue the run again, or fail it once attempts run out.
+def _requeue_or_fail(
+    session: Session,
+    *,
+    batch_id: int,
+    batch_submission_id: int,
+    attempts: int,
+    max_attempts: int,
+    still_ours: tuple,
+    failure_reason: str,
+    failed_run_score: float,
+) -> bool | None:
+    """Queue a run again, or fail it once its attempts ran out (then settle its batch).
 
-    Returns True when the run should be retried.
+    `still_ours` are the conditions under which the run may still be changed; None when
+    it moved on meanwhile. True when queued again, False when failed.
     """
-    retry = run.attempt < max_attempts
-    lock_batch(session, run.batch_id)
+    lock_batch(session, batch_id)
+    retry = attempts < max_attempts
     values = (
         {"status": RunStatus.queued, "worker_id": None, "heartbeat_at": None}
         if retry
@@ -161,13 +170,35 @@ def release_for_retry(
             "status": RunStatus.failed,
             "finished_at": utcnow(),
             "heartbeat_at": None,
-            "reason": f"The evaluation infrastructure failed {run.attempt} times: {reason}",
+            "reason": failure_reason,
         }
     )
-    session.execute(sa.update(EvaluationRun).where(*_mine(run, worker_id)).values(**values))
+    changed = session.execute(sa.update(EvaluationRun).where(*still_ours).values(**values))
+    if changed.rowcount != 1:
+        return None
     if not retry:
-        settle(session, run.batch_submission_id, run.batch_id, 0.0)
+        settle(session, batch_submission_id, batch_id, failed_run_score)
     return retry
+
+
+def release_for_retry(
+    session: Session, run: ClaimedRun, worker_id: str, reason: str, max_attempts: int
+) -> bool:
+    """An infrastructure failure: queue the run again, or fail it once attempts run out.
+
+    Returns True when the run should be retried.
+    """
+    outcome = _requeue_or_fail(
+        session,
+        batch_id=run.batch_id,
+        batch_submission_id=run.batch_submission_id,
+        attempts=run.attempt,
+        max_attempts=max_attempts,
+        still_ours=_mine(run, worker_id),
+        failure_reason=f"The evaluation infrastructure failed {run.attempt} times: {reason}",
+        failed_run_score=0.0,
+    )
+    return bool(outcome)
 
 
 def lock_batch(session: Session, batch_id: int) -> None:
@@ -239,34 +270,31 @@ def requeue_stale(
             EvaluationRun.attempts,
             EvaluationRun.batch_id,
             EvaluationRun.batch_submission_id,
-        )
-        .where(EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at < cutoff)
-        .with_for_update(skip_locked=True)
+        ).where(EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at < cutoff)
     ).all()
     requeued, given_up = [], []
     for run_id, attempts, batch_id, batch_submission_id in stale:
-        if attempts < max_attempts:
-            session.execute(
-                sa.update(EvaluationRun)
-                .where(EvaluationRun.id == run_id)
-                .values(status=RunStatus.queued, worker_id=None, heartbeat_at=None)
-            )
+        # Re-checked under the batch lock: the run may have reported in or ended since.
+        outcome = _requeue_or_fail(
+            session,
+            batch_id=batch_id,
+            batch_submission_id=batch_submission_id,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            still_ours=(
+                EvaluationRun.id == run_id,
+                EvaluationRun.status == RunStatus.running,
+                EvaluationRun.heartbeat_at < cutoff,
+            ),
+            failure_reason=(
+                f"The worker running this was lost {attempts} times (crashed or "
+                "stopped); the portal gave up. An organizer can re-run it."
+            ),
+            failed_run_score=failed_run_score,
+        )
+        if outcome is True:
             requeued.append(run_id)
-        else:
-            session.execute(
-                sa.update(EvaluationRun)
-                .where(EvaluationRun.id == run_id)
-                .values(
-                    status=RunStatus.failed,
-                    heartbeat_at=None,
-                    finished_at=utcnow(),
-                    reason=(
-                        f"The worker running this was lost {attempts} times (crashed or "
-                        "stopped); the portal gave up. An organizer can re-run it."
-                    ),
-                )
-            )
-            settle(session, batch_submission_id, batch_id, failed_run_score)
+        elif outcome is False:
             given_up.append(run_id)
     return requeued, given_up
 

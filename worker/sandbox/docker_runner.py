@@ -185,17 +185,24 @@ class DockerRunner:
             if container is not None:
                 _remove(container)
 
-    def kill_run_containers(self, run_id: int | None = None, *, keep_worker: str | None = None):
-        """Kill and remove containers of a run (or all eval containers but one worker's)."""
-        filters = {"label": [f"{LABEL}=1"]}
-        if run_id is not None:
-            filters["label"].append(f"portal.run_id={run_id}")
-        removed = 0
-        for container in self.client.containers.list(all=True, filters=filters):
-            if keep_worker and container.labels.get("portal.worker") == keep_worker:
-                continue
+    def _containers(self, run_id: int | None = None) -> list:
+        labels = [f"{LABEL}=1"] + ([f"portal.run_id={run_id}"] if run_id is not None else [])
+        return self.client.containers.list(all=True, filters={"label": labels})
+
+    def kill_run_containers(self, run_id: int) -> int:
+        """Kill and remove whatever a lost attempt of this run left behind."""
+        containers = self._containers(run_id)
+        for container in containers:
             _remove(container)
-            removed += 1
+        return len(containers)
+
+    def remove_leftovers(self, alive_run_ids: set[int]) -> int:
+        """Remove evaluation containers whose run no live worker is running."""
+        removed = 0
+        for container in self._containers():
+            if int(container.labels.get("portal.run_id", "0")) not in alive_run_ids:
+                _remove(container)
+                removed += 1
         return removed
 
 
