@@ -13,15 +13,10 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from portal.core.embedded import free_loopback_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -55,7 +50,7 @@ def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str, dict]]:
             check=True,
         )
         token = created.stdout.strip().splitlines()[-1]
-        port = _free_port()
+        port = free_loopback_port()
         server = subprocess.Popen(
             [
                 sys.executable,

@@ -315,13 +315,14 @@ def team_create(
 def _create_team(name: str, email: str, role: str, data_dir: Path | None) -> None:
     from pydantic import ValidationError
 
+    from portal.core.errors import validation_summary
     from portal.teams import service as teams
     from portal.teams.schemas import TeamCreate
 
     try:
         data = TeamCreate(name=name, email=email, role=role)
     except ValidationError as exc:
-        fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+        fail(validation_summary(exc, with_field=False))
 
     async def work(session: AsyncSession):
         return await teams.create(session, data, actor=None)
@@ -338,6 +339,7 @@ def team_import(
     """Create many teams from a CSV (name,email). All or nothing: any bad line creates none."""
     from pydantic import ValidationError
 
+    from portal.core.errors import validation_summary
     from portal.teams import service as teams
     from portal.teams.schemas import TeamCreate
 
@@ -357,7 +359,7 @@ def team_import(
             try:
                 rows.append(TeamCreate(name=row[0], email=row[1]))
             except ValidationError as exc:
-                reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+                reason = validation_summary(exc, with_field=False)
                 problems.append(f"line {line_number}: {reason}")
     emails = [r.email for r in rows]
     names = [r.name.lower() for r in rows]

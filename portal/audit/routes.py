@@ -10,7 +10,7 @@ from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
 from portal.core.pagination import Page, PageDep, PageParams
-from portal.core.templating import render
+from portal.core.templating import render, wants_fragment
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
@@ -86,7 +86,8 @@ async def audit_page(
         {
             "entries": result,
             "filters": {"actor": actor, "action": action, "since": since, "until": until},
-            "actions": await service.known_actions(session),
+            # Only the full page shows the action list; filter polls skip the scan.
+            "actions": [] if wants_fragment(request) else await service.known_actions(session),
             "problems": problems,
         },
         block="audit_table",

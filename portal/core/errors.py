@@ -136,6 +136,16 @@ def error_response(
     return render_error_page(request, status_code, message, headers=headers)
 
 
+def validation_summary(exc, *, with_field: bool = True) -> str:
+    """One readable line from a pydantic ValidationError: 'email: enter an email ...'."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error.get("loc", ())) or "input"
+        parts.append(f"{field}: {message}" if with_field else message)
+    return "; ".join(parts)
+
+
 def _describe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     described = []
     for error in exc.errors():

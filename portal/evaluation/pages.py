@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from portal.auth.deps import PageAdmin
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
-from portal.core.errors import PortalError
+from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import PageParams
 from portal.core.templating import flash, render
 from portal.evaluation import service
@@ -78,13 +78,12 @@ async def create_batch_submit(
         if start_now:
             await service.start(session, batch.id, actor=admin, broker=request.app.state.broker)
     except ValidationError as exc:
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
-            f"{e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
         return await _list(
-            request, session, form_error=message, form_values=values, status_code=422
+            request,
+            session,
+            form_error=validation_summary(exc),
+            form_values=values,
+            status_code=422,
         )
     except (ValueError, PortalError) as exc:
         message = exc.message if isinstance(exc, PortalError) else str(exc)

@@ -267,33 +267,45 @@ async def list_batches(session: AsyncSession, page: PageParams) -> Page[Evaluati
     return Page(items=list(batches), page=page.page, size=page.size, total=total or 0)
 
 
+RUN_COLUMNS = (
+    EvaluationRun.id,
+    EvaluationRun.batch_id,
+    EvaluationRun.seed,
+    EvaluationRun.status,
+    EvaluationRun.score,
+    EvaluationRun.duration_ms,
+    EvaluationRun.attempts,
+    EvaluationRun.reason,
+)
+
+
 async def list_runs(
-    session: AsyncSession, batch_id: int, *, submission_id: int | None = None, limit: int = 500
+    session: AsyncSession,
+    batch_id: int | None = None,
+    *,
+    submission_id: int | None = None,
+    include_log: bool = False,
+    limit: int = 500,
 ) -> list[dict]:
-    conditions = [EvaluationRun.batch_id == batch_id]
+    """Runs of a batch and/or a submission, in queue order. Logs (up to the log cap each)
+    are loaded only when asked for: the admin's polled run table never shows them."""
+    conditions = []
+    if batch_id is not None:
+        conditions.append(EvaluationRun.batch_id == batch_id)
     if submission_id is not None:
         conditions.append(BatchSubmission.submission_id == submission_id)
+    columns = [*RUN_COLUMNS, *([EvaluationRun.log] if include_log else [])]
     rows = await session.execute(
-        sa.select(EvaluationRun, BatchSubmission.submission_id, Team.id, Team.name)
+        sa.select(
+            *columns,
+            BatchSubmission.submission_id,
+            Team.id.label("team_id"),
+            Team.name.label("team_name"),
+        )
         .join(BatchSubmission, BatchSubmission.id == EvaluationRun.batch_submission_id)
         .join(Team, Team.id == BatchSubmission.team_id)
         .where(*conditions)
-        .order_by(EvaluationRun.queue_position)
+        .order_by(EvaluationRun.batch_id, EvaluationRun.queue_position)
         .limit(limit)
     )
-    return [
-        {
-            "id": run.id,
-            "team_id": team_id,
-            "team_name": team_name,
-            "submission_id": submission_id,
-            "seed": run.seed,
-            "status": run.status,
-            "score": run.score,
-            "duration_ms": run.duration_ms,
-            "attempts": run.attempts,
-            "reason": run.reason,
-            "log": run.log,
-        }
-        for run, submission_id, team_id, team_name in rows
-    ]
+    return [dict(row._mapping) for row in rows]

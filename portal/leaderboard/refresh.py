@@ -41,7 +41,3 @@ def refresh(engine: sa.Engine, redis) -> bool:
 def should_schedule(redis) -> bool:
     """True for the first caller in each debounce window."""
     return bool(redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))
-
-
-async def should_schedule_async(redis) -> bool:
-    return bool(await redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))

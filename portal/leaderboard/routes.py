@@ -18,7 +18,7 @@ from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
 from portal.core.pagination import Page, PageParams
-from portal.core.templating import render
+from portal.core.templating import render, wants_fragment
 from portal.leaderboard import service
 
 router = APIRouter(tags=["leaderboard"])
@@ -65,7 +65,7 @@ class LeaderboardPublic(Page[BoardRowPublic]):
     version: int
 
 
-async def _context(request, session, batch, q, page, size, **extra):
+async def _context(request, session, batch, q, page, size, state=None, **extra):
     chosen, previous, batches = await service.choose_batch(session, batch)
     params = PageParams(page=page, size=size)
     rows = (
@@ -74,7 +74,8 @@ async def _context(request, session, batch, q, page, size, **extra):
         else Page(items=[], page=page, size=size, total=0)
     )
     done, total = await service.batch_progress(session, chosen.id) if chosen else (0, 0)
-    version, refreshed_at = await service.state(request.app.state.redis)
+    # Callers that already read the board's state for the ETag pass it in.
+    version, refreshed_at = state or await service.state(request.app.state.redis)
     return {
         "batch": chosen,
         "previous": previous,
@@ -100,11 +101,12 @@ async def leaderboard_api(
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ):
     """The board of a batch (default: the latest started), public, with an ETag."""
-    version, _ = await service.state(request.app.state.redis)
+    state = await service.state(request.app.state.redis)
+    version = state[0]
     tag = etag(version, "api", batch, q, page, size)
     if cached := not_modified(request, tag):
         return cached
-    context = await _context(request, session, batch, q, page, size)
+    context = await _context(request, session, batch, q, page, size, state)
     chosen, rows = context["batch"], context["rows"]
     body = LeaderboardPublic(
         items=[
@@ -134,15 +136,15 @@ async def leaderboard_page(
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> Response:
-    version, _ = await service.state(request.app.state.redis)
-    fragment = request.headers.get("hx-request") == "true"
-    tag = etag(version, "page", fragment, batch, q, page)
+    state = await service.state(request.app.state.redis)
+    fragment = wants_fragment(request)
+    tag = etag(state[0], "page", fragment, batch, q, page)
     if cached := not_modified(request, tag):
         return cached
     if not fragment:
         # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
         await optional_team(request, session)
-    context = await _context(request, session, batch, q, page, PAGE_SIZE)
+    context = await _context(request, session, batch, q, page, PAGE_SIZE, state)
     return render(request, "leaderboard.html", context, block="board", headers=cache_headers(tag))
 
 

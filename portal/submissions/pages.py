@@ -91,7 +91,6 @@ async def upload_form(
         f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
     )
     if is_htmx(request):
-        await session.flush()
         return await _dashboard(request, team, session, message=("success", text), status_code=201)
     response = redirect(request, "/dashboard")
     flash(request, response, text, "success")
@@ -140,10 +139,9 @@ async def submission_page(
     request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
 ) -> Response:
     results = await service.results_by_batch(session, submission)
+    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
     for result in results:
-        result["runs"] = await evaluation.list_runs(
-            session, result["batch_id"], submission_id=submission.id
-        )
+        result["runs"] = [run for run in runs if run["batch_id"] == result["batch_id"]]
     live = any(run["status"] in ("queued", "running") for r in results for run in r["runs"])
     context = {
         "team": team,

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
-from portal.core.errors import PortalError
+from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import PageParams
 from portal.core.templating import flash, render
 from portal.teams import service
@@ -79,12 +79,14 @@ async def create_team_submit(
         data = TeamCreate(name=name, email=email, role=role)
         team, token = await service.create(session, data, actor=admin)
     except ValidationError as exc:
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
         return await _teams_page(
-            request, session, "", 1, form_error=message, form_values=values, status_code=422
+            request,
+            session,
+            "",
+            1,
+            form_error=validation_summary(exc),
+            form_values=values,
+            status_code=422,
         )
     except PortalError as exc:
         return await _teams_page(
