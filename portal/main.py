@@ -30,6 +30,7 @@ from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
 from portal.leaderboard import routes as leaderboard_routes
+from portal.llm import gateway as llm_gateway
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = create_redis(settings.redis_url)
         app.state.broker = create_broker(settings.redis_url)
+        app.state.llm_gateway = llm_gateway.Gateway(settings, engine, app.state.redis)
+        await app.state.llm_gateway.start()
         try:
             await run_in_threadpool(app.state.storage.ensure_ready)
         except StorageUnavailable as exc:
@@ -62,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # The gateway first: its buffered usage log is written before the pool goes.
+            await app.state.llm_gateway.close()
             await app.state.redis.aclose()
             app.state.broker.close()
             await engine.dispose()
@@ -102,6 +107,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         leaderboard_routes.router,
         audit_routes.router,
         audit_routes.pages,
+        llm_gateway.router,
     ):
         app.include_router(router)
+    return app
+
+
+def create_gateway_app(settings: Settings | None = None) -> FastAPI:
+    """Only the LLM gateway (`/llm/*`), for the listener evaluation containers can reach.
+
+    Sandboxes on PORTAL_EVAL_NETWORK must reach the model and nothing else of the
+    portal: this app has no other route, so no login, API or page is exposed there.
+    """
+    settings = settings or get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("create_gateway_app needs PORTAL_DATABASE_URL and PORTAL_REDIS_URL")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=5, max_overflow=10)
+        redis = create_redis(settings.redis_url)
+        app.state.llm_gateway = llm_gateway.Gateway(settings, engine, redis)
+        await app.state.llm_gateway.start()
+        try:
+            yield
+        finally:
+            await app.state.llm_gateway.close()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Competition portal LLM gateway",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(llm_gateway.router)
     return app

@@ -22,6 +22,7 @@ from portal.core import migrations
 from portal.core.config import Settings
 from portal.core.db import psycopg_conninfo
 from portal.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from portal.llm.echo import EchoServer
 from portal.main import create_app
 from tests.factories import TeamFactory
 
@@ -91,8 +92,16 @@ def _reset(services: TestServices) -> None:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def echo_upstream() -> Iterator[EchoServer]:
+    """The stand-in model server (model `echo`) on a loopback port, for the gateway."""
+    server = EchoServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(services: TestServices, tmp_path: Path) -> Settings:
+def settings(services: TestServices, echo_upstream: EchoServer, tmp_path: Path) -> Settings:
     return Settings(
         environment="test",
         secret_key="test-secret-key-that-is-long-enough-for-signing",
@@ -101,6 +110,7 @@ def settings(services: TestServices, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         storage_local_dir=tmp_path / "objects",
         base_url="http://testserver",
+        llm_upstream_url=echo_upstream.url,
     )
 
 

@@ -17,6 +17,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import Forbidden, LoginRequired, Unauthorized
 from portal.core.logging import team_id_var
 from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner, tokens_match
+from portal.llm.run_tokens import is_run_token
 from portal.teams import service as teams
 from portal.teams.models import Role, Team
 
@@ -95,6 +96,13 @@ async def _team_from_cookie(request: Request, session: SessionDep) -> Team | Non
 async def optional_team(request: Request, session: SessionDep) -> Team | None:
     token = request_api_token(request)
     if token is not None:
+        if is_run_token(token):
+            raise Unauthorized(
+                "This is an evaluation run's token: it only works on the LLM gateway "
+                "(/llm/v1/...). Use your team's API token here.",
+                code="invalid_token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         team = await teams.find_by_token(session, token)
         if team is None or not team.is_active:
             raise Unauthorized(

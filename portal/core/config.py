@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     llm_upstream_url: str = "http://127.0.0.1:8001/v1"
     llm_upstream_key: str = ""
     llm_rpm: int = Field(default=10, ge=0)
+    llm_connect_timeout_seconds: float = Field(default=5, gt=0)
+    llm_read_timeout_seconds: float = Field(default=120, gt=0)
 
     session_max_age_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     login_failures_per_minute: int = Field(default=10, gt=0)

@@ -1,0 +1,217 @@
+"""A stand-in OpenAI-compatible model server for development and tests.
+
+Model `echo` answers "echo: <last user message>", deterministically, with real token
+counts (words and punctuation marks, plus 3 per message as OpenAI counts them), as JSON
+or as a server-sent event stream with the usage chunk when asked. A user message that
+starts with "/sleep N" makes it wait N seconds first, so timeouts can be tested.
+
+It is a bare ASGI app, no framework, so that measuring the gateway against it measures
+the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+MODEL = "echo"
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_SLEEP = re.compile(r"^/sleep\s+(\d+(?:\.\d+)?)")
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def _message_text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+def reply_for(messages: list[Any]) -> tuple[str, dict[str, int]]:
+    last_user = next(
+        (
+            _message_text(m)
+            for m in reversed(messages)
+            if isinstance(m, dict) and m.get("role") == "user"
+        ),
+        "",
+    )
+    completion = f"echo: {last_user}"
+    prompt_tokens = sum(count_tokens(_message_text(m)) + 3 for m in messages)
+    completion_tokens = count_tokens(completion)
+    return completion, {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+async def _send_json(send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def echo_app(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"].rstrip("/")
+    if scope["method"] == "GET" and path.endswith("/models"):
+        await _send_json(
+            send,
+            200,
+            {
+                "object": "list",
+                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "portal"}],
+            },
+        )
+        return
+    if scope["method"] != "POST" or not path.endswith("/chat/completions"):
+        await _send_json(send, 404, _error(f"No route {scope['path']}", "not_found"))
+        return
+    try:
+        body = json.loads(await _read_body(receive))
+        messages = body["messages"]
+        model = body["model"]
+    except (ValueError, KeyError, TypeError):
+        await _send_json(send, 400, _error("Send a JSON body with model and messages.", None))
+        return
+    if model != MODEL:
+        await _send_json(
+            send, 404, _error(f"The model '{model}' does not exist; use 'echo'.", "model_not_found")
+        )
+        return
+    completion, usage = reply_for(messages)
+    sleep = _SLEEP.match(completion.removeprefix("echo: "))
+    if sleep:
+        await asyncio.sleep(float(sleep.group(1)))
+    created = int(time.time())
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        await _stream(send, completion, usage, created, include_usage)
+        return
+    await _send_json(
+        send,
+        200,
+        {
+            "id": f"chatcmpl-echo-{created}",
+            "object": "chat.completion",
+            "created": created,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        },
+    )
+
+
+async def _stream(send, completion: str, usage: dict, created: int, include_usage: bool) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        }
+    )
+    base = {
+        "id": f"chatcmpl-echo-{created}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+    }
+
+    async def event(payload: dict | str) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        await send(
+            {"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True}
+        )
+
+    pieces = re.findall(r"\S+\s*", completion)
+    for index, piece in enumerate(pieces):
+        delta = {"content": piece} if index else {"role": "assistant", "content": piece}
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        if include_usage:
+            chunk["usage"] = None
+        await event(chunk)
+    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    if include_usage:
+        final["usage"] = None
+    await event(final)
+    if include_usage:
+        await event({**base, "choices": [], "usage": usage})
+    await event("[DONE]")
+    await send({"type": "http.response.body", "body": b""})
+
+
+class EchoServer:
+    """The echo model on a loopback port, in a background thread (dev and tests)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(
+            echo_app, host=host, port=port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="llm-echo", daemon=True)
+
+    @property
+    def url(self) -> str:
+        sockets = self.server.servers[0].sockets
+        host, port = sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self, timeout: float = 10) -> EchoServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the echo model server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)

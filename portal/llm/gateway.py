@@ -1,0 +1,410 @@
+"""The OpenAI-compatible LLM gateway: authenticate, hold the team to its limit, forward.
+
+The hot path is kept short on purpose: one indexed query for the caller, one Lua call
+for the limit, one pooled upstream request, and a log entry appended to a buffer that a
+background task writes (usage_log.py). Errors use OpenAI's shape, so the standard
+clients raise their usual exceptions (RateLimitError, AuthenticationError, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from portal.auth.deps import request_api_token
+from portal.core.bodylimit import PayloadTooLarge
+from portal.core.config import Settings
+from portal.core.logging import request_id_var, team_id_var
+from portal.core.security import hash_token
+from portal.llm import run_tokens
+from portal.llm.ratelimit import RateDecision, RequestsPerMinute
+from portal.llm.usage_log import UsageEntry, UsageRecorder
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/llm/v1", tags=["llm gateway"])
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status_code, headers=self.headers)
+
+
+@dataclass(frozen=True)
+class Caller:
+    team_id: int
+    requests_per_minute: int
+    source: str = "dev"
+    batch_submission_id: int | None = None
+
+
+_CALLER_COLUMNS = """
+    SELECT team.id, team.is_active,
+           COALESCE(rate_limit.requests_per_minute, :default_rpm) AS requests_per_minute
+    FROM team LEFT JOIN llm_usage_rate_limit AS rate_limit ON rate_limit.team_id = team.id
+"""
+_CALLER_BY_TOKEN = sa.text(_CALLER_COLUMNS + " WHERE team.token_hash = :token_hash")
+_CALLER_BY_ID = sa.text(_CALLER_COLUMNS + " WHERE team.id = :team_id")
+
+_INVALID_KEY = "Incorrect API key. Use your team's API token, or the run's OPENAI_API_KEY."
+
+
+class Gateway:
+    """Everything the gateway routes share, built once per process in the app lifespan."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, redis) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.redis = redis
+        self.limiter = RequestsPerMinute(redis)
+        self.recorder = UsageRecorder(engine)
+        headers = {"content-type": "application/json"}
+        if settings.llm_upstream_key:
+            headers["authorization"] = f"Bearer {settings.llm_upstream_key}"
+        self.client = httpx.AsyncClient(
+            base_url=settings.llm_upstream_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=settings.llm_connect_timeout_seconds,
+                read=settings.llm_read_timeout_seconds,
+                write=settings.llm_read_timeout_seconds,
+                pool=settings.llm_connect_timeout_seconds,
+            ),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+
+    async def start(self) -> None:
+        self.recorder.start()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.recorder.stop()
+
+    async def caller(self, request: Request) -> Caller:
+        token = request_api_token(request)
+        if not token:
+            raise GatewayError(
+                401,
+                "Missing API key. Send 'Authorization: Bearer <your team token>'.",
+                code="invalid_api_key",
+            )
+        grant = None
+        try:
+            if run_tokens.is_run_token(token):
+                grant = await run_tokens.resolve(self.redis, token)
+                if grant is None:
+                    raise GatewayError(
+                        401,
+                        "This evaluation token has expired: the run it belonged to ended.",
+                        code="invalid_api_key",
+                    )
+                query, params = _CALLER_BY_ID, {"team_id": grant.team_id}
+            else:
+                query, params = _CALLER_BY_TOKEN, {"token_hash": hash_token(token)}
+            async with self.engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        query, {**params, "default_rpm": self.settings.llm_rpm}
+                    )
+                ).first()
+        except (DBAPIError, RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        if row is None or not row.is_active:
+            raise GatewayError(401, _INVALID_KEY, code="invalid_api_key")
+        team_id_var.set(row.id)
+        if grant is not None:
+            return Caller(row.id, row.requests_per_minute, "eval", grant.batch_submission_id)
+        return Caller(row.id, row.requests_per_minute)
+
+    async def decide(self, caller: Caller, *, consume: bool) -> RateDecision:
+        try:
+            if consume:
+                return await self.limiter.hit(caller.team_id, caller.requests_per_minute)
+            return await self.limiter.peek(caller.team_id, caller.requests_per_minute)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    def log(
+        self,
+        caller: Caller,
+        model: str,
+        status_code: int,
+        started: float,
+        *,
+        refused: bool = False,
+        **usage: int,
+    ) -> None:
+        if refused:
+            outcome = "refused"
+        else:
+            outcome = "allowed" if status_code < 400 else "failed"
+        self.recorder.record(
+            UsageEntry(
+                team_id=caller.team_id,
+                model=model,
+                status_code=status_code,
+                outcome=outcome,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                source=caller.source,
+                batch_submission_id=caller.batch_submission_id,
+                request_id=request_id_var.get(),
+                **usage,
+            )
+        )
+
+
+def _unavailable(exc: Exception) -> GatewayError:
+    logger.warning("llm gateway: database or cache unavailable: %s", type(exc).__name__)
+    return GatewayError(
+        503,
+        "The gateway cannot reach its database or cache right now. Retry shortly.",
+        type="server_error",
+        code="service_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(
+            504,
+            "The model did not answer in time. Retry, or ask for fewer tokens.",
+            type="server_error",
+            code="upstream_timeout",
+        )
+    return GatewayError(
+        502,
+        "The model server is unreachable right now. Retry shortly.",
+        type="server_error",
+        code="upstream_unavailable",
+    )
+
+
+def _usage_tokens(usage: Any) -> dict[str, int]:
+    if not isinstance(usage, dict):
+        return {}
+    return {
+        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+        "completion_tokens": int(usage.get("completion_tokens") or 0),
+    }
+
+
+async def _chat_request(request: Request) -> tuple[bytes, dict[str, Any]]:
+    try:
+        raw = await request.body()
+    except PayloadTooLarge as exc:
+        raise GatewayError(413, f"The request body is over {exc.limit_bytes} bytes.") from exc
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise GatewayError(400, f"The body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The body must be a JSON object.")
+    if not isinstance(body.get("model"), str) or not body["model"].strip():
+        raise GatewayError(400, "'model' is required: a model name string.", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise GatewayError(
+            400, "'messages' is required: a non-empty list of messages.", param="messages"
+        )
+    return raw, body
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.llm_gateway
+
+
+@router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)")
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    gateway = gateway_of(request)
+    try:
+        caller = await gateway.caller(request)
+    except GatewayError as error:
+        return error.response()
+    try:
+        raw, body = await _chat_request(request)
+    except GatewayError as error:
+        # A malformed call costs nothing from the budget but is still logged.
+        gateway.log(caller, "", error.status_code, started)
+        return error.response()
+    model = body["model"]
+    try:
+        decision = await gateway.decide(caller, consume=True)
+    except GatewayError as error:
+        gateway.log(caller, model, error.status_code, started)
+        return error.response()
+    limit_headers = decision.headers()
+    if not decision.allowed:
+        gateway.log(caller, model, 429, started, refused=True)
+        return GatewayError(
+            429,
+            f"Rate limit reached: {decision.limit} requests per minute for your team. "
+            f"Retry in {decision.retry_after_seconds} s.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={**limit_headers, "Retry-After": str(decision.retry_after_seconds)},
+        ).response()
+    if body.get("stream") is True:
+        return await _forward_stream(gateway, caller, body, limit_headers, started)
+    return await _forward_json(gateway, caller, model, raw, limit_headers, started)
+
+
+async def _forward_json(
+    gateway: Gateway,
+    caller: Caller,
+    model: str,
+    raw: bytes,
+    limit_headers: dict[str, str],
+    started: float,
+) -> Response:
+    try:
+        upstream = await gateway.client.post("chat/completions", content=raw)
+    except httpx.HTTPError as exc:
+        error = _upstream_failure(exc)
+        gateway.log(caller, model, error.status_code, started)
+        error.headers.update(limit_headers)
+        return error.response()
+    usage = {}
+    if upstream.is_success:
+        try:
+            usage = _usage_tokens(json.loads(upstream.content).get("usage"))
+        except (ValueError, AttributeError):
+            usage = {}
+    gateway.log(caller, model, upstream.status_code, started, **usage)
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+        headers=limit_headers,
+    )
+
+
+async def _forward_stream(
+    gateway: Gateway,
+    caller: Caller,
+    body: dict[str, Any],
+    limit_headers: dict[str, str],
+    started: float,
+) -> Response:
+    model = body["model"]
+    # Ask upstream for the usage chunk even when the client did not, so streamed calls
+    # are logged with their real token counts; the client only sees it if it asked.
+    client_options = body.get("stream_options")
+    client_wants_usage = isinstance(client_options, dict) and bool(
+        client_options.get("include_usage")
+    )
+    options = client_options if isinstance(client_options, dict) else {}
+    upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
+    request = gateway.client.build_request("POST", "chat/completions", json=upstream_body)
+    try:
+        upstream = await gateway.client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        error = _upstream_failure(exc)
+        gateway.log(caller, model, error.status_code, started)
+        error.headers.update(limit_headers)
+        return error.response()
+    if not upstream.is_success:
+        content = await upstream.aread()
+        await upstream.aclose()
+        gateway.log(caller, model, upstream.status_code, started)
+        return Response(
+            content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", "application/json"),
+            headers=limit_headers,
+        )
+
+    async def relay() -> AsyncIterator[bytes]:
+        usage: dict[str, int] = {}
+        status_code = 200
+        event: list[str] = []
+        try:
+            async for line in upstream.aiter_lines():
+                if line:
+                    event.append(line)
+                    continue
+                if not event:
+                    continue
+                text, event = "\n".join(event), []
+                found, keep = _inspect_event(text, client_wants_usage)
+                usage = found or usage
+                if keep:
+                    yield (text + "\n\n").encode()
+            if event:
+                yield ("\n".join(event) + "\n\n").encode()
+        except httpx.HTTPError as exc:
+            status_code = _upstream_failure(exc).status_code
+            logger.warning("llm gateway: upstream stream broke: %s", exc)
+        finally:
+            await upstream.aclose()
+            gateway.log(caller, model, status_code, started, **usage)
+
+    return StreamingResponse(
+        relay(),
+        media_type="text/event-stream",
+        headers={**limit_headers, "cache-control": "no-cache"},
+    )
+
+
+def _inspect_event(text: str, client_wants_usage: bool) -> tuple[dict[str, int], bool]:
+    """(token usage if this event carries it, whether to pass the event on)."""
+    if '"usage"' not in text or not text.startswith("data:"):
+        return {}, True
+    try:
+        chunk = json.loads(text[len("data:") :])
+    except ValueError:
+        return {}, True
+    if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
+        return {}, True
+    usage_only = not chunk.get("choices")
+    return _usage_tokens(chunk["usage"]), client_wants_usage or not usage_only
+
+
+@router.get("/models", summary="Models the gateway serves (OpenAI-compatible)")
+async def list_models(request: Request) -> Response:
+    gateway = gateway_of(request)
+    try:
+        caller = await gateway.caller(request)
+        limit_headers = (await gateway.decide(caller, consume=False)).headers()
+    except GatewayError as error:
+        return error.response()
+    try:
+        upstream = await gateway.client.get("models")
+    except httpx.HTTPError as exc:
+        error = _upstream_failure(exc)
+        error.headers.update(limit_headers)
+        return error.response()
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+        headers=limit_headers,
+    )

@@ -1,0 +1,53 @@
+"""Tokens scoped to one evaluation run.
+
+The worker issues one when a run starts and deletes it when the run ends; Redis's expiry
+is only the backstop for a worker that died mid-run. The token lives in Redis and not in
+the team table, so it can never open anything but the gateway: the API and pages look
+tokens up in the team table, where it does not exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from portal.core.security import hash_token
+
+RUN_TOKEN_PREFIX = "ptr_"  # team tokens start with "pt_": the two never collide
+KEY_PREFIX = "llm:run_token"
+# A run whose worker vanished keeps its token at most this long past the deadline.
+EXPIRY_MARGIN_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RunGrant:
+    team_id: int
+    batch_submission_id: int | None
+
+
+def is_run_token(token: str) -> bool:
+    return token.startswith(RUN_TOKEN_PREFIX)
+
+
+def _key(token: str) -> str:
+    return f"{KEY_PREFIX}:{hash_token(token)}"
+
+
+def issue(redis, team_id: int, batch_submission_id: int | None, timeout_seconds: float) -> str:
+    """Create a token for one run (sync Redis client: the worker's)."""
+    token = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ttl = int(timeout_seconds) + EXPIRY_MARGIN_SECONDS
+    redis.set(_key(token), f"{team_id}:{batch_submission_id or ''}", ex=ttl)
+    return token
+
+
+def revoke(redis, token: str) -> None:
+    redis.delete(_key(token))
+
+
+async def resolve(redis, token: str) -> RunGrant | None:
+    value = await redis.get(_key(token))
+    if value is None:
+        return None
+    team_id, _, batch_submission_id = value.decode().partition(":")
+    return RunGrant(int(team_id), int(batch_submission_id) if batch_submission_id else None)

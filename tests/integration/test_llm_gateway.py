@@ -1,0 +1,357 @@
+"""The LLM gateway against the real stand-in model, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from portal.llm import run_tokens
+from portal.llm.echo import EchoServer
+from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
+from portal.main import create_app
+from portal.teams import service as teams_service
+from portal.teams.models import Team
+from tests.conftest import make_client
+from tests.factories import TeamFactory
+from tests.live import portal_process
+
+
+def chat(content: str = "hello there", **extra) -> dict:
+    return {"model": "echo", "messages": [{"role": "user", "content": content}], **extra}
+
+
+async def usage_rows(app, team_id: int | None = None, *, expected: int | None = None):
+    """The team's logged calls, once the buffered writer has flushed them."""
+    await app.state.llm_gateway.recorder.flush()
+    async with app.state.sessionmaker() as session:
+        query = sa.select(LlmUsageLog).order_by(LlmUsageLog.id)
+        if team_id is not None:
+            query = query.where(LlmUsageLog.team_id == team_id)
+        rows = list(await session.scalars(query))
+    if expected is not None:
+        assert len(rows) == expected, [(r.status_code, r.outcome) for r in rows]
+    return rows
+
+
+async def test_chat_completion_is_forwarded_and_logged_with_tokens(app, client, teams):
+    team = await teams.create()
+    response = await client.post(
+        "/llm/v1/chat/completions", json=chat("count these five words"), headers=team.auth
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == "echo: count these five words"
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}
+    assert response.headers["x-ratelimit-limit-requests"] == "10"
+    assert response.headers["x-ratelimit-remaining-requests"] == "9"
+    reset = response.headers["x-ratelimit-reset-requests"]
+    assert reset.endswith("s") and 1 <= int(reset[:-1]) <= 60
+
+    (row,) = await usage_rows(app, team.id, expected=1)
+    assert (row.model, row.status_code, row.outcome, row.source) == ("echo", 200, "allowed", "dev")
+    assert (row.prompt_tokens, row.completion_tokens) == (7, 6)
+    assert row.latency_ms > 0
+    assert row.request_id == response.headers["x-request-id"]
+
+
+async def test_the_eleventh_call_in_a_minute_is_refused_in_openai_shape(app, client, teams):
+    team = await teams.create()
+    for expected_remaining in range(9, -1, -1):
+        ok = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        assert ok.status_code == 200
+        assert ok.headers["x-ratelimit-remaining-requests"] == str(expected_remaining)
+
+    refused = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert refused.status_code == 429
+    retry_after = int(refused.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    assert refused.headers["x-ratelimit-limit-requests"] == "10"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == f"{retry_after}s"
+    assert refused.json() == {
+        "error": {
+            "message": "Rate limit reached: 10 requests per minute for your team. "
+            f"Retry in {retry_after} s.",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    rows = await usage_rows(app, team.id, expected=11)
+    assert [row.outcome for row in rows] == ["allowed"] * 10 + ["refused"]
+    assert rows[-1].status_code == 429
+
+
+async def test_next_minute_allows_again_and_refusals_do_not_consume(app, client, teams):
+    """The minute bucket turns over on Redis's clock; refused calls took no slot from it."""
+    team = await teams.create()
+    redis = app.state.redis
+    # Start right after a minute boundary so the whole burst lands in one bucket.
+    seconds, _ = await redis.time()
+    if seconds % 60 > 50:
+        await asyncio.sleep(61 - seconds % 60)
+    for _ in range(10):
+        assert (
+            await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        ).status_code == 200
+    for _ in range(5):
+        refused = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        assert refused.status_code == 429
+    await asyncio.sleep(int(refused.headers["retry-after"]) + 0.2)
+    allowed = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert allowed.status_code == 200
+    # Ten refusals before did not eat into the new minute: 9 left after one call.
+    assert allowed.headers["x-ratelimit-remaining-requests"] == "9"
+
+
+async def test_limit_holds_across_two_portal_processes(services, tmp_path, teams, echo_upstream):
+    """50 concurrent calls spread over two uvicorn processes share one limit of 10."""
+    team = await teams.create()
+    upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url, "PORTAL_LLM_RPM": "10"}
+    with (
+        portal_process(services, tmp_path, upstream, name="portal-a") as url_a,
+        portal_process(services, tmp_path, upstream, name="portal-b") as url_b,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            calls = [
+                http.post(
+                    f"{(url_a, url_b)[index % 2]}/llm/v1/chat/completions",
+                    json=chat(f"call {index}"),
+                    headers=team.auth,
+                )
+                for index in range(50)
+            ]
+            responses = await asyncio.gather(*calls)
+    statuses = [response.status_code for response in responses]
+    assert statuses.count(200) == 10, statuses
+    assert statuses.count(429) == 40
+    # Both processes answered, and both refused: the count really was shared.
+    served_by = {index % 2 for index, status in enumerate(statuses) if status == 429}
+    assert served_by == {0, 1}
+    # Stopping the processes flushed their buffered logs: every call is there.
+    async with teams.sessionmaker() as session:
+        outcomes = list(
+            await session.scalars(
+                sa.select(LlmUsageLog.outcome).where(LlmUsageLog.team_id == team.id)
+            )
+        )
+    assert sorted(outcomes) == ["allowed"] * 10 + ["refused"] * 40
+
+
+async def test_per_team_override_is_used(app, client, teams):
+    team, other = await teams.create(), await teams.create()
+    async with app.state.sessionmaker() as session:
+        session.add(LlmUsageRateLimit(team_id=team.id, requests_per_minute=2))
+        await session.commit()
+    for _ in range(2):
+        assert (
+            await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        ).status_code == 200
+    refused = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert refused.status_code == 429
+    assert refused.headers["x-ratelimit-limit-requests"] == "2"
+    # Another team keeps the default.
+    other_call = await client.post("/llm/v1/chat/completions", json=chat(), headers=other.auth)
+    assert other_call.headers["x-ratelimit-limit-requests"] == "10"
+
+
+async def test_streamed_call_is_relayed_and_logged_with_real_usage(app, client, teams):
+    team = await teams.create()
+    async with client.stream(
+        "POST",
+        "/llm/v1/chat/completions",
+        json=chat("stream me please", stream=True),
+        headers=team.auth,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-ratelimit-remaining-requests"] == "9"
+        lines = [line async for line in response.aiter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[5:]) for line in lines[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "echo: stream me please"
+    # The client did not ask for usage: the usage chunk the gateway asked for is not shown.
+    assert all(chunk["choices"] for chunk in chunks)
+
+    (row,) = await usage_rows(app, team.id, expected=1)
+    assert (row.prompt_tokens, row.completion_tokens, row.outcome) == (6, 5, "allowed")
+
+
+async def test_streamed_usage_is_passed_on_when_the_client_asks(app, client, teams):
+    team = await teams.create()
+    response = await client.post(
+        "/llm/v1/chat/completions",
+        json=chat("one two", stream=True, stream_options={"include_usage": True}),
+        headers=team.auth,
+    )
+    events = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+    usage_chunk = json.loads(events[-2])
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] == 4
+
+
+async def test_upstream_down_is_502_in_openai_shape_and_logged(settings, teams_with_app):
+    dead = EchoServer().start()
+    dead_url = dead.url
+    dead.stop()
+    app = create_app(settings.model_copy(update={"llm_upstream_url": dead_url}))
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        team = await teams_with_app(app).create()
+        response = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["code"] == "upstream_unavailable" and error["type"] == "server_error"
+        assert "x-ratelimit-remaining-requests" in response.headers
+        (row,) = await usage_rows(app, team.id, expected=1)
+        assert (row.status_code, row.outcome) == (502, "failed")
+
+
+async def test_slow_upstream_is_504(settings, teams_with_app):
+    app = create_app(settings.model_copy(update={"llm_read_timeout_seconds": 0.5}))
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        team = await teams_with_app(app).create()
+        response = await client.post(
+            "/llm/v1/chat/completions", json=chat("/sleep 3"), headers=team.auth
+        )
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "upstream_timeout"
+        (row,) = await usage_rows(app, team.id, expected=1)
+        assert (row.status_code, row.outcome) == (504, "failed")
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Missing API key"),
+        ({"Authorization": "Bearer pt_not-a-real-token"}, "Incorrect API key"),
+    ],
+)
+async def test_calls_without_a_valid_token_are_401(client, headers, message):
+    response = await client.post("/llm/v1/chat/completions", json=chat(), headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert message in response.json()["error"]["message"]
+
+
+async def test_deactivated_team_is_refused(app, client, teams):
+    team = await teams.create()
+    assert (
+        await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    ).status_code == 200
+    async with app.state.sessionmaker() as session:
+        await teams_service.set_active(session, await session.get(Team, team.id), False, actor=None)
+        await session.commit()
+    response = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[]", None),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), "model"),
+        (json.dumps({"model": "echo", "messages": []}).encode(), "messages"),
+    ],
+)
+async def test_malformed_calls_are_400_and_cost_nothing(app, client, teams, body, param):
+    team = await teams.create()
+    response = await client.post(
+        "/llm/v1/chat/completions",
+        content=body,
+        headers={**team.auth, "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    ok = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert ok.headers["x-ratelimit-remaining-requests"] == "9"
+    rows = await usage_rows(app, team.id, expected=2)
+    assert [(r.status_code, r.outcome) for r in rows] == [(400, "failed"), (200, "allowed")]
+
+
+async def test_models_lists_echo_without_consuming(client, teams):
+    team = await teams.create()
+    response = await client.get("/llm/v1/models", headers=team.auth)
+    assert response.status_code == 200
+    assert [model["id"] for model in response.json()["data"]] == ["echo"]
+    assert response.headers["x-ratelimit-remaining-requests"] == "10"
+
+
+async def test_run_token_works_on_the_gateway_only_and_until_revoked(app, client, teams):
+    import redis as sync_redis
+
+    team = await teams.create()
+    redis = sync_redis.Redis.from_url(app.state.settings.redis_url)
+    token = run_tokens.issue(redis, team.id, batch_submission_id=None, timeout_seconds=10)
+    run_auth = {"Authorization": f"Bearer {token}"}
+
+    ok = await client.post("/llm/v1/chat/completions", json=chat(), headers=run_auth)
+    assert ok.status_code == 200
+    # It counts against the team's own limit.
+    assert ok.headers["x-ratelimit-remaining-requests"] == "9"
+    team_call = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+    assert team_call.headers["x-ratelimit-remaining-requests"] == "8"
+
+    for path in ("/api/v1/teams/me", "/api/v1/submissions"):
+        outside = await client.get(path, headers=run_auth)
+        assert outside.status_code == 401, path
+        assert "only works on the LLM gateway" in outside.json()["error"]["message"]
+
+    run_tokens.revoke(redis, token)
+    after = await client.post("/llm/v1/chat/completions", json=chat(), headers=run_auth)
+    assert after.status_code == 401
+    assert "run it belonged to ended" in after.json()["error"]["message"]
+    redis.close()
+
+    rows = await usage_rows(app, team.id, expected=2)
+    assert [row.source for row in rows] == ["eval", "dev"]
+
+
+async def test_buffered_log_is_written_within_a_second_and_on_shutdown(settings, teams):
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        team = await TeamFactoryFor(app).create()
+        async with make_client(app) as client:
+            await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        deadline = time.monotonic() + 1.5
+        while app.state.llm_gateway.recorder.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert app.state.llm_gateway.recorder.pending == 0
+        # A burst right before shutdown: nothing may be lost when the process stops.
+        async with make_client(app) as client:
+            for _ in range(5):
+                await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        assert app.state.llm_gateway.recorder.pending > 0
+    probe = create_app(settings)
+    async with probe.router.lifespan_context(probe):
+        await usage_rows(probe, team.id, expected=6)
+
+
+def TeamFactoryFor(app):
+    return TeamFactory(app.state.sessionmaker)
+
+
+@pytest.fixture
+def teams_with_app():
+    return TeamFactoryFor
+
+
+async def test_a_slow_model_call_does_not_hold_up_other_teams(app, client, teams):
+    """A call waiting on the model does not hold up another team's call."""
+    slow_team, fast_team = await teams.create(), await teams.create()
+    slow = asyncio.create_task(
+        client.post("/llm/v1/chat/completions", json=chat("/sleep 1.5"), headers=slow_team.auth)
+    )
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    fast = await client.post("/llm/v1/chat/completions", json=chat(), headers=fast_team.auth)
+    assert fast.status_code == 200
+    assert time.perf_counter() - started < 1.0
+    assert (await slow).status_code == 200
