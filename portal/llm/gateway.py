@@ -84,7 +84,7 @@ class Gateway:
         self.engine = engine
         self.redis = redis
         self.limiter = RequestsPerMinute(redis)
-        self.recorder = UsageRecorder(engine)
+        self.recorder = UsageRecorder(engine, settings.llm_usage_flush_seconds)
         headers = {"content-type": "application/json"}
         if settings.llm_upstream_key:
             headers["authorization"] = f"Bearer {settings.llm_upstream_key}"
@@ -161,10 +161,7 @@ class Gateway:
         refused: bool = False,
         **usage: int,
     ) -> None:
-        if refused:
-            outcome = "refused"
-        else:
-            outcome = "allowed" if status_code < 400 else "failed"
+        outcome = "refused" if refused else ("allowed" if status_code < 400 else "failed")
         self.recorder.record(
             UsageEntry(
                 team_id=caller.team_id,

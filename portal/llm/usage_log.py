@@ -9,6 +9,7 @@ shutdown writes whatever is left before the process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -70,10 +71,8 @@ class UsageRecorder:
         """Stop the timer, then write everything still buffered, retrying a little."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         for _ in range(attempts):
             if await self.flush():
                 return
