@@ -136,6 +136,7 @@ def dev(
         issued = run_in_transaction(settings, lambda session: seed_demo_data(session, settings))
         _print_seeded(settings, issued)
 
+        side_servers, settings = _start_dev_llm(settings)
         broker, context = setup(settings)
         note = "" if context.runner.is_sandbox else " (NOT a sandbox: no Docker engine)"
         typer.secho(f"Evaluations run with the {context.runner.name} runner{note}", bold=True)
@@ -157,6 +158,42 @@ def dev(
             typer.echo("Stopping worker, Redis and PostgreSQL ...")
             worker.stop()
             broker.close()
+            for server in side_servers:
+                server.stop()
+
+
+DEV_EVAL_NETWORK = "portal-dev-evaluation"
+
+
+def _start_dev_llm(settings: Settings) -> tuple[list, Settings]:
+    """The LLM side of `portal dev`: the stand-in model unless an upstream is configured,
+    and, when evaluations run in Docker, a gateway-only listener on an internal network
+    so sandboxed submissions can call the model and reach nothing else."""
+    from portal.core.background_server import BackgroundServer
+    from portal.llm.echo import EchoServer
+    from portal.main import create_gateway_app
+    from worker.context import choose_runner
+    from worker.sandbox.docker_runner import DockerRunner, ensure_internal_network
+
+    servers: list = []
+    if "llm_upstream_url" not in get_settings().model_fields_set:
+        echo = EchoServer().start()
+        servers.append(echo)
+        settings = settings.model_copy(update={"llm_upstream_url": echo.url})
+        typer.echo(f"LLM gateway upstream: the stand-in model 'echo' at {echo.url}")
+    runner = choose_runner(settings)
+    if isinstance(runner, DockerRunner) and not settings.eval_network:
+        host = ensure_internal_network(runner.client, DEV_EVAL_NETWORK)
+        gateway = BackgroundServer(create_gateway_app(settings), host, 0, "llm-gateway")
+        servers.append(gateway.start())
+        settings = settings.model_copy(
+            update={
+                "eval_network": DEV_EVAL_NETWORK,
+                "eval_llm_url": gateway.address + "/llm/v1",
+            }
+        )
+        typer.echo(f"Sandboxes reach only the LLM gateway, at {gateway.address}/llm/v1")
+    return servers, settings
 
 
 def _print_seeded(settings: Settings, issued) -> None:
@@ -201,6 +238,31 @@ def serve(
             log_config=None,
             access_log=False,
             proxy_headers=True,
+        )
+
+
+@app.command()
+def gateway(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8001,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Serve only the LLM gateway (/llm/*): the listener evaluation sandboxes reach on
+    PORTAL_EVAL_NETWORK. Nothing else of the portal is exposed on it."""
+    import uvicorn
+
+    from portal.main import create_gateway_app
+
+    settings = load_settings(data_dir)
+    configure_logging(settings.log_level, settings.log_json)
+    settings.check_safe_for_production()
+    _install_sigterm_as_exit()
+    with backing_services(settings) as urls:
+        settings = settings.model_copy(
+            update={"database_url": urls.database_url, "redis_url": urls.redis_url}
+        )
+        uvicorn.run(
+            create_gateway_app(settings), host=host, port=port, log_config=None, access_log=False
         )
 
 

@@ -20,6 +20,7 @@ DEMO_TEAMS = [
     ("Team Alpha", "alpha@example.org", Role.participant),
     ("Team Beta", "beta@example.org", Role.participant),
     ("Team Gamma", "gamma@example.org", Role.participant),
+    ("Team Delta", "delta@example.org", Role.participant),
 ]
 
 
@@ -36,6 +37,8 @@ DEMO_SUBMISSIONS = {
     "alpha@example.org": "tsp_two_opt.py",
     "beta@example.org": "tsp_nearest_neighbour.py",
     "gamma@example.org": "tsp_input_order.py",
+    # Calls the LLM gateway from inside its evaluation run (examples/tsp_llm_hint.py).
+    "delta@example.org": "tsp_llm_hint.py",
 }
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 

@@ -87,6 +87,21 @@ class WorkerContext:
     def runner(self):
         return choose_runner(self.settings)
 
+    @cached_property
+    def llm_base_url(self) -> str | None:
+        """Where a submission reaches the LLM gateway, or None when it cannot.
+
+        Docker sandboxes only reach it on PORTAL_EVAL_NETWORK at PORTAL_EVAL_LLM_URL; the
+        process runner shares the host's loopback, so the portal's own URL works.
+        """
+        from worker.sandbox.process_runner import ProcessRunner
+
+        if self.settings.eval_llm_url:
+            return self.settings.eval_llm_url
+        if isinstance(self.runner, ProcessRunner):
+            return self.settings.base_url.rstrip("/") + "/llm/v1"
+        return None
+
     def limits(self, environment: dict[str, str] | None = None) -> SandboxLimits:
         s = self.settings
         return SandboxLimits(

@@ -7,6 +7,7 @@ import time
 
 from portal.evaluation import runs
 from portal.evaluation.outcomes import judge
+from portal.llm import run_tokens
 from worker.context import WorkerContext
 from worker.kits.base import failed_run_score
 
@@ -25,10 +26,19 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
     if run is None:
         return "skipped"  # already taken, finished, cancelled, or out of attempts
 
+    llm_token = None
     try:
         source = b"".join(context.storage.get(run.storage_key))
         input_bytes = kit.generate(run.seed)
-        limits = context.limits()
+        environment = {}
+        if context.llm_base_url:
+            # The standard OpenAI client reads these two: the submission's LLM calls go
+            # through the gateway, on the team's limit, attributed to this run.
+            llm_token = run_tokens.issue(
+                context.redis, run.team_id, run.batch_submission_id, settings.eval_timeout_seconds
+            )
+            environment = {"OPENAI_BASE_URL": context.llm_base_url, "OPENAI_API_KEY": llm_token}
+        limits = context.limits(environment)
         last_beat = 0.0
 
         def heartbeat() -> bool:
@@ -60,6 +70,9 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
         if retry:
             raise RetryableError(str(exc)) from exc
         return "failed"
+    finally:
+        if llm_token is not None:
+            _revoke_quietly(context, llm_token)
 
     if result.aborted:
         return "aborted"
@@ -79,3 +92,11 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
         context.after_result()
     logger.info("run %s: %s", run.id, outcome.status if written else "no longer ours")
     return outcome.status if written else "superseded"
+
+
+def _revoke_quietly(context: WorkerContext, token: str) -> None:
+    # If Redis is away the token still expires on its own shortly after the deadline.
+    try:
+        run_tokens.revoke(context.redis, token)
+    except Exception as exc:
+        logger.warning("could not revoke a run's LLM token (it expires by itself): %s", exc)

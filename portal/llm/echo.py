@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from typing import Any
 
-import uvicorn
+from portal.core.background_server import BackgroundServer
 
 MODEL = "echo"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -187,31 +186,12 @@ async def _stream(send, completion: str, usage: dict, created: int, include_usag
     await send({"type": "http.response.body", "body": b""})
 
 
-class EchoServer:
+class EchoServer(BackgroundServer):
     """The echo model on a loopback port, in a background thread (dev and tests)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(
-            echo_app, host=host, port=port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="llm-echo", daemon=True)
+        super().__init__(echo_app, host, port, name="llm-echo")
 
     @property
     def url(self) -> str:
-        sockets = self.server.servers[0].sockets
-        host, port = sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self, timeout: float = 10) -> EchoServer:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the echo model server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
+        return self.address + "/v1"

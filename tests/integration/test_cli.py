@@ -220,6 +220,7 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
             "alpha@example.org",
             "beta@example.org",
             "gamma@example.org",
+            "delta@example.org",
         }
         login = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/auth/login",
