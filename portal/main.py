@@ -31,6 +31,8 @@ from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
 from portal.leaderboard import routes as leaderboard_routes
 from portal.llm import gateway as llm_gateway
+from portal.llm import pages as llm_pages
+from portal.llm import routes as llm_routes
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
@@ -108,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_routes.router,
         audit_routes.pages,
         llm_gateway.router,
+        llm_routes.router,
+        llm_pages.router,
     ):
         app.include_router(router)
     return app

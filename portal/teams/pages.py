@@ -10,6 +10,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import PageParams
 from portal.core.templating import flash, render
+from portal.llm import service as llm_service
 from portal.teams import service
 from portal.teams.models import Role
 from portal.teams.schemas import TeamCreate
@@ -38,11 +39,13 @@ async def _teams_page(
 ) -> Response:
     params = PageParams(page=page, size=TEAMS_PER_PAGE)
     result = await service.list_teams(session, q, params)
+    llm_limits = await llm_service.rate_limit_overrides(session, [t.id for t in result.items])
     return render(
         request,
         "admin/teams.html",
         {
             "teams": result,
+            "llm_limits": llm_limits,
             "q": q,
             "form_error": form_error,
             "form_values": form_values or {},

@@ -11,6 +11,9 @@ from tests.factories import browser_login
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # JSON-only login needs no CSRF token (see test_json_login_refuses_a_form_encoded_body).
 CSRF_EXEMPT = {("POST", "/api/v1/auth/login")}
+# The LLM gateway takes bearer tokens only and ignores cookies, so a page elsewhere cannot
+# make a browser spend a team's calls (see test_gateway_ignores_a_logged_in_browser).
+TOKEN_ONLY_PREFIX = "/llm/"
 
 
 def _dependency_calls(dependant) -> set:
@@ -86,7 +89,9 @@ def state_changing_routes(app):
     return [
         (method, route)
         for method, route, calls in _routes(app)
-        if method in UNSAFE and (method, route.path) not in CSRF_EXEMPT
+        if method in UNSAFE
+        and (method, route.path) not in CSRF_EXEMPT
+        and not route.path.startswith(TOKEN_ONLY_PREFIX)
     ]
 
 
@@ -118,10 +123,31 @@ async def test_csrf_checks_are_wired_on_every_state_changing_route(app):
     from portal.auth.deps import optional_team
 
     for method, route, calls in _routes(app):
-        if method in UNSAFE and (method, route.path) not in CSRF_EXEMPT:
+        if (method, route) in state_changing_routes(app):
             source = route.endpoint.__code__.co_names
             assert optional_team in calls or "verify_csrf" in source, (method, route.path)
     assert verify_csrf  # imported for the name check above
+
+
+async def test_gateway_ignores_a_logged_in_browser(app, client, teams):
+    """Token-only routes: a session cookie (with or without CSRF token) opens nothing."""
+    participant = await teams.create()
+    csrf = await browser_login(client, participant)
+    gateway_routes = [
+        (method, route)
+        for method, route, _ in _routes(app)
+        if route.path.startswith(TOKEN_ONLY_PREFIX)
+    ]
+    assert len(gateway_routes) == 2
+    for method, route in gateway_routes:
+        response = await client.request(
+            method,
+            route.path,
+            headers={"X-CSRF-Token": csrf},
+            json={"model": "echo", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 401, (method, route.path)
+        assert response.json()["error"]["code"] == "invalid_api_key"
 
 
 async def test_header_csrf_token_works_like_the_form_field(app, client, teams):

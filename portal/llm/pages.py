@@ -1,0 +1,86 @@
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import Response
+
+from portal.auth.deps import PageAdmin, PageTeam
+from portal.auth.pages import redirect
+from portal.core.db import SessionDep
+from portal.core.templating import flash, render
+from portal.llm import chart, service
+from portal.llm.service import Window
+from portal.teams import service as teams
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _usage_page(
+    request: Request, session: SessionDep, window: Window, team_id: int | None, template: str
+) -> Response:
+    settings = request.app.state.settings
+    report = await service.report(session, window, team_id=team_id, default_rpm=settings.llm_rpm)
+    rpm = (
+        await service.effective_rate_limit(session, team_id, settings.llm_rpm)
+        if team_id is not None
+        else None
+    )
+    return render(
+        request,
+        template,
+        {
+            "report": report,
+            "chart": chart.build(report, ZoneInfo(settings.timezone)),
+            "windows": list(Window),
+            "window": window,
+            "requests_per_minute": rpm,
+        },
+        block="usage_live",
+    )
+
+
+@router.get("/usage")
+async def team_usage_page(
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    window: Annotated[Window, Query()] = Window.hour,
+) -> Response:
+    return await _usage_page(request, session, window, team.id, "usage.html")
+
+
+@router.get("/admin/usage")
+async def admin_usage_page(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    window: Annotated[Window, Query()] = Window.hour,
+) -> Response:
+    return await _usage_page(request, session, window, None, "admin/usage.html")
+
+
+@router.post("/admin/teams/{team_id}/llm-limit")
+async def rate_limit_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    team_id: Annotated[int, Path(ge=1)],
+    requests_per_minute: Annotated[str, Form(max_length=7)] = "",
+) -> Response:
+    """Per-team LLM calls per minute; an empty field returns to PORTAL_LLM_RPM."""
+    team = await teams.get(session, team_id)
+    response = redirect(request, "/admin/teams")
+    value = requests_per_minute.strip()
+    if value and (not value.isdigit() or int(value) > 100_000):
+        flash(
+            request,
+            response,
+            f"'{value}' is not a number of LLM calls per minute (0 to 100000).",
+            "error",
+        )
+        return response
+    limit = int(value) if value else None
+    await service.set_rate_limit(session, team, limit, actor=admin)
+    shown = limit if limit is not None else f"the default ({request.app.state.settings.llm_rpm})"
+    flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")
+    return response

@@ -1,0 +1,170 @@
+"""Usage reports (API and pages) and the admin's per-team limit, over real gateway calls."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from portal.audit.models import AuditLog
+from portal.core.time import utcnow
+from portal.llm.models import LlmUsageLog
+from tests.conftest import make_client
+from tests.factories import browser_login
+
+
+def chat(content: str = "hello") -> dict:
+    return {"model": "echo", "messages": [{"role": "user", "content": content}]}
+
+
+async def calls(client, team, count: int) -> list[int]:
+    statuses = []
+    for _ in range(count):
+        response = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        statuses.append(response.status_code)
+    return statuses
+
+
+async def set_limit(client, admin, team, value):
+    return await client.put(
+        f"/api/v1/teams/{team.id}/llm-limit",
+        json={"requests_per_minute": value},
+        headers=admin.auth,
+    )
+
+
+async def test_team_usage_counts_calls_tokens_and_the_exceeded_rate(app, client, teams):
+    admin, team, other = await teams.admin(), await teams.create(), await teams.create()
+    assert (await set_limit(client, admin, team, 3)).status_code == 200
+    assert await calls(client, team, 4) == [200, 200, 200, 429]
+    assert await calls(client, other, 1) == [200]
+    await app.state.llm_gateway.recorder.flush()
+
+    usage = (await client.get("/api/v1/usage?window=hour", headers=team.auth)).json()
+    totals = usage["totals"]
+    assert (totals["calls"], totals["allowed"], totals["refused"], totals["failed"]) == (4, 3, 1, 0)
+    assert totals["exceeded_rate"] == 0.25
+    # "hello" is 1 token + 3 for the message; the echo answer "echo: hello" is 3 tokens.
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (12, 9)
+    assert usage["requests_per_minute"] == 3 and usage["team_id"] == team.id
+    assert usage["step_minutes"] == 1
+    assert 60 <= len(usage["series"]) <= 62
+    assert sum(step["calls"] for step in usage["series"]) == 4
+    assert sum(step["refused"] for step in usage["series"]) == 1
+    assert usage["teams"] == []
+
+    # A participant sees only its own team.
+    other_view = await client.get(f"/api/v1/usage?team_id={other.id}", headers=team.auth)
+    assert other_view.status_code == 404
+
+    # An admin sees every team, with a per-team breakdown and each team's limit.
+    everyone = (await client.get("/api/v1/usage?window=day", headers=admin.auth)).json()
+    assert everyone["totals"]["calls"] == 5 and everyone["team_id"] is None
+    assert everyone["step_minutes"] == 15
+    by_team = {row["team_id"]: row for row in everyone["teams"]}
+    assert by_team[team.id]["requests_per_minute"] == 3
+    assert by_team[team.id]["totals"]["exceeded_rate"] == 0.25
+    assert by_team[other.id]["requests_per_minute"] == 10
+    one = (await client.get(f"/api/v1/usage?team_id={other.id}", headers=admin.auth)).json()
+    assert one["totals"]["calls"] == 1
+
+
+async def test_windows_select_what_they_say(app, client, teams):
+    team = await teams.create()
+    old = utcnow() - timedelta(hours=5)
+    async with app.state.sessionmaker() as session:
+        session.add(
+            LlmUsageLog(
+                team_id=team.id,
+                model="echo",
+                status_code=200,
+                outcome="allowed",
+                latency_ms=5,
+                created_at=old,
+            )
+        )
+        await session.commit()
+    await calls(client, team, 1)
+    await app.state.llm_gateway.recorder.flush()
+    totals = {}
+    for window in ("hour", "day", "all"):
+        response = await client.get(f"/api/v1/usage?window={window}", headers=team.auth)
+        totals[window] = response.json()["totals"]["calls"]
+    assert totals == {"hour": 1, "day": 2, "all": 2}
+    bad = await client.get("/api/v1/usage?window=week", headers=team.auth)
+    assert bad.status_code == 422
+    assert "window" in bad.json()["error"]["message"]
+
+
+async def test_limit_override_is_admin_only_audited_and_applies_at_once(app, client, teams):
+    admin, team = await teams.admin(), await teams.create()
+    refused = await set_limit(client, team, team, 100)
+    assert refused.status_code == 403
+
+    response = await set_limit(client, admin, team, 1)
+    assert response.json() == {"team_id": team.id, "requests_per_minute": 1, "is_override": True}
+    assert await calls(client, team, 2) == [200, 429]
+
+    invalid = await set_limit(client, admin, team, -1)
+    assert invalid.status_code == 422
+
+    reset = await set_limit(client, admin, team, None)
+    assert reset.json() == {"team_id": team.id, "requests_per_minute": 10, "is_override": False}
+    assert await calls(client, team, 1) == [200]
+
+    async with app.state.sessionmaker() as session:
+        audits = (
+            await session.execute(
+                sa.select(AuditLog.action, AuditLog.details)
+                .where(AuditLog.action == "llm.rate_limit")
+                .order_by(AuditLog.id)
+            )
+        ).all()
+    assert [details for _, details in audits] == [
+        {"previous": None, "requests_per_minute": 1},
+        {"previous": 1, "requests_per_minute": None},
+    ]
+
+
+async def test_usage_pages_show_the_chart_and_the_admin_sets_limits(app, teams):
+    admin, team = await teams.admin(), await teams.create(name="Chart Team")
+    async with make_client(app) as api:
+        await set_limit(api, admin, team, 2)
+        assert await calls(api, team, 3) == [200, 200, 429]
+    await app.state.llm_gateway.recorder.flush()
+
+    async with make_client(app) as browser:
+        await browser_login(browser, team)
+        page = await browser.get("/usage")
+        assert page.status_code == 200
+        assert "<svg" in page.text and 'class="refused"' in page.text
+        assert re.search(r"<dt>Exceeded rate</dt><dd[^>]*>33\.3 %</dd>", page.text)
+        assert "<dt>Your limit</dt><dd>2 / min</dd>" in page.text
+        fragment = await browser.get("/usage?window=day", headers={"HX-Request": "true"})
+        assert fragment.text.lstrip().startswith('<div id="usage-live"')
+        assert "averaged over 15-minute steps" in fragment.text
+        assert (await browser.get("/admin/usage")).status_code in (302, 303)
+
+    async with make_client(app) as browser:
+        csrf = await browser_login(browser, admin)
+        overview = await browser.get("/admin/usage")
+        assert "Chart Team" in overview.text and "By team" in overview.text
+        saved = await browser.post(
+            f"/admin/teams/{team.id}/llm-limit",
+            data={"requests_per_minute": "25", "csrf_token": csrf},
+        )
+        assert saved.status_code == 303
+        teams_page = await browser.get("/admin/teams")
+        assert "Chart Team: LLM calls per minute set to 25." in teams_page.text
+        bad = await browser.post(
+            f"/admin/teams/{team.id}/llm-limit",
+            data={"requests_per_minute": "lots", "csrf_token": csrf},
+        )
+        assert (
+            "lots&#39; is not a number of LLM calls per minute"
+            in (await browser.get(bad.headers["location"])).text
+        )
+    async with make_client(app) as api:
+        limit = await api.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)
+        assert limit.json()["requests_per_minute"] == 25
