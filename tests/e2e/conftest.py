@@ -10,8 +10,9 @@ from tests.live import portal_process
 
 
 @pytest.fixture
-def live_server(services, tmp_path) -> Iterator[str]:
-    with portal_process(services, tmp_path) as base_url:
+def live_server(services, echo_upstream, tmp_path) -> Iterator[str]:
+    upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url}
+    with portal_process(services, tmp_path, upstream) as base_url:
         yield base_url
 
 
