@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str, dict]]:
+def embedded_portal(
+    workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, dict]]:
     """A portal on embedded PostgreSQL/Redis in a temp dir.
 
     Yields (url, admin token, environment for more `portal` commands on the same data).
@@ -33,6 +35,7 @@ def embedded_portal(workers: int = 1) -> Iterator[tuple[str, str, dict]]:
             if k not in ("PORTAL_DATABASE_URL", "PORTAL_REDIS_URL")
         }
         env.update(PORTAL_DATA_DIR=data_dir, PORTAL_LOG_LEVEL="WARNING", PORTAL_EMBEDDED_FAST="1")
+        env.update(extra_env or {})
         created = subprocess.run(
             [
                 sys.executable,

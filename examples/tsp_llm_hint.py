@@ -26,7 +26,9 @@ MODEL = os.environ.get("PORTAL_LLM_MODEL", "echo")
 
 def ask_model(question: str) -> str:
     base_url = os.environ["OPENAI_BASE_URL"].rstrip("/")
-    request = urllib.request.Request(
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"OPENAI_BASE_URL is not an http(s) URL: {base_url!r}")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked just above
         f"{base_url}/chat/completions",
         data=json.dumps(
             {"model": MODEL, "messages": [{"role": "user", "content": question}]}
@@ -36,7 +38,7 @@ def ask_model(question: str) -> str:
             "Content-Type": "application/json",
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         answer = json.load(response)
     usage = answer.get("usage", {})
     print(f"model used {usage.get('total_tokens', '?')} tokens")

@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return templates.TemplateResponse(request, "docs.html", {})
 
     for router in (
+        # First: routes are matched in order, and gateway calls are the hottest path.
+        llm_gateway.router,
         health_routes.router,
         auth_routes.router,
         auth_pages.router,
@@ -109,7 +111,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         leaderboard_routes.router,
         audit_routes.router,
         audit_routes.pages,
-        llm_gateway.router,
         llm_routes.router,
         llm_pages.router,
     ):

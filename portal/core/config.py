@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     llm_connect_timeout_seconds: float = Field(default=5, gt=0)
     llm_read_timeout_seconds: float = Field(default=120, gt=0)
     llm_usage_flush_seconds: float = Field(default=0.5, gt=0)
+    llm_auth_cache_seconds: float = Field(default=2, ge=0)
 
     session_max_age_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     login_failures_per_minute: int = Field(default=10, gt=0)

@@ -73,6 +73,7 @@ _CALLER_COLUMNS = """
 _CALLER_BY_TOKEN = sa.text(_CALLER_COLUMNS + " WHERE team.token_hash = :token_hash")
 _CALLER_BY_ID = sa.text(_CALLER_COLUMNS + " WHERE team.id = :team_id")
 
+TEAM_CACHE_SIZE = 10_000
 _INVALID_KEY = "Incorrect API key. Use your team's API token, or the run's OPENAI_API_KEY."
 
 
@@ -84,6 +85,7 @@ class Gateway:
         self.engine = engine
         self.redis = redis
         self.limiter = RequestsPerMinute(redis)
+        self._team_cache: dict[tuple[str, object], tuple[float, Any]] = {}
         self.recorder = UsageRecorder(engine, settings.llm_usage_flush_seconds)
         headers = {"content-type": "application/json"}
         if settings.llm_upstream_key:
@@ -118,6 +120,7 @@ class Gateway:
         grant = None
         try:
             if run_tokens.is_run_token(token):
+                # Never cached: a run's token must stop working the moment the run ends.
                 grant = await run_tokens.resolve(self.redis, token)
                 if grant is None:
                     raise GatewayError(
@@ -125,15 +128,9 @@ class Gateway:
                         "This evaluation token has expired: the run it belonged to ended.",
                         code="invalid_api_key",
                     )
-                query, params = _CALLER_BY_ID, {"team_id": grant.team_id}
+                row = await self._team_row(("id", grant.team_id))
             else:
-                query, params = _CALLER_BY_TOKEN, {"token_hash": hash_token(token)}
-            async with self.engine.connect() as connection:
-                row = (
-                    await connection.execute(
-                        query, {**params, "default_rpm": self.settings.llm_rpm}
-                    )
-                ).first()
+                row = await self._team_row(("token", hash_token(token)))
         except (DBAPIError, RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
         if row is None or not row.is_active:
@@ -142,6 +139,31 @@ class Gateway:
         if grant is not None:
             return Caller(row.id, row.requests_per_minute, "eval", grant.batch_submission_id)
         return Caller(row.id, row.requests_per_minute)
+
+    async def _team_row(self, key: tuple[str, object]):
+        """The team behind a token hash or id, active flag and limit, briefly cached.
+
+        The lookup is the largest cost of a call after the upstream itself, so each
+        process keeps answers for PORTAL_LLM_AUTH_CACHE_SECONDS: a deactivation, token
+        rotation or limit change reaches every process within that time.
+        """
+        now = time.monotonic()
+        cached = self._team_cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        kind, value = key
+        query = _CALLER_BY_ID if kind == "id" else _CALLER_BY_TOKEN
+        params = {"team_id" if kind == "id" else "token_hash": value}
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(query, {**params, "default_rpm": self.settings.llm_rpm})
+            ).first()
+        ttl = self.settings.llm_auth_cache_seconds
+        if ttl > 0:
+            if len(self._team_cache) >= TEAM_CACHE_SIZE:
+                self._team_cache.clear()  # crude but bounded: a burst of new tokens
+            self._team_cache[key] = (now + ttl, row)
+        return row
 
     async def decide(self, caller: Caller, *, consume: bool) -> RateDecision:
         try:
