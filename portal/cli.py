@@ -158,7 +158,7 @@ def dev(
             typer.echo("Stopping worker, Redis and PostgreSQL ...")
             worker.stop()
             broker.close()
-            for server in side_servers:
+            for server in reversed(side_servers):
                 server.stop()
 
 
@@ -173,7 +173,8 @@ def _start_dev_llm(settings: Settings) -> tuple[list, Settings]:
     from portal.llm.echo import EchoServer
     from portal.main import create_gateway_app
     from worker.context import choose_runner
-    from worker.sandbox.docker_runner import DockerRunner, ensure_internal_network
+    from worker.sandbox.docker_runner import DockerRunner
+    from worker.sandbox.llm_relay import LlmRelay
 
     servers: list = []
     if "llm_upstream_url" not in get_settings().model_fields_set:
@@ -183,16 +184,17 @@ def _start_dev_llm(settings: Settings) -> tuple[list, Settings]:
         typer.echo(f"LLM gateway upstream: the stand-in model 'echo' at {echo.url}")
     runner = choose_runner(settings)
     if isinstance(runner, DockerRunner) and not settings.eval_network:
-        host = ensure_internal_network(runner.client, DEV_EVAL_NETWORK)
+        relay = LlmRelay(runner.client, settings.eval_image, DEV_EVAL_NETWORK)
+        host = relay.prepare()
         gateway = BackgroundServer(create_gateway_app(settings), host, 0, "llm-gateway")
         servers.append(gateway.start())
+        port = int(gateway.address.rsplit(":", 1)[1])
+        servers.append(relay)
+        sandbox_url = relay.start(host, port)
         settings = settings.model_copy(
-            update={
-                "eval_network": DEV_EVAL_NETWORK,
-                "eval_llm_url": gateway.address + "/llm/v1",
-            }
+            update={"eval_network": DEV_EVAL_NETWORK, "eval_llm_url": sandbox_url}
         )
-        typer.echo(f"Sandboxes reach only the LLM gateway, at {gateway.address}/llm/v1")
+        typer.echo(f"Sandboxes reach only the LLM gateway, at {sandbox_url}")
     return servers, settings
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,14 +215,14 @@ def eval_settings(settings, eval_image):
     )
 
 
-@pytest.fixture
-def eval_worker(eval_settings):
+@contextmanager
+def running_eval_worker(settings) -> Iterator:
     """A real Dramatiq worker (threads in this process) on the test Redis and database."""
     import dramatiq
 
     from worker.tasks import setup
 
-    broker, context = setup(eval_settings)
+    broker, context = setup(settings)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.queue_prefetch = 3
     worker.start()
@@ -230,3 +231,9 @@ def eval_worker(eval_settings):
     finally:
         worker.stop()
         broker.close()
+
+
+@pytest.fixture
+def eval_worker(eval_settings):
+    with running_eval_worker(eval_settings) as context:
+        yield context

@@ -26,12 +26,15 @@ logger = logging.getLogger(__name__)
 def choose_runner(settings: Settings):
     """Docker when asked for or reachable; the process runner only where allowed."""
     from worker.sandbox.docker_runner import DockerRunner
+    from worker.sandbox.llm_relay import check_evaluation_network
     from worker.sandbox.process_runner import WARNING, ProcessRunner
 
     if settings.eval_runner in ("docker", "auto"):
         try:
             runner = DockerRunner(settings.eval_image)
             runner.ping()
+            if settings.eval_network:
+                check_evaluation_network(runner.client, settings.eval_network)
             return runner
         except SandboxError as exc:
             if settings.eval_runner == "docker":

@@ -1,11 +1,9 @@
 """Hostile submissions against the real Docker sandbox. Network checks only target
 servers this test starts itself."""
 
-import http.server
 import json
 import os
 import socket
-import threading
 from pathlib import Path
 
 import psutil
@@ -13,6 +11,7 @@ import pytest
 
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import judge
+from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.docker_runner import DockerRunner
@@ -111,21 +110,8 @@ def test_filling_tmp_is_contained(runner):
 @pytest.fixture
 def host_server():
     """An HTTP server on every host interface that records whether anyone reached it."""
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], hits
-    server.shutdown()
+    with all_interfaces_http_server() as (port, hits):
+        yield port, hits
 
 
 def test_no_network_reaches_host_servers_redis_or_postgres(runner, host_server, services):

@@ -8,9 +8,7 @@ the host's address on it, a real Dramatiq worker. Every server probed is one thi
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -21,9 +19,11 @@ import pytest
 from portal.core.background_server import BackgroundServer
 from portal.core.db import psycopg_conninfo
 from portal.main import create_gateway_app
+from tests.conftest import running_eval_worker
 from tests.evaluation_helpers import example, run_batch, upload
+from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
-from worker.sandbox.docker_runner import ensure_internal_network
+from worker.sandbox.llm_relay import LlmRelay
 
 PROBE = r"""
 import json, os, socket, sys, urllib.error, urllib.request
@@ -42,7 +42,7 @@ def get(url, token=None):
 
 def connect(host, port):
     try:
-        socket.create_connection((host, port), timeout=3).close()
+        socket.create_connection((host, port), timeout=1).close()
         return "connected"
     except Exception as exc:
         return type(exc).__name__
@@ -68,61 +68,43 @@ with open(sys.argv[2], "w") as target:
 
 
 @pytest.fixture
-def eval_network(docker_client):
-    name = f"portal-test-eval-{uuid.uuid4().hex[:8]}"
-    host = ensure_internal_network(docker_client, name)
-    yield name, host
-    docker_client.networks.get(name).remove()
+def relay(docker_client, eval_image):
+    relay = LlmRelay(docker_client, eval_image, f"portal-test-eval-{uuid.uuid4().hex[:8]}")
+    yield relay
+    relay.stop()
+    for name in (relay.network, relay.uplink):
+        docker_client.networks.get(name).remove()
 
 
 @pytest.fixture
-def gateway_listener(eval_settings, eval_network):
-    _, host = eval_network
+def gateway_listener(eval_settings, relay):
+    """The gateway-only app on the host's uplink address, behind the relay."""
+    host = relay.prepare()
     server = BackgroundServer(create_gateway_app(eval_settings), host, 0, "test-llm-gateway")
     server.start()
-    yield server.address + "/llm/v1"
+    port = int(server.address.rsplit(":", 1)[1])
+    yield host, relay.start(host, port), port
     server.stop()
 
 
 @pytest.fixture
-def networked_eval_settings(eval_settings, eval_network, gateway_listener):
+def networked_eval_settings(eval_settings, relay, gateway_listener):
     return eval_settings.model_copy(
-        update={"eval_network": eval_network[0], "eval_llm_url": gateway_listener}
+        update={"eval_network": relay.network, "eval_llm_url": gateway_listener[1]}
     )
 
 
 @pytest.fixture
-def host_only_server():
-    """A server on the host's loopback, standing in for anything else the host runs."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address
-    server.shutdown()
+def host_server():
+    """A server on every host interface: what a sandbox must not reach."""
+    with all_interfaces_http_server() as (port, hits):
+        yield port, hits
 
 
 @pytest.fixture
 def networked_worker(networked_eval_settings):
-    import dramatiq
-
-    from worker.tasks import setup
-
-    broker, context = setup(networked_eval_settings)
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    try:
+    with running_eval_worker(networked_eval_settings) as context:
         yield context
-    finally:
-        worker.stop()
-        broker.close()
 
 
 def run_logs(database_url: str) -> list[tuple[int, str, int]]:
@@ -133,17 +115,26 @@ def run_logs(database_url: str) -> list[tuple[int, str, int]]:
 
 
 async def test_sandbox_reaches_the_gateway_and_nothing_else(
-    client, teams, services, networked_worker, gateway_listener, host_only_server, eval_network
+    client, teams, services, networked_worker, gateway_listener, host_server, relay, docker_client
 ):
     admin = await teams.admin()
     prober = await teams.create(name="Prober")
-    _, bridge_host = eval_network
+    uplink_host, _, listener_port = gateway_listener
+    port, hits = host_server
     database, redis = urlsplit(services.database_url), urlsplit(services.redis_url)
+    network = docker_client.networks.get(relay.network)
+    nominal_gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    default_bridge = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
     targets = {
-        "host_loopback_server": ["127.0.0.1", host_only_server[1]],
-        "host_server_via_bridge": [bridge_host, host_only_server[1]],
-        "postgres_via_bridge": [bridge_host, database.port],
-        "redis_via_bridge": [bridge_host, redis.port],
+        # A server on every host interface, by each address the host might answer on.
+        "host_server_loopback": ["127.0.0.1", port],
+        "host_server_uplink": [uplink_host, port],
+        "host_server_evaluation_network": [nominal_gateway, port],
+        "host_server_default_bridge": [default_bridge, port],
+        "postgres_uplink": [uplink_host, database.port],
+        "redis_uplink": [uplink_host, redis.port],
+        # The gateway listener itself only through the relay, never directly.
+        "gateway_listener_directly": [uplink_host, listener_port],
     }
     probe = PROBE.replace("sys.argv[3]", repr(json.dumps(targets)))
     await upload(client, prober, "probe.py", probe.encode())
@@ -157,6 +148,7 @@ async def test_sandbox_reaches_the_gateway_and_nothing_else(
     assert found["login_page_on_gateway"] == 404
     for name in targets:
         assert found[name] != "connected", (name, found)
+    assert hits == []
     # The run is over: its token no longer opens the gateway.
     expired = await client.get(
         "/llm/v1/models", headers={"Authorization": f"Bearer {found['token']}"}

@@ -223,24 +223,3 @@ def _remove(container) -> None:
         pass
     except APIError as exc:
         logger.warning("could not remove container %s: %s", container.id[:12], exc)
-
-
-def ensure_internal_network(client: docker.DockerClient, name: str) -> str:
-    """Create (or reuse) an internal bridge network; return the host's address on it.
-
-    Internal means no route out. The host's address on the bridge is where a listener
-    for sandboxes binds (the gateway-only app): reachable from the containers, while
-    everything the host serves on loopback stays out of their reach.
-    """
-    try:
-        network = client.networks.get(name)
-    except NotFound:
-        network = client.networks.create(name, driver="bridge", internal=True)
-        network.reload()
-    if not network.attrs.get("Internal"):
-        raise SandboxError(f"Docker network {name!r} exists but is not internal")
-    configs = network.attrs.get("IPAM", {}).get("Config") or []
-    gateways = [config["Gateway"] for config in configs if config.get("Gateway")]
-    if not gateways:
-        raise SandboxError(f"Docker network {name!r} has no gateway address on the host")
-    return gateways[0]
