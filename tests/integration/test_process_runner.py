@@ -5,7 +5,7 @@ import pytest
 from portal.core.config import Settings
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import judge
-from worker.context import choose_runner
+from worker.context import WorkerContext, choose_runner
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.process_runner import ProcessRunner
@@ -81,3 +81,43 @@ async def test_pages_say_plainly_when_evaluation_is_not_sandboxed(settings):
         async with app.router.lifespan_context(app), make_client(app) as client:
             page = await client.get("/login")
         assert ("not a sandbox" in page.text) is warned, runner
+
+
+async def test_llm_example_reaches_the_gateway_on_loopback(
+    services, tmp_path, teams, echo_upstream
+):
+    """Without Docker (portal dev's fallback) the run still gets its own gateway token."""
+    import dataclasses
+
+    import redis as sync_redis
+
+    from portal.llm import run_tokens
+    from tests.evaluation_helpers import example
+    from tests.live import portal_process
+
+    team = await teams.create()
+    upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url}
+    redis = sync_redis.Redis.from_url(services.redis_url)
+    with portal_process(services, tmp_path, upstream) as base_url:
+        # What the worker passes to a process-runner run (WorkerContext.llm_base_url).
+        settings = Settings(base_url=base_url, eval_runner="process")
+        context = WorkerContext(settings)
+        context.__dict__["runner"] = ProcessRunner()
+        assert context.llm_base_url == f"{base_url}/llm/v1"
+        token = run_tokens.issue(redis, team.id, None, timeout_seconds=10)
+        limits = dataclasses.replace(
+            LIMITS,
+            environment={"OPENAI_BASE_URL": context.llm_base_url, "OPENAI_API_KEY": token},
+        )
+        result = ProcessRunner().run(
+            run_id=2,
+            worker_id="t",
+            files={"solution.py": example("tsp_llm_hint.py"), "input.json": INPUT},
+            command=tsp.COMMAND,
+            answer_file="answer.json",
+            limits=limits,
+            heartbeat=lambda: True,
+        )
+    redis.close()
+    assert "model said: echo: Which city" in result.log, result.log
+    assert judge(tsp, 3, INPUT, result, limits).status == RunStatus.scored
