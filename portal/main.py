@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware, projector_frame_ancestors=settings.projector_frame_ancestors
+    )
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)

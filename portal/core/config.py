@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     llm_usage_flush_seconds: float = Field(default=0.5, gt=0)
     llm_auth_cache_seconds: float = Field(default=2, ge=0)
 
+    # Origins allowed to embed /leaderboard/projector in a frame (CSP frame-ancestors
+    # syntax, e.g. "https://signage.example.org"); unset: no page may frame any view.
+    projector_frame_ancestors: str | None = None
+
     session_max_age_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     login_failures_per_minute: int = Field(default=10, gt=0)
     log_level: str = "INFO"
@@ -82,6 +86,16 @@ class Settings(BaseSettings):
                 f"unknown timezone {value!r}; use an IANA name like Europe/Paris"
             ) from exc
         return value
+
+    @field_validator("projector_frame_ancestors")
+    @classmethod
+    def _one_csp_directive_value(cls, value: str | None) -> str | None:
+        if value is not None and any(char in value for char in ";,\r\n"):
+            raise ValueError(
+                "give only origins separated by spaces (no ';' or ','), "
+                "e.g. 'https://signage.example.org'"
+            )
+        return value or None
 
     @property
     def is_production(self) -> bool:

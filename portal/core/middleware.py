@@ -67,9 +67,20 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+PROJECTOR_PATH = "/leaderboard/projector"
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, projector_frame_ancestors: str | None = None) -> None:
         self.app = app
+        # The projector view may be embedded (a venue's signage page) only where allowed.
+        self.projector_csp = (
+            STRICT_CSP.replace(
+                "frame-ancestors 'none'", f"frame-ancestors {projector_frame_ancestors}"
+            ).encode()
+            if projector_frame_ancestors
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,6 +112,10 @@ class RequestContextMiddleware:
                         DOCS_CSP if path == "/docs" else STRICT_CSP
                     ).encode(),
                 }
+                if self.projector_csp and path == PROJECTOR_PATH:
+                    # CSP frame-ancestors decides; X-Frame-Options cannot name origins.
+                    del extra[b"x-frame-options"]
+                    extra[b"content-security-policy"] = self.projector_csp
                 if not path.startswith("/static/"):
                     # Pages carry tokens and private data: no browser or proxy caching
                     # unless a route opts in (the leaderboard's ETag polling does).
