@@ -3,49 +3,13 @@
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
-import psycopg
-
-from portal.core.db import psycopg_conninfo
+from tests.drills import SLOW_BUT_VALID, run_counts, start_worker
 from tests.evaluation_helpers import upload, wait_for_batch
-
-ROOT = Path(__file__).resolve().parents[2]
-SLOW_BUT_VALID = (
-    "import json, sys, time\ntime.sleep(1.5)\n"
-    "n = len(json.load(open(sys.argv[1]))['cities'])\n"
-    "json.dump({'tour': list(range(n))}, open(sys.argv[2], 'w'))\n"
-)
-
-
-def start_worker(eval_settings, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PORTAL_DATABASE_URL": eval_settings.database_url,
-        "PORTAL_REDIS_URL": eval_settings.redis_url,
-        "PORTAL_STORAGE_LOCAL_DIR": str(eval_settings.local_storage_path),
-        "PORTAL_EVAL_RUNNER": "docker",
-        "PORTAL_EVAL_IMAGE": eval_settings.eval_image,
-        "PORTAL_EVAL_HEARTBEAT_SECONDS": "0.5",
-        "PORTAL_EVAL_STALE_AFTER_SECONDS": "3",
-        "PORTAL_WORKER_THREADS": "2",
-        "PORTAL_LOG_LEVEL": "INFO",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "portal.cli", "worker", "--processes", "1"],
-        env=env,
-        cwd=ROOT,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so the kill takes every process
-    )
 
 
 def counts(services) -> dict:
-    with psycopg.connect(psycopg_conninfo(services.database_url)) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM evaluation_run GROUP BY status"))
+    return run_counts(services.database_url)
 
 
 async def test_killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing(
