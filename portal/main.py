@@ -17,7 +17,7 @@ from portal.auth import routes as auth_routes
 from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
-from portal.core.errors import install_error_handlers
+from portal.core.errors import API_ERROR_RESPONSES, install_error_handlers
 from portal.core.middleware import RequestContextMiddleware
 from portal.core.migrations import PROJECT_ROOT
 from portal.core.redis import create_redis
@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         llm_routes.router,
         llm_pages.router,
     ):
-        app.include_router(router)
+        # The gateway documents OpenAI's error shape itself; everything else uses ours.
+        responses = {} if router is llm_gateway.router else API_ERROR_RESPONSES
+        app.include_router(router, responses=responses)
     return app
 
 

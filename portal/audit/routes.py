@@ -9,14 +9,14 @@ from portal.audit import service
 from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
-from portal.core.pagination import Page, PageDep, PageParams
+from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageDep, PageParams
 from portal.core.templating import render, wants_fragment
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
 ENTRIES_PER_PAGE = 50
 
-ActorQuery = Annotated[int | None, Query(ge=1, description="team id of the actor")]
+ActorQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="team id of the actor")]
 ActionQuery = Annotated[
     str | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
 ]
@@ -60,7 +60,7 @@ async def audit_page(
     action: Annotated[str, Query(max_length=64)] = "",
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     # Empty form fields arrive as "", so parse leniently and say what was ignored.
     problems = []

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -69,6 +70,36 @@ class TooManyRequests(PortalError):
 class ServiceUnavailable(PortalError):
     status_code = 503
     code = "service_unavailable"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every JSON API error: {"error": {"code", "message", "details"}, "request_id"}."""
+
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+# Documented on every API operation, so clients (and the schema fuzzer) know the shape.
+API_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "The request cannot be understood",
+        401: "Missing or invalid API token",
+        403: "Not allowed for this team, or the CSRF token is missing",
+        404: "No such resource (or not yours)",
+        409: "Conflicts with the current state",
+        413: "The body is over the size limit",
+        422: "Invalid input: each field and what to fix",
+        429: "Rate limited: see Retry-After",
+        503: "A service the portal needs is unavailable: retry later",
+    }.items()
+}
 
 
 class LoginRequired(Exception):

@@ -10,6 +10,10 @@ from pydantic import BaseModel
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 200
+# Far beyond any real list, and small enough that page x size stays a valid SQL offset.
+MAX_PAGE = 100_000
+# Row ids are PostgreSQL integers: a larger number can name nothing, so it is a 422.
+MAX_ROW_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class PageParams:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")] = 50,
 ) -> PageParams:
     return PageParams(page=page, size=size)

@@ -10,14 +10,14 @@ from portal.auth.deps import PageAdmin
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
-from portal.core.pagination import PageParams
+from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.templating import flash, render
 from portal.evaluation import service
 from portal.evaluation.models import BatchStatus
 from portal.evaluation.schemas import BatchCreate
 
 router = APIRouter(include_in_schema=False)
-BatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -36,7 +36,10 @@ def parse_seeds(text: str) -> list[int]:
 
 @router.get("/admin/batches")
 async def batches_page(
-    request: Request, admin: PageAdmin, session: SessionDep, page: Annotated[int, Query(ge=1)] = 1
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     return await _list(request, session, page)
 

@@ -4,12 +4,12 @@ from fastapi import APIRouter, Path, Request
 
 from portal.auth.deps import AdminTeam
 from portal.core.db import SessionDep
-from portal.core.pagination import Page, PageDep
+from portal.core.pagination import MAX_ROW_ID, Page, PageDep
 from portal.evaluation import service
 from portal.evaluation.schemas import BatchCreate, BatchDetail, BatchProgress, BatchPublic
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
-BatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 async def public(session, batch) -> BatchPublic:

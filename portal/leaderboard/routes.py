@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
 from portal.core.templating import render, wants_fragment
 from portal.leaderboard import service
 
@@ -25,7 +25,7 @@ router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
 PROJECTOR_PAGE_SIZE = 8
 PROJECTOR_PAGE_SECONDS = 10
-BatchQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="default: latest")]
+BatchQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="default: latest")]
 SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]
 
 
@@ -97,7 +97,7 @@ async def leaderboard_api(
     session: SessionDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ):
     """The board of a batch (default: the latest started), public, with an ETag."""
@@ -134,7 +134,7 @@ async def leaderboard_page(
     session: SessionDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     state = await service.state(request.app.state.redis)
     fragment = wants_fragment(request)
@@ -153,7 +153,7 @@ async def projector(
     request: Request,
     session: SessionDep,
     batch: BatchQuery = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     since: Annotated[float, Query(ge=0)] = 0,
 ) -> Response:
     """Full screen, large type; pages through the board by itself every few seconds."""
@@ -177,7 +177,7 @@ async def projector(
 
 @router.get("/leaderboard/teams/{team_id}", include_in_schema=False)
 async def team_history(
-    request: Request, session: SessionDep, team_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    request: Request, session: SessionDep, team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 ) -> Response:
     team, history = await service.team_history(session, team_id)
     if team is None:

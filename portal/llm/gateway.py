@@ -19,6 +19,7 @@ import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +35,69 @@ from portal.llm.usage_log import UsageEntry, UsageRecorder
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/llm/v1", tags=["llm gateway"])
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape, so the official clients raise their usual exceptions."""
+
+    error: OpenAIErrorDetail
+
+
+GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIError, "description": description}
+    for status, description in {
+        400: "Malformed request (not JSON, no model or messages)",
+        401: "Missing, wrong or expired API key",
+        404: "Unknown model (from the upstream)",
+        413: "The request body is over the size limit",
+        429: "Over the team's requests per minute: see Retry-After and x-ratelimit-*",
+        502: "The model server is unreachable",
+        503: "The gateway's database or cache is unavailable",
+        504: "The model did not answer in time",
+    }.items()
+}
+
+router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERRORS)
+
+# The body is read raw (forwarded byte for byte); this documents what it must contain.
+CHAT_REQUEST_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model", "messages"],
+                    "properties": {
+                        "model": {"type": "string", "minLength": 1, "example": "echo"},
+                        "messages": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["role", "content"],
+                                "properties": {
+                                    "role": {
+                                        "type": "string",
+                                        "enum": ["system", "user", "assistant"],
+                                    },
+                                    "content": {"type": "string"},
+                                },
+                            },
+                        },
+                        "stream": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class GatewayError(Exception):
@@ -260,7 +323,17 @@ def gateway_of(request: Request) -> Gateway:
     return request.app.state.llm_gateway
 
 
-@router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)")
+@router.post(
+    "/chat/completions",
+    summary="Chat completion (OpenAI-compatible)",
+    openapi_extra=CHAT_REQUEST_SCHEMA,
+    responses={
+        200: {
+            "description": "The completion: JSON, or server-sent events with stream: true",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        }
+    },
+)
 async def chat_completions(request: Request) -> Response:
     started = time.perf_counter()
     gateway = gateway_of(request)

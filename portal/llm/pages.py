@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
+from portal.core.pagination import MAX_ROW_ID
 from portal.core.templating import flash, render
 from portal.llm import chart, service
 from portal.llm.service import Window
@@ -64,7 +65,7 @@ async def rate_limit_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     requests_per_minute: Annotated[str, Form(max_length=7)] = "",
 ) -> Response:
     """Per-team LLM calls per minute; an empty field returns to PORTAL_LLM_RPM."""

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, Request
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
+from portal.core.pagination import MAX_ROW_ID
 from portal.llm import service
 from portal.llm.schemas import (
     RateLimitPublic,
@@ -64,7 +65,7 @@ async def read_usage(
     session: SessionDep,
     window: Annotated[Window, Query(description="hour, day or all")] = Window.hour,
     team_id: Annotated[
-        int | None, Query(ge=1, description="admins: one team; default every team")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="admins: one team; default every team")
     ] = None,
 ):
     """Gateway calls and tokens over the window: totals, a per-step series and the
@@ -99,7 +100,7 @@ async def read_rate_limit(
     request: Request,
     admin: AdminTeam,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ):
     await teams.get(session, team_id)
     return await _limit_public(session, team_id, request.app.state.settings.llm_rpm)
@@ -111,7 +112,7 @@ async def update_rate_limit(
     body: RateLimitUpdate,
     admin: AdminTeam,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ):
     """Set the team's LLM requests per minute (null: back to PORTAL_LLM_RPM). Audited;
     applies from the team's next call in every portal process."""

@@ -4,10 +4,11 @@ from fastapi import Depends, Path
 
 from portal.auth.deps import CurrentTeam, PageTeam
 from portal.core.db import SessionDep
+from portal.core.pagination import MAX_ROW_ID
 from portal.submissions import service
 from portal.submissions.models import Submission
 
-SubmissionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SubmissionId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 async def load_own_submission(

@@ -10,7 +10,7 @@ from portal.auth.deps import PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
-from portal.core.pagination import PageParams
+from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import flash, humanize_duration, is_htmx, render
 from portal.evaluation import service as evaluation
 from portal.submissions import service
@@ -61,7 +61,7 @@ async def dashboard(
     request: Request,
     team: PageTeam,
     session: SessionDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     return await _dashboard(request, team, session, page)
 

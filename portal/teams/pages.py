@@ -8,7 +8,7 @@ from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
-from portal.core.pagination import PageParams
+from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.templating import flash, render
 from portal.llm import service as llm_service
 from portal.teams import service
@@ -63,7 +63,7 @@ async def teams_page(
     admin: PageAdmin,
     session: SessionDep,
     q: Annotated[str, Query(max_length=100)] = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     return await _teams_page(request, session, q, page)
 
@@ -116,7 +116,7 @@ async def set_active_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     active: Annotated[bool, Form()],
 ) -> Response:
     team = await service.get(session, team_id)
@@ -137,7 +137,7 @@ async def rotate_token_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     team = await service.get(session, team_id)
     token = await service.rotate_token(session, team, actor=admin)
@@ -153,7 +153,7 @@ async def quota_override_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    team_id: Annotated[int, Path(ge=1)],
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     daily_limit: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
     """Per-team daily upload limit; an empty field returns to PORTAL_DAILY_SUBMISSIONS."""

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
-from portal.core.pagination import Page, PageDep
+from portal.core.pagination import MAX_ROW_ID, Page, PageDep
 from portal.teams import service
 from portal.teams.models import Team
 from portal.teams.schemas import TeamCreate, TeamPublic, TeamUpdate, TeamWithToken
@@ -21,7 +21,7 @@ def with_token(team: Team, token: str) -> TeamWithToken:
 
 
 async def load_team(
-    session: SessionDep, admin: AdminTeam, team_id: Annotated[int, Path(ge=1)]
+    session: SessionDep, admin: AdminTeam, team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 ) -> Team:
     return await service.get(session, team_id)
 
