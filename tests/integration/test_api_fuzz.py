@@ -89,7 +89,7 @@ async def test_what_the_fuzzer_found_stays_fixed(client, teams):
     for path in (
         "/api/v1/submissions?page=2149543750733550336",
         "/api/v1/submissions/2147483648",
-        "/api/v1/leaderboard?batch_id=99999999999",
+        "/api/v1/leaderboard?batch=99999999999",
     ):
         response = await client.get(path, headers=team.auth)
         assert response.status_code == 422, (path, response.text)
