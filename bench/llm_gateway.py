@@ -20,6 +20,7 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+from _http import Connection
 from _portal import ROOT, embedded_portal, percentile
 
 sys.path.insert(0, str(ROOT))
@@ -60,39 +61,6 @@ def start_echo() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the stand-in model did not start")
 
 
-class Connection:
-    """A bare keep-alive HTTP/1.1 client connection.
-
-    The measuring client must cost far less than what it measures: httpx's pool spends
-    milliseconds per call at concurrency 32 on this machine, which would drown the
-    gateway's own figure. Both paths use this same client.
-    """
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port, self.path = parts.hostname, parts.port, parts.path
-        self.reader = self.writer = None
-
-    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        head += ["Content-Type: application/json", f"Content-Length: {len(body)}", "", ""]
-        self.writer.write("\r\n".join(head).encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 async def timed_calls(url: str, headers: dict, count: int, concurrency: int) -> list[float]:
     latencies: list[float] = []
     remaining = count
@@ -101,11 +69,14 @@ async def timed_calls(url: str, headers: dict, count: int, concurrency: int) -> 
     async def caller() -> None:
         nonlocal remaining
         connection = Connection(url)
+        path = urlsplit(url).path
         try:
             while remaining > 0:
                 remaining -= 1
                 started = time.perf_counter()
-                status, answer = await connection.post(body, headers)
+                status, _, answer = await connection.request(
+                    "POST", path, body, {**headers, "Content-Type": "application/json"}
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 if status != 200:
                     raise RuntimeError(f"{url} answered {status}: {answer[:300]!r}")
