@@ -35,7 +35,7 @@ class TeamCreate(BaseModel):
 
 class TeamUpdate(BaseModel):
     is_active: bool | None = None
-    daily_submission_limit: int | None = Field(default=None, ge=0)
+    daily_submission_limit: int | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class TeamPublic(BaseModel):

@@ -84,7 +84,7 @@ def test_api_as_an_admin(case, admin, live):
 
 
 async def test_what_the_fuzzer_found_stays_fixed(client, teams):
-    """A page or id past PostgreSQL's integer range was a 500; now it says what to fix."""
+    """Numbers past PostgreSQL's integer range were 500s; now they say what to fix."""
     team = await teams.create()
     for path in (
         "/api/v1/submissions?page=2149543750733550336",
@@ -94,3 +94,12 @@ async def test_what_the_fuzzer_found_stays_fixed(client, teams):
         response = await client.get(path, headers=team.auth)
         assert response.status_code == 422, (path, response.text)
         assert response.json()["error"]["code"] == "validation_error"
+    # A daily upload limit past the column's range was a 500 too.
+    admin = await teams.admin()
+    response = await client.patch(
+        f"/api/v1/teams/{team.id}",
+        json={"daily_submission_limit": 2201019943244054},
+        headers=admin.auth,
+    )
+    assert response.status_code == 422
+    assert "daily_submission_limit" in response.json()["error"]["message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -33,14 +34,15 @@ def own_data_dir(tmp_path):
     return data_dir
 
 
-async def test_redis_killed_and_restarted_mid_batch(eval_settings, own_data_dir, tmp_path):
-    """SIGKILL loses what Redis had not saved (queued messages among it); the watchdog
-    re-sends runs that sat queued too long, so the batch still completes."""
-    redis = EmbeddedRedis(own_data_dir)
-    settings = eval_settings.model_copy(update={"redis_url": redis.start()})
-    log_path = tmp_path / "worker.log"
-    worker = None
+@asynccontextmanager
+async def batch_under_way(settings, log_path):
+    """A portal on `settings`, a worker process and a 20-run batch with results coming in.
+
+    Yields (client, admin, batch id, finish) where finish() waits for the batch and says
+    how long that took.
+    """
     app = create_app(settings)
+    worker = None
     try:
         async with app.router.lifespan_context(app), make_client(app) as client:
             teams = TeamFactory(app.state.sessionmaker)
@@ -50,6 +52,29 @@ async def test_redis_killed_and_restarted_mid_batch(eval_settings, own_data_dir,
             await client.post(f"/api/v1/batches/{batch_id}/start", headers=admin.auth)
             await wait_for_runs(settings.database_url, log_path, scored=2)
 
+            async def finish(label: str) -> dict:
+                restarted = time.monotonic()
+                detail = await wait_for_batch(client, admin, batch_id, wait_seconds=180)
+                print(
+                    f"\n{label} drill: batch finished {time.monotonic() - restarted:.1f} s "
+                    f"after the restart; watchdog sweeps that acted: {watchdog_actions(log_path)}"
+                )
+                assert (await client.get("/readyz")).status_code == 200
+                return detail
+
+            yield client, admin, batch_id, finish
+    finally:
+        kill_group(worker)
+
+
+async def test_redis_killed_and_restarted_mid_batch(eval_settings, own_data_dir, tmp_path):
+    """SIGKILL loses what Redis had not saved (queued messages among it); the watchdog
+    re-sends runs that sat queued too long, so the batch still completes."""
+    redis = EmbeddedRedis(own_data_dir)
+    settings = eval_settings.model_copy(update={"redis_url": redis.start()})
+    log_path = tmp_path / "worker.log"
+    try:
+        async with batch_under_way(settings, log_path) as (client, _, _, finish):
             redis.process.kill()
             redis.process.wait()
             # Meanwhile the portal says it cannot reach its cache, and does not crash.
@@ -57,16 +82,8 @@ async def test_redis_killed_and_restarted_mid_batch(eval_settings, own_data_dir,
             assert ready.status_code == 503 and "redis" in ready.text.lower()
             await asyncio.sleep(2)
             redis.start()  # same port, whatever it had saved
-            restarted = time.monotonic()
-
-            detail = await wait_for_batch(client, admin, batch_id, wait_seconds=180)
-            print(
-                f"\nredis drill: batch finished {time.monotonic() - restarted:.1f} s after the "
-                f"restart; watchdog sweeps that acted: {watchdog_actions(log_path)}"
-            )
-            assert (await client.get("/readyz")).status_code == 200
+            detail = await finish("redis")
     finally:
-        kill_group(worker)
         redis.stop()
     assert_each_run_once(detail, 20, log_path)
 
@@ -79,17 +96,8 @@ async def test_postgres_restarted_mid_batch(eval_settings, own_data_dir, tmp_pat
     migrations.upgrade(database_url)
     settings = eval_settings.model_copy(update={"database_url": database_url})
     log_path = tmp_path / "worker.log"
-    worker = None
-    app = create_app(settings)
     try:
-        async with app.router.lifespan_context(app), make_client(app) as client:
-            teams = TeamFactory(app.state.sessionmaker)
-            admin = await teams.admin()
-            batch_id = await slow_batch(client, teams, admin)
-            worker = start_worker(settings, log_path)
-            await client.post(f"/api/v1/batches/{batch_id}/start", headers=admin.auth)
-            await wait_for_runs(database_url, log_path, scored=2)
-
+        async with batch_under_way(settings, log_path) as (client, admin, batch_id, finish):
             postgres.stop()
             down = await client.get(f"/api/v1/batches/{batch_id}", headers=admin.auth)
             assert down.status_code == 503, down.text
@@ -98,16 +106,8 @@ async def test_postgres_restarted_mid_batch(eval_settings, own_data_dir, tmp_pat
             assert (await client.get("/readyz")).status_code == 503
             await asyncio.sleep(3)
             postgres.start()  # same port and data
-            restarted = time.monotonic()
-
-            detail = await wait_for_batch(client, admin, batch_id, wait_seconds=180)
-            print(
-                f"\npostgres drill: batch finished {time.monotonic() - restarted:.1f} s after "
-                f"the restart; watchdog sweeps that acted: {watchdog_actions(log_path)}"
-            )
-            assert (await client.get("/readyz")).status_code == 200
+            detail = await finish("postgres")
     finally:
-        kill_group(worker)
         postgres.stop()
     assert_each_run_once(detail, 20, log_path)
 
