@@ -8,7 +8,12 @@ figures of the server under test.
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlsplit
+
+# uvicorn closes a keep-alive connection after 5 s idle; reopen before that, as browsers
+# and HTTP libraries do, instead of writing into a connection the server is closing.
+IDLE_REOPEN_SECONDS = 4.0
 
 
 class Connection:
@@ -17,11 +22,14 @@ class Connection:
         self.host, self.port = parts.hostname, parts.port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         """One request on the kept-alive connection (reopened if the server closed it)."""
+        if self.writer is not None and time.monotonic() - self.last_used > IDLE_REOPEN_SECONDS:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
@@ -41,6 +49,7 @@ class Connection:
         except (OSError, asyncio.IncompleteReadError):
             self.close()
             raise
+        self.last_used = time.monotonic()
         if answer_headers.get("connection", "").lower() == "close":
             self.close()
         return int(status_line.split()[1]), answer_headers, content

@@ -162,3 +162,49 @@ async def test_header_csrf_token_works_like_the_form_field(app, client, teams):
         f"/admin/teams/{target.id}/active", data={"active": "true", "csrf_token": csrf}
     )
     assert response.status_code == 303
+
+
+# Path parameters naming something a team owns; every other id is an admin's to use.
+TEAM_OWNED_IDS = {"submission_id"}
+# Public by design: a team's history on the public leaderboard.
+PUBLIC_ID_ROUTES = {("GET", "/leaderboard/teams/{team_id}")}
+
+
+def _path_params(route) -> set[str]:
+    return set(re.findall(r"\{([^}:]+)", route.path))
+
+
+async def test_every_id_in_a_path_is_team_owned_or_admin_only(app):
+    """A new route with an id must be classified, so the 404 matrix below covers it."""
+    admin_paths = {route.path for _, route in admin_routes(app)}
+    for method, route, _ in _routes(app):
+        params = _path_params(route) - {"action"}
+        if params and not params <= TEAM_OWNED_IDS and (method, route.path) not in PUBLIC_ID_ROUTES:
+            assert route.path in admin_paths, (method, route.path, params)
+
+
+async def test_every_route_with_a_team_owned_id_is_404_to_another_team(app, client, teams):
+    owner, other = await teams.create(), await teams.create()
+    created = await client.post(
+        "/api/v1/submissions",
+        headers=owner.auth,
+        files={"file": ("a.py", b"print(1)\n", "text/x-python")},
+    )
+    submission_id = created.json()["id"]
+    csrf = await browser_login(client, other)
+    checked = 0
+    for method, route, _ in _routes(app):
+        if not _path_params(route) & TEAM_OWNED_IDS:
+            continue
+        url = route.path.replace("{submission_id}", str(submission_id))
+        if route.path.startswith("/api/"):
+            response = await client.request(method, url, headers=other.auth)
+        else:
+            response = await client.request(method, url, data={"csrf_token": csrf, "final": "true"})
+        assert response.status_code == 404, (method, route.path, response.status_code)
+        checked += 1
+    assert checked >= 6
+    # The owner still sees it: the 404s were about ownership, not a broken route.
+    assert (
+        await client.get(f"/api/v1/submissions/{submission_id}", headers=owner.auth)
+    ).status_code == 200

@@ -112,7 +112,9 @@ async def test_postgres_restarted_mid_batch(eval_settings, own_data_dir, tmp_pat
     assert_each_run_once(detail, 20, log_path)
 
 
-async def test_worker_killed_five_times_in_one_batch(client, teams, eval_settings, tmp_path):
+async def test_worker_killed_five_times_in_one_batch(
+    client, teams, eval_settings, tmp_path, docker_client
+):
     admin = await teams.admin()
     batch_id = await slow_batch(client, teams, admin, teams_count=4, seeds=6)
     log_path = tmp_path / "workers.log"
@@ -137,3 +139,5 @@ async def test_worker_killed_five_times_in_one_batch(client, teams, eval_setting
     retried = sum(run["attempts"] > 1 for run in detail["runs"])
     print(f"\nworker drill: 5 kills, 24 runs scored once each, {retried} needed a retry")
     assert sum(run["attempts"] > 1 for run in detail["runs"]) >= 1
+    leftovers = docker_client.containers.list(all=True, filters={"label": "portal.eval=1"})
+    assert leftovers == [], [container.name for container in leftovers]
