@@ -193,3 +193,11 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
     # The calls counted against the team's own limit.
     status = await client.get("/llm/v1/models", headers=delta.auth)
     assert status.headers["x-ratelimit-remaining-requests"] == "8"
+
+
+def test_a_stale_network_that_lets_sandboxes_reach_the_host_is_recreated(relay, docker_client):
+    """A relay network left by an older setup (host address on it) is not reused as is."""
+    docker_client.networks.create(relay.network, driver="bridge", internal=True)
+    relay.prepare()
+    options = docker_client.networks.get(relay.network).attrs["Options"]
+    assert options.get("com.docker.network.bridge.inhibit_ipv4") == "true"

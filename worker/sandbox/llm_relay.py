@@ -112,9 +112,26 @@ class LlmRelay:
 
     def prepare(self) -> str:
         """Create both networks if needed; return where the gateway listener must bind."""
+        self.remove_leftovers()
         evaluation = _network(
             self.client, self.network, internal=True, options=WITHOUT_HOST_ADDRESS
         )
+        if not evaluation.attrs.get("Internal") or any(
+            (evaluation.attrs.get("Options") or {}).get(key) != value
+            for key, value in WITHOUT_HOST_ADDRESS.items()
+        ):
+            # Ours (the relay's network), left by an older setup that let sandboxes reach
+            # the host: make it again rather than run with that hole.
+            try:
+                evaluation.remove()
+            except docker.errors.APIError as exc:
+                raise SandboxError(
+                    f"Docker network {self.network!r} lets sandboxes reach the host and "
+                    f"cannot be recreated ({exc}); remove it with `docker network rm`"
+                ) from exc
+            evaluation = _network(
+                self.client, self.network, internal=True, options=WITHOUT_HOST_ADDRESS
+            )
         check_evaluation_network(self.client, evaluation.name)
         return _gateway_address(_network(self.client, self.uplink))
 
