@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,6 +137,23 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def teams(app) -> TeamFactory:
     return TeamFactory(app.state.sessionmaker)
+
+
+def room_in_the_minute(redis_url: str, seconds_needed: float = 10) -> None:
+    """Wait, if need be, so a burst of gateway calls lands in one of Redis's minute
+    buckets: a burst that straddles two minutes gets two budgets."""
+    client = sync_redis.Redis.from_url(redis_url)
+    seconds, microseconds = client.time()
+    client.close()
+    into_minute = seconds % 60 + microseconds / 1e6
+    if 60 - into_minute < seconds_needed:
+        time.sleep(60 - into_minute + 0.05)
+
+
+@pytest.fixture
+def teams_for():
+    """Team factory for an app a test builds itself (with its own settings)."""
+    return lambda app: TeamFactory(app.state.sessionmaker)
 
 
 @pytest.fixture

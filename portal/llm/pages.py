@@ -21,11 +21,6 @@ async def _usage_page(
 ) -> Response:
     settings = request.app.state.settings
     report = await service.report(session, window, team_id=team_id, default_rpm=settings.llm_rpm)
-    rpm = (
-        await service.effective_rate_limit(session, team_id, settings.llm_rpm)
-        if team_id is not None
-        else None
-    )
     return render(
         request,
         template,
@@ -34,7 +29,6 @@ async def _usage_page(
             "chart": chart.build(report, ZoneInfo(settings.timezone)),
             "windows": list(Window),
             "window": window,
-            "requests_per_minute": rpm,
         },
         block="usage_live",
     )

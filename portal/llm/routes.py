@@ -26,14 +26,14 @@ def totals_public(totals: Totals) -> UsageTotals:
     return UsageTotals(**asdict(totals), exceeded_rate=round(totals.exceeded_rate, 4))
 
 
-def report_public(report: UsageReport, team_id: int | None, rpm: int | None) -> UsageReportPublic:
+def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic:
     return UsageReportPublic(
         window=report.window,
         since=report.since,
         until=report.until,
         step_minutes=report.step_minutes,
         team_id=team_id,
-        requests_per_minute=rpm,
+        requests_per_minute=report.requests_per_minute,
         totals=totals_public(report.totals),
         series=[
             UsageStep(
@@ -78,12 +78,7 @@ async def read_usage(
     elif team_id is not None:
         await teams.get(session, team_id)  # 404 for an unknown team
     report = await service.report(session, window, team_id=team_id, default_rpm=default_rpm)
-    rpm = (
-        await service.effective_rate_limit(session, team_id, default_rpm)
-        if team_id is not None
-        else None
-    )
-    return report_public(report, team_id, rpm)
+    return report_public(report, team_id)
 
 
 async def _limit_public(session, team_id: int, default_rpm: int) -> RateLimitPublic:

@@ -74,6 +74,8 @@ class UsageReport:
     totals: Totals
     buckets: list[Bucket] = field(default_factory=list)
     teams: list[TeamUsage] = field(default_factory=list)
+    # The team's own limit (override or default); None for the all-teams report.
+    requests_per_minute: int | None = None
 
 
 def _step_for(span: timedelta) -> int:
@@ -154,6 +156,9 @@ async def report(
     result = UsageReport(window, since, until, step, _totals(totals_row), buckets)
     if team_id is None:
         result.teams = await _per_team(session, in_window, default_rpm)
+    else:
+        overrides = await rate_limit_overrides(session, [team_id])
+        result.requests_per_minute = overrides.get(team_id, default_rpm)
     return result
 
 
@@ -189,13 +194,6 @@ async def rate_limit_overrides(session: AsyncSession, team_ids: list[int]) -> di
         )
     )
     return {team_id: limit for team_id, limit in rows}
-
-
-async def effective_rate_limit(session: AsyncSession, team_id: int, default_rpm: int) -> int:
-    override = await session.scalar(
-        sa.select(LlmUsageRateLimit.requests_per_minute).where(LlmUsageRateLimit.team_id == team_id)
-    )
-    return override if override is not None else default_rpm
 
 
 async def set_rate_limit(

@@ -3,14 +3,17 @@
 import httpx
 from playwright.async_api import expect
 
+from tests.conftest import room_in_the_minute
 from tests.e2e.test_batches_browser import _log_in
 from tests.e2e.test_login_browser import collect_script_errors
 
 
 async def test_usage_page_shows_the_chart_and_updates_itself(
-    live_server, teams, browser, artifacts
+    live_server, teams, browser, artifacts, services
 ):
     team = await teams.create(name="Team Usage")
+    # Every call below, the last one after the page loads, must land in one minute.
+    room_in_the_minute(services.redis_url, seconds_needed=40)
     chat = {"model": "echo", "messages": [{"role": "user", "content": "plan a tour please"}]}
     async with httpx.AsyncClient(base_url=live_server, headers=team.auth) as api:
         statuses = [

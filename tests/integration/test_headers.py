@@ -99,13 +99,6 @@ async def test_session_cookie_flags(settings, teams_for, base_url, secure):
         assert ("Secure" in cookie) is secure
 
 
-@pytest.fixture
-def teams_for():
-    from tests.factories import TeamFactory
-
-    return lambda app: TeamFactory(app.state.sessionmaker)
-
-
 async def test_uploaded_code_and_notes_are_never_served_as_html(client, teams):
     team = await teams.create()
     payload = b"print('hi')\n# </script><script>alert(document.cookie)</script>\n"

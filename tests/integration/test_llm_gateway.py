@@ -16,9 +16,15 @@ from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
 from portal.main import create_app
 from portal.teams import service as teams_service
 from portal.teams.models import Team
-from tests.conftest import make_client
+from tests.conftest import make_client, room_in_the_minute
 from tests.factories import TeamFactory
 from tests.live import portal_process
+
+
+@pytest.fixture(autouse=True)
+def _one_minute_bucket(services):
+    """These tests count calls against the per-minute limit: keep each in one minute."""
+    room_in_the_minute(services.redis_url)
 
 
 def chat(content: str = "hello there", **extra) -> dict:
@@ -90,11 +96,6 @@ async def test_the_eleventh_call_in_a_minute_is_refused_in_openai_shape(app, cli
 async def test_next_minute_allows_again_and_refusals_do_not_consume(app, client, teams):
     """The minute bucket turns over on Redis's clock; refused calls took no slot from it."""
     team = await teams.create()
-    redis = app.state.redis
-    # Start right after a minute boundary so the whole burst lands in one bucket.
-    seconds, _ = await redis.time()
-    if seconds % 60 > 50:
-        await asyncio.sleep(61 - seconds % 60)
     for _ in range(10):
         assert (
             await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
@@ -117,6 +118,7 @@ async def test_limit_holds_across_two_portal_processes(services, tmp_path, teams
         portal_process(services, tmp_path, upstream, name="portal-a") as url_a,
         portal_process(services, tmp_path, upstream, name="portal-b") as url_b,
     ):
+        room_in_the_minute(services.redis_url)  # the processes took a while to start
         async with httpx.AsyncClient(timeout=30) as http:
             calls = [
                 http.post(
@@ -196,13 +198,13 @@ async def test_streamed_usage_is_passed_on_when_the_client_asks(app, client, tea
     assert usage_chunk["usage"]["completion_tokens"] == 4
 
 
-async def test_upstream_down_is_502_in_openai_shape_and_logged(settings, teams_with_app):
+async def test_upstream_down_is_502_in_openai_shape_and_logged(settings, teams_for):
     dead = EchoServer().start()
     dead_url = dead.url
     dead.stop()
     app = create_app(settings.model_copy(update={"llm_upstream_url": dead_url}))
     async with app.router.lifespan_context(app), make_client(app) as client:
-        team = await teams_with_app(app).create()
+        team = await teams_for(app).create()
         response = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
         assert response.status_code == 502
         error = response.json()["error"]
@@ -212,10 +214,10 @@ async def test_upstream_down_is_502_in_openai_shape_and_logged(settings, teams_w
         assert (row.status_code, row.outcome) == (502, "failed")
 
 
-async def test_slow_upstream_is_504(settings, teams_with_app):
+async def test_slow_upstream_is_504(settings, teams_for):
     app = create_app(settings.model_copy(update={"llm_read_timeout_seconds": 0.5}))
     async with app.router.lifespan_context(app), make_client(app) as client:
-        team = await teams_with_app(app).create()
+        team = await teams_for(app).create()
         response = await client.post(
             "/llm/v1/chat/completions", json=chat("/sleep 3"), headers=team.auth
         )
@@ -335,7 +337,7 @@ async def test_nothing_buffered_is_lost_on_graceful_shutdown(settings, teams):
     # A writer that would not flush for an hour: only shutdown can write these.
     app = create_app(settings.model_copy(update={"llm_usage_flush_seconds": 3600}))
     async with app.router.lifespan_context(app):
-        team = await TeamFactoryFor(app).create()
+        team = await TeamFactory(app.state.sessionmaker).create()
         async with make_client(app) as client:
             for _ in range(5):
                 await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
@@ -343,15 +345,6 @@ async def test_nothing_buffered_is_lost_on_graceful_shutdown(settings, teams):
     async with teams.sessionmaker() as session:
         count = sa.select(sa.func.count()).where(LlmUsageLog.team_id == team.id)
         assert await session.scalar(count) == 5
-
-
-def TeamFactoryFor(app):
-    return TeamFactory(app.state.sessionmaker)
-
-
-@pytest.fixture
-def teams_with_app():
-    return TeamFactoryFor
 
 
 async def test_a_slow_model_call_does_not_hold_up_other_teams(app, client, teams):

@@ -6,13 +6,20 @@ import asyncio
 import re
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from portal.audit.models import AuditLog
 from portal.core.time import utcnow
 from portal.llm.models import LlmUsageLog
-from tests.conftest import make_client
+from tests.conftest import make_client, room_in_the_minute
 from tests.factories import browser_login
+
+
+@pytest.fixture(autouse=True)
+def _one_minute_bucket(services):
+    """These tests count calls against the per-minute limit: keep each in one minute."""
+    room_in_the_minute(services.redis_url)
 
 
 def chat(content: str = "hello") -> dict:

@@ -19,7 +19,7 @@ import pytest
 from portal.core.background_server import BackgroundServer
 from portal.core.db import psycopg_conninfo
 from portal.main import create_gateway_app
-from tests.conftest import running_eval_worker
+from tests.conftest import room_in_the_minute, running_eval_worker
 from tests.evaluation_helpers import example, run_batch, upload
 from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
@@ -162,6 +162,8 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
 ):
     admin = await teams.admin()
     delta = await teams.create(name="Delta")
+    # The two runs' calls and the check at the end must share one minute's budget.
+    room_in_the_minute(services.redis_url, seconds_needed=40)
     await upload(client, delta, "tsp_llm_hint.py", example("tsp_llm_hint.py"))
     batch = await run_batch(client, admin, seeds=[3, 4], wait_seconds=90)
     assert batch["progress"]["counts"] == {"scored": 2}, batch["runs"]

@@ -136,8 +136,7 @@ class LlmRelay:
         return _gateway_address(_network(self.client, self.uplink))
 
     def start(self, listener_host: str, listener_port: int) -> str:
-        """Start the relay; return the gateway's base URL as sandboxes reach it."""
-        self.remove_leftovers()
+        """Start the relay (after prepare); return the gateway's URL as sandboxes see it."""
         self.container = self.client.containers.run(
             self.image,
             ["python3", "-c", RELAY_SCRIPT, listener_host, str(listener_port), str(RELAY_PORT)],
