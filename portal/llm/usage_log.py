@@ -48,6 +48,7 @@ class UsageRecorder:
         self._interval = interval
         self._buffer: deque[dict] = deque()
         self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self.dropped = 0
 
@@ -68,11 +69,14 @@ class UsageRecorder:
         self._task = asyncio.create_task(self._run(), name="llm-usage-flush")
 
     async def stop(self, attempts: int = 10) -> None:
-        """Stop the timer, then write everything still buffered, retrying a little."""
+        """Stop the timer, then write everything still buffered, retrying a little.
+
+        The timer is asked to stop, never cancelled: a cancel landing inside a flush
+        would abandon an INSERT holding rows already taken from the buffer.
+        """
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         for _ in range(attempts):
             if await self.flush():
                 return
@@ -90,13 +94,18 @@ class UsageRecorder:
             try:
                 async with self._engine.begin() as connection:
                     await connection.execute(sa.insert(LlmUsageLog.__table__), rows)
-            except Exception as exc:
-                logger.warning("llm usage log: %s entries kept for retry (%s)", len(rows), exc)
+            except BaseException as exc:
+                # Failed, or cancelled from outside (stop() never cancels): keep the rows.
+                logger.warning("llm usage log: %s entries kept for retry (%r)", len(rows), exc)
                 self._buffer.extendleft(reversed(rows))
+                if not isinstance(exc, Exception):
+                    raise
                 return False
             return not self._buffer
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if not self._stopping.is_set():
+                await self.flush()

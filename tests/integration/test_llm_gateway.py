@@ -347,6 +347,34 @@ async def test_nothing_buffered_is_lost_on_graceful_shutdown(settings, teams):
         assert await session.scalar(count) == 5
 
 
+async def test_shutdown_during_a_flush_in_flight_loses_nothing(app, client, teams):
+    """Shutdown arriving while the writer's INSERT waits on the database keeps those rows.
+
+    Another transaction locks the log table, so the timer's flush is stuck mid-INSERT
+    holding the rows it took from the buffer; stopping then must wait for it, not drop it.
+    """
+    team = await teams.create()
+    recorder = app.state.llm_gateway.recorder
+    async with app.state.engine.connect() as blocker:
+        await blocker.execute(sa.text("LOCK TABLE llm_usage_log IN EXCLUSIVE MODE"))
+        for _ in range(5):
+            await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        # The timer takes them and then waits on the lock.
+        for _ in range(100):
+            if not recorder.pending:
+                break
+            await asyncio.sleep(0.05)
+        assert recorder.pending == 0
+        stopping = asyncio.create_task(recorder.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()
+        await blocker.rollback()
+    await asyncio.wait_for(stopping, 10)
+    async with app.state.sessionmaker() as session:
+        count = sa.select(sa.func.count()).where(LlmUsageLog.team_id == team.id)
+        assert await session.scalar(count) == 5
+
+
 async def test_a_slow_model_call_does_not_hold_up_other_teams(app, client, teams):
     """A call waiting on the model does not hold up another team's call."""
     slow_team, fast_team = await teams.create(), await teams.create()
