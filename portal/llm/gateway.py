@@ -31,6 +31,7 @@ from portal.core.logging import request_id_var, team_id_var
 from portal.core.security import hash_token
 from portal.llm import run_tokens
 from portal.llm.ratelimit import RateDecision, RequestsPerMinute
+from portal.llm.upstream import UpstreamTransport
 from portal.llm.usage_log import UsageEntry, UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,9 @@ class Gateway:
                 write=settings.llm_read_timeout_seconds,
                 pool=settings.llm_connect_timeout_seconds,
             ),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            transport=UpstreamTransport(
+                httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            ),
         )
 
     async def start(self) -> None:
