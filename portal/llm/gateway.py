@@ -151,6 +151,9 @@ class Gateway:
         self.limiter = RequestsPerMinute(redis)
         self._team_cache: dict[tuple[str, object], tuple[float, Any]] = {}
         self.recorder = UsageRecorder(engine, settings.llm_usage_flush_seconds)
+        self.transport = UpstreamTransport(
+            httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        )
         headers = {"content-type": "application/json"}
         if settings.llm_upstream_key:
             headers["authorization"] = f"Bearer {settings.llm_upstream_key}"
@@ -163,10 +166,14 @@ class Gateway:
                 write=settings.llm_read_timeout_seconds,
                 pool=settings.llm_connect_timeout_seconds,
             ),
-            transport=UpstreamTransport(
-                httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            ),
+            transport=self.transport,
         )
+        # What every forwarded request shares, taken from the client once: building
+        # a request through the client (URL merging, header merging) cost 0.17 ms a call.
+        self._upstream_urls = {
+            path: self.client.base_url.join(path) for path in ("chat/completions", "models")
+        }
+        self._upstream_extensions = {"timeout": self.client.timeout.as_dict()}
 
     async def start(self) -> None:
         self.recorder.start()
@@ -174,6 +181,31 @@ class Gateway:
     async def close(self) -> None:
         await self.client.aclose()
         await self.recorder.stop()
+
+    async def upstream(
+        self, method: str, path: str, *, stream: bool = False, **content: Any
+    ) -> httpx.Response:
+        """One call to the model server, on the client's pooled transport.
+
+        Not through `client.build_request`/`client.send`: the client's cookie jar would
+        carry one team's upstream cookies (a load balancer's, say) into the next team's
+        call. Skipping that machinery also saves about 0.5 ms of CPU per call.
+        """
+        request = httpx.Request(
+            method,
+            self._upstream_urls[path],
+            headers=self.client.headers,
+            extensions=self._upstream_extensions,
+            **content,
+        )
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
 
     async def caller(self, request: Request) -> Caller:
         token = request_api_token(request)
@@ -381,7 +413,7 @@ async def _forward_json(
     started: float,
 ) -> Response:
     try:
-        upstream = await gateway.client.post("chat/completions", content=raw)
+        upstream = await gateway.upstream("POST", "chat/completions", content=raw)
     except httpx.HTTPError as exc:
         error = _upstream_failure(exc)
         gateway.log(caller, model, error.status_code, started)
@@ -418,9 +450,10 @@ async def _forward_stream(
     )
     options = client_options if isinstance(client_options, dict) else {}
     upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
-    request = gateway.client.build_request("POST", "chat/completions", json=upstream_body)
     try:
-        upstream = await gateway.client.send(request, stream=True)
+        upstream = await gateway.upstream(
+            "POST", "chat/completions", json=upstream_body, stream=True
+        )
     except httpx.HTTPError as exc:
         error = _upstream_failure(exc)
         gateway.log(caller, model, error.status_code, started)
@@ -492,7 +525,7 @@ async def list_models(request: Request) -> Response:
     except GatewayError as error:
         return error.response()
     try:
-        upstream = await gateway.client.get("models")
+        upstream = await gateway.upstream("GET", "models")
     except httpx.HTTPError as exc:
         error = _upstream_failure(exc)
         error.headers.update(limit_headers)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -59,7 +59,8 @@ class UsageRecorder:
         if len(self._buffer) >= MAX_BUFFERED:
             self._buffer.popleft()
             self.dropped += 1
-        self._buffer.append(asdict(entry))
+        # vars(), not asdict(): asdict deep-copies every value, the datetime included.
+        self._buffer.append(dict(vars(entry)))
 
     @property
     def pending(self) -> int:

@@ -19,6 +19,7 @@ from portal.teams.models import Team
 from tests.conftest import make_client, room_in_the_minute
 from tests.factories import TeamFactory
 from tests.live import portal_process
+from tests.servers import OK, ScriptedServer
 
 
 @pytest.fixture(autouse=True)
@@ -212,6 +213,28 @@ async def test_upstream_down_is_502_in_openai_shape_and_logged(settings, teams_f
         assert "x-ratelimit-remaining-requests" in response.headers
         (row,) = await usage_rows(app, team.id, expected=1)
         assert (row.status_code, row.outcome) == (502, "failed")
+
+
+async def test_one_teams_upstream_cookies_never_reach_the_next_teams_call(settings, teams_for):
+    """A model server's Set-Cookie (a load balancer's, say) is not kept between calls."""
+
+    async def sets_a_cookie(reader, writer, n) -> bool:
+        writer.write(OK.replace(b"\r\n\r\n", f"\r\nset-cookie: who=call-{n}\r\n\r\n".encode()))
+        await writer.drain()
+        return True
+
+    async with ScriptedServer(sets_a_cookie) as upstream:
+        app = create_app(settings.model_copy(update={"llm_upstream_url": f"{upstream.url}/v1"}))
+        async with app.router.lifespan_context(app), make_client(app) as client:
+            factory = teams_for(app)
+            for team in (await factory.create(), await factory.create()):
+                response = await client.post(
+                    "/llm/v1/chat/completions", json=chat(), headers=team.auth
+                )
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers
+    assert len(upstream.requests) == 2
+    assert b"cookie:" not in upstream.requests[1].lower()
 
 
 async def test_slow_upstream_is_504(settings, teams_for):
