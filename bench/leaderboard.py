@@ -44,9 +44,9 @@ INSERT INTO evaluation_batch (name, seeds, selection, status, started_at, kit)
 VALUES ('bench', ARRAY(SELECT generate_series(1, %(seeds)s))::bigint[], 'unevaluated',
         'finished', now(), 'tsp');
 
-INSERT INTO batch_submission (batch_id, submission_id, team_id, status, mean_score, attempts)
+INSERT INTO batch_submission (batch_id, submission_id, team_id, status, mean_score)
 SELECT (SELECT max(id) FROM evaluation_batch), s.id, s.team_id, 'scored',
-       round((random() * 10)::numeric, 2), 1
+       round((random() * 10)::numeric, 2)
 FROM submission AS s JOIN team ON team.id = s.team_id WHERE team.email LIKE 'bench%%';
 
 INSERT INTO evaluation_run (batch_id, batch_submission_id, seed, status, score,

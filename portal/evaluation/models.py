@@ -71,7 +71,6 @@ class BatchSubmission(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("batch_id", "submission_id"),
         sa.CheckConstraint(_known("status", RunStatus), name="status_known"),
-        sa.Index("ix_batch_submission_status_heartbeat", "status", "heartbeat_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -87,14 +86,11 @@ class BatchSubmission(SQLModel, table=True):
     status: str = Field(
         default=RunStatus.queued, sa_column=sa.Column(sa.String(20), nullable=False)
     )
-    # {"<seed>": {"status", "score", "reason", "duration_ms", ...}} filled as runs end.
+    # {"<seed>": {"status", "score", "reason", "duration_ms"}}, written when the last of
+    # its runs ends (the runs themselves, with attempts and heartbeats, are EvaluationRun).
     seed_results: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
     mean_score: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
     reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
-    heartbeat_at: datetime | None = Field(
-        default=None, sa_column=timestamptz(nullable=True, default_now=False)
-    )
     created_at: datetime | None = Field(default=None, sa_column=timestamptz())
     started_at: datetime | None = Field(
         default=None, sa_column=timestamptz(nullable=True, default_now=False)

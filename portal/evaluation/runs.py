@@ -220,17 +220,23 @@ def settle(
         .where(BatchSubmission.id == batch_submission_id)
         .with_for_update()
     )
-    statuses = session.execute(
-        sa.select(EvaluationRun.status, EvaluationRun.score).where(
-            EvaluationRun.batch_submission_id == batch_submission_id
+    runs = session.execute(
+        sa.select(
+            EvaluationRun.seed,
+            EvaluationRun.status,
+            EvaluationRun.score,
+            EvaluationRun.reason,
+            EvaluationRun.duration_ms,
         )
+        .where(EvaluationRun.batch_submission_id == batch_submission_id)
+        .order_by(EvaluationRun.seed)
     ).all()
-    if statuses and not any(status in ACTIVE for status, _ in statuses):
-        ended = [row for row in statuses if row[0] != RunStatus.cancelled]
+    if runs and not any(run.status in ACTIVE for run in runs):
+        ended = [run for run in runs if run.status != RunStatus.cancelled]
         scores = [
-            score if status == RunStatus.scored else failed_run_score for status, score in ended
+            run.score if run.status == RunStatus.scored else failed_run_score for run in ended
         ]
-        failed = [status for status, _ in ended if status != RunStatus.scored]
+        failed = [run.status for run in ended if run.status != RunStatus.scored]
         session.execute(
             sa.update(BatchSubmission)
             .where(BatchSubmission.id == batch_submission_id)
@@ -240,6 +246,15 @@ def settle(
                 else (RunStatus.scored if not failed else failed[0]),
                 mean_score=(sum(scores) / len(scores)) if scores else None,
                 reason=None if not failed else f"{len(failed)} of {len(ended)} runs did not score",
+                seed_results={
+                    str(run.seed): {
+                        "status": run.status,
+                        "score": run.score,
+                        "reason": run.reason,
+                        "duration_ms": run.duration_ms,
+                    }
+                    for run in runs
+                },
                 finished_at=utcnow(),
             )
         )

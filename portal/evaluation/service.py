@@ -221,7 +221,13 @@ async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, bro
     await session.execute(
         sa.update(BatchSubmission)
         .where(BatchSubmission.id.in_({row.batch_submission_id for row in rows}))
-        .values(status=RunStatus.queued, mean_score=None, reason=None, finished_at=None)
+        .values(
+            status=RunStatus.queued,
+            mean_score=None,
+            reason=None,
+            seed_results={},
+            finished_at=None,
+        )
     )
     batch.status = BatchStatus.running
     batch.finished_at = None

@@ -71,6 +71,18 @@ async def test_failures_are_results_with_reasons_and_rerun_never_duplicates(
     reason = batch["runs"][0]["reason"]
     assert reason.startswith("Exited with code 3.") and "about to fail" in reason
     assert all(run["attempts"] == 1 for run in batch["runs"])  # a crash is not retried
+    # The submission's row in the batch carries the per-seed summary of its runs.
+    with psycopg.connect(psycopg_conninfo(services.database_url)) as conn:
+        (summary,) = conn.execute("SELECT seed_results FROM batch_submission").fetchone()
+    assert summary == {
+        str(run["seed"]): {
+            "status": "failed",
+            "score": None,
+            "reason": run["reason"],
+            "duration_ms": run["duration_ms"],
+        }
+        for run in batch["runs"]
+    }
 
     rerun = await client.post(f"/api/v1/batches/{batch['id']}/rerun-failed", headers=admin.auth)
     assert rerun.status_code == 200

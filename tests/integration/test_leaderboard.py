@@ -32,7 +32,7 @@ def seed_board(
             ended = all(status not in ("queued", "running") for status, _ in runs)
             bs_id = conn.execute(
                 "INSERT INTO batch_submission (batch_id, submission_id, team_id, status, "
-                "mean_score, attempts) VALUES (%s, %s, %s, %s, %s, 0) RETURNING id",
+                "mean_score) VALUES (%s, %s, %s, %s, %s) RETURNING id",
                 (
                     batch_id,
                     submission_id,
