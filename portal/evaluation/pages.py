@@ -48,7 +48,7 @@ async def _list(
     request, session, page=1, *, form_error=None, form_values=None, status_code=200
 ) -> Response:
     result = await service.list_batches(session, PageParams(page=page, size=20))
-    progress = {batch.id: await service.progress(session, batch.id) for batch in result.items}
+    progress = await service.progress_of(session, [batch.id for batch in result.items])
     return render(
         request,
         "admin/batches.html",

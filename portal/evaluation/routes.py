@@ -12,7 +12,9 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
-async def public(session, batch) -> BatchPublic:
+async def public(session, batch, progress: dict | None = None) -> BatchPublic:
+    if progress is None:
+        progress = await service.progress(session, batch.id)
     return BatchPublic(
         **batch.model_dump(
             include={
@@ -27,14 +29,15 @@ async def public(session, batch) -> BatchPublic:
                 "finished_at",
             }
         ),
-        progress=BatchProgress(**await service.progress(session, batch.id)),
+        progress=BatchProgress(**progress),
     )
 
 
 @router.get("", response_model=Page[BatchPublic])
 async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep):
     result = await service.list_batches(session, page)
-    items = [await public(session, batch) for batch in result.items]
+    progress = await service.progress_of(session, [batch.id for batch in result.items])
+    items = [await public(session, batch, progress[batch.id]) for batch in result.items]
     return Page(items=items, page=result.page, size=result.size, total=result.total)
 
 

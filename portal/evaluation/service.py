@@ -246,12 +246,23 @@ async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, bro
 
 
 async def progress(session: AsyncSession, batch_id: int) -> dict:
+    return (await progress_of(session, [batch_id]))[batch_id]
+
+
+async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, dict]:
+    """Runs done / total per batch, for a whole page of batches in one grouped query."""
     rows = await session.execute(
-        sa.select(EvaluationRun.status, sa.func.count())
-        .where(EvaluationRun.batch_id == batch_id)
-        .group_by(EvaluationRun.status)
+        sa.select(EvaluationRun.batch_id, EvaluationRun.status, sa.func.count())
+        .where(EvaluationRun.batch_id.in_(batch_ids))
+        .group_by(EvaluationRun.batch_id, EvaluationRun.status)
     )
-    counts = {status: count for status, count in rows}
+    counts: dict[int, dict[str, int]] = {batch_id: {} for batch_id in batch_ids}
+    for batch_id, status, count in rows:
+        counts[batch_id][status] = count
+    return {batch_id: _progress(batch_counts) for batch_id, batch_counts in counts.items()}
+
+
+def _progress(counts: dict[str, int]) -> dict:
     total = sum(counts.values())
     done = total - sum(counts.get(status, 0) for status in ACTIVE)
     return {

@@ -166,3 +166,31 @@ async def test_the_live_results_fragment_keeps_polling_its_own_submission(client
     assert fragment.text.lstrip().startswith('<section class="card" id="results"')
     assert f'hx-get="/submissions/{submission_id}"' in fragment.text
     assert 'hx-trigger="every 2s"' in fragment.text
+
+
+async def test_the_batch_list_shows_each_batchs_own_progress(client, teams, services):
+    from tests.factories import browser_login
+    from tests.integration.test_leaderboard import seed_board
+
+    admin = await teams.admin()
+    await teams.create(name="Ada")
+    await teams.create(name="Bo")
+    done = seed_board(services, {"Ada": [("scored", 2.0), ("failed", None)]}, "Done")
+    half = seed_board(
+        services,
+        {"Ada": [("scored", 1.0), ("running", None)], "Bo": [("queued", None)] * 2},
+        "Half",
+    )
+    listed = await client.get("/api/v1/batches", headers=admin.auth)
+    progress = {item["id"]: item["progress"] for item in listed.json()["items"]}
+    assert progress[done] == {
+        "total": 2,
+        "done": 2,
+        "counts": {"scored": 1, "failed": 1},
+        "percent": 100,
+    }
+    assert progress[half]["total"] == 4 and progress[half]["done"] == 1
+    assert progress[half]["percent"] == 25
+    await browser_login(client, admin)
+    page = await client.get("/admin/batches")
+    assert "</progress> 2/2</td>" in page.text and "</progress> 1/4</td>" in page.text
