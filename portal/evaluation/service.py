@@ -124,15 +124,16 @@ async def start(session: AsyncSession, batch_id: int, *, actor: Team, broker) ->
             "this batch's selection.",
             code="nothing_to_evaluate",
         )
+    entries = [
+        BatchSubmission(batch_id=batch.id, submission_id=submission.id, team_id=submission.team_id)
+        for submission in submissions
+    ]
+    session.add_all(entries)
+    await session.flush()  # one multi-row INSERT ... RETURNING gives every entry its id
     pairs_by_team: dict[int, list] = defaultdict(list)
-    for submission in submissions:
-        entry = BatchSubmission(
-            batch_id=batch.id, submission_id=submission.id, team_id=submission.team_id
-        )
-        session.add(entry)
-        await session.flush()
+    for entry in entries:
         for seed in batch.seeds:
-            pairs_by_team[submission.team_id].append((entry.id, seed))
+            pairs_by_team[entry.team_id].append((entry.id, seed))
     runs = [
         EvaluationRun(
             batch_id=batch.id, batch_submission_id=entry_id, seed=seed, queue_position=position
