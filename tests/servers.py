@@ -83,7 +83,15 @@ class ScriptedServer:
             writer.close()
 
 
-async def answer_ok(reader, writer, n) -> bool:
-    writer.write(OK)
-    await writer.drain()
-    return True
+def answer_with(raw: bytes, *, keep_open: bool = True) -> Handler:
+    """A handler that sends `raw` to every request (then closes if not `keep_open`)."""
+
+    async def answer(reader, writer, n) -> bool:
+        writer.write(raw)
+        await writer.drain()
+        return keep_open
+
+    return answer
+
+
+answer_ok = answer_with(OK)

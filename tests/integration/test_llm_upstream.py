@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from portal.llm.upstream import UpstreamTransport
-from tests.servers import OK, ScriptedServer, answer_ok
+from tests.servers import OK, ScriptedServer, answer_ok, answer_with
 
 
 def client(url: str, **limits) -> httpx.AsyncClient:
@@ -66,11 +66,9 @@ async def test_a_chunked_stream_arrives_piece_by_piece():
 
 
 async def test_a_body_that_ends_at_close_is_read_whole_and_the_connection_dropped():
-    async def until_close(reader, writer, n) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it, then EOF")
-        await writer.drain()
-        return False
-
+    until_close = answer_with(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it, then EOF", keep_open=False
+    )
     async with ScriptedServer(until_close) as server, client(server.url) as http:
         for _ in range(2):
             response = await http.get("/v1/models")
@@ -135,12 +133,10 @@ async def test_nobody_listening_is_a_connect_error():
 
 
 async def test_a_garbled_answer_is_a_protocol_error():
-    async def garbage(reader, writer, n) -> bool:
-        writer.write(b"SPDY/9 banana\r\n\r\n")
-        await writer.drain()
-        return True
-
-    async with ScriptedServer(garbage) as server, client(server.url) as http:
+    async with (
+        ScriptedServer(answer_with(b"SPDY/9 banana\r\n\r\n")) as server,
+        client(server.url) as http,
+    ):
         with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
             await http.get("/v1/models")
 
