@@ -11,6 +11,9 @@ What it does, and deliberately no more: HTTP/1.1 to the few upstream origins a g
 talks to, TLS when the URL is https, a bounded pool of kept-alive connections, and one
 retry when a reused idle connection turns out to have been closed by the server before
 it answered (the race every keep-alive client has; a fresh connection is never retried).
+Not supported, on purpose: HTTP/2, proxies (HTTP_PROXY is not read; the upstream is
+dialled directly) and client certificates. https is verified against the system's
+trust store.
 """
 
 from __future__ import annotations
