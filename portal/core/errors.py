@@ -85,10 +85,20 @@ class ErrorResponse(BaseModel):
     request_id: str | None = None
 
 
+def error_responses(
+    model: type[BaseModel], descriptions: dict[int, str]
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses an operation can answer, all in `model`."""
+    return {
+        status: {"model": model, "description": description}
+        for status, description in descriptions.items()
+    }
+
+
 # Documented on every API operation, so clients (and the schema fuzzer) know the shape.
-API_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+API_ERROR_RESPONSES = error_responses(
+    ErrorResponse,
+    {
         400: "The request cannot be understood",
         401: "Missing or invalid API token",
         403: "Not allowed for this team, or the CSRF token is missing",
@@ -98,8 +108,8 @@ API_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         422: "Invalid input: each field and what to fix",
         429: "Rate limited: see Retry-After",
         503: "A service the portal needs is unavailable: retry later",
-    }.items()
-}
+    },
+)
 
 
 class LoginRequired(Exception):

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from portal.auth.deps import request_api_token
 from portal.core.bodylimit import PayloadTooLarge
 from portal.core.config import Settings
+from portal.core.errors import error_responses
 from portal.core.logging import request_id_var, team_id_var
 from portal.core.security import hash_token
 from portal.llm import run_tokens
@@ -50,9 +51,9 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorDetail
 
 
-GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIError, "description": description}
-    for status, description in {
+GATEWAY_ERRORS = error_responses(
+    OpenAIError,
+    {
         400: "Malformed request (not JSON, no model or messages)",
         401: "Missing, wrong or expired API key",
         404: "Unknown model (from the upstream)",
@@ -61,8 +62,8 @@ GATEWAY_ERRORS: dict[int | str, dict[str, Any]] = {
         502: "The model server is unreachable",
         503: "The gateway's database or cache is unavailable",
         504: "The model did not answer in time",
-    }.items()
-}
+    },
+)
 
 router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERRORS)
 

@@ -36,15 +36,7 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
         requests_per_minute=report.requests_per_minute,
         totals=totals_public(report.totals),
         series=[
-            UsageStep(
-                start=b.start,
-                calls=b.calls,
-                refused=b.refused,
-                failed=b.failed,
-                prompt_tokens=b.prompt_tokens,
-                completion_tokens=b.completion_tokens,
-            )
-            for b in report.buckets
+            UsageStep.model_validate(bucket, from_attributes=True) for bucket in report.buckets
         ],
         teams=[
             TeamUsagePublic(

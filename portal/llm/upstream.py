@@ -109,13 +109,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         try:
             message = _request_head(request) + await _request_body(request)
             origin = _origin(request.url)
-            connection, answer, parser = await self._send(origin, message, timeouts, request)
+            connection, answer = await self._send(origin, message, timeouts, request)
         except BaseException:
             self._slots.release()
             raise
-        body = _Body(self, origin, connection, answer, parser, timeouts["read"], request)
+        body = _Body(self, origin, connection, answer, timeouts["read"], request)
         return httpx.Response(
-            parser.get_status_code(),
+            answer.parser.get_status_code(),
             headers=answer.headers,
             stream=body,
             extensions={"http_version": b"HTTP/1.1"},
@@ -127,11 +127,11 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         message: bytes,
         timeouts: dict[str, float | None],
         request: httpx.Request,
-    ) -> tuple[_Connection, _Answer, httptools.HttpResponseParser]:
+    ) -> tuple[_Connection, _Answer]:
         connection = self._idle_connection(origin)
         if connection is not None:
             try:
-                return connection, *await _exchange(connection, message, timeouts, request)
+                return connection, await _exchange(connection, message, timeouts, request)
             except _ClosedBeforeAnswer:
                 # The server closed it while idle, before reading the request: nothing
                 # was processed, so sending again on a fresh connection is safe.
@@ -141,7 +141,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 raise
         connection = await self._connect(origin, timeouts["connect"], request)
         try:
-            return connection, *await _exchange(connection, message, timeouts, request)
+            return connection, await _exchange(connection, message, timeouts, request)
         except _ClosedBeforeAnswer as exc:
             connection.close()
             raise httpx.RemoteProtocolError(
@@ -220,7 +220,7 @@ async def _exchange(
     message: bytes,
     timeouts: dict[str, float | None],
     request: httpx.Request,
-) -> tuple[_Answer, httptools.HttpResponseParser]:
+) -> _Answer:
     """Send the request and read until its headers are in."""
     try:
         async with asyncio.timeout(timeouts["write"]):
@@ -232,7 +232,6 @@ async def _exchange(
     except OSError as exc:
         raise _ClosedBeforeAnswer() from exc
     answer = _Answer()
-    parser = answer.parser
     received = False
     while not answer.headers_done:
         data = await _read(connection, timeouts["read"], request)
@@ -244,8 +243,8 @@ async def _exchange(
                 )
             raise _ClosedBeforeAnswer()
         received = True
-        _feed(parser, data, connection, request)
-    return answer, parser
+        _feed(answer, data, connection, request)
+    return answer
 
 
 async def _read(
@@ -262,13 +261,13 @@ async def _read(
 
 
 def _feed(
-    parser: httptools.HttpResponseParser,
+    answer: _Answer,
     data: bytes,
     connection: _Connection,
     request: httpx.Request,
 ) -> None:
     try:
-        parser.feed_data(data)
+        answer.parser.feed_data(data)
     except httptools.HttpParserError as exc:
         connection.close()
         raise httpx.RemoteProtocolError(
@@ -285,7 +284,6 @@ class _Body(httpx.AsyncByteStream):
         origin: Origin,
         connection: _Connection,
         answer: _Answer,
-        parser: httptools.HttpResponseParser,
         read_timeout: float | None,
         request: httpx.Request,
     ) -> None:
@@ -293,7 +291,6 @@ class _Body(httpx.AsyncByteStream):
         self._origin = origin
         self._connection = connection
         self._answer = answer
-        self._parser = parser
         self._read_timeout = read_timeout
         self._request = request
         self._released = False
@@ -315,7 +312,7 @@ class _Body(httpx.AsyncByteStream):
                         "the model server closed the connection mid-answer",
                         request=self._request,
                     )
-                _feed(self._parser, data, self._connection, self._request)
+                _feed(answer, data, self._connection, self._request)
         finally:
             if not answer.complete or answer.chunks:
                 # Abandoned or broken mid-body: the connection's state is unknown.
