@@ -15,6 +15,7 @@ from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.docker_runner import DockerRunner
+from worker.sandbox.llm_relay import gateway_address
 
 SEED = 7
 INPUT = tsp.generate(SEED)
@@ -114,11 +115,13 @@ def host_server():
         yield port, hits
 
 
-def test_no_network_reaches_host_servers_redis_or_postgres(runner, host_server, services):
+def test_no_network_reaches_host_servers_redis_or_postgres(
+    runner, host_server, services, docker_client
+):
     port, hits = host_server
     redis_port = int(services.redis_url.rsplit(":", 1)[1].split("/")[0])
     pg_port = int(services.database_url.rsplit(":", 1)[1].split("/")[0])
-    bridge_gateway = "172.17.0.1"
+    bridge_gateway = gateway_address(docker_client.networks.get("bridge"))
     targets = [
         (bridge_gateway, port),
         ("127.0.0.1", port),

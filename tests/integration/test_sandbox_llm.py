@@ -23,7 +23,7 @@ from tests.conftest import room_in_the_minute, running_eval_worker
 from tests.evaluation_helpers import example, run_batch, upload
 from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
-from worker.sandbox.llm_relay import LlmRelay
+from worker.sandbox.llm_relay import LlmRelay, gateway_address
 
 PROBE = r"""
 import json, os, socket, sys, urllib.error, urllib.request
@@ -123,8 +123,8 @@ async def test_sandbox_reaches_the_gateway_and_nothing_else(
     port, hits = host_server
     database, redis = urlsplit(services.database_url), urlsplit(services.redis_url)
     network = docker_client.networks.get(relay.network)
-    nominal_gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
-    default_bridge = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    nominal_gateway = gateway_address(network)
+    default_bridge = gateway_address(docker_client.networks.get("bridge"))
     targets = {
         # A server on every host interface, by each address the host might answer on.
         "host_server_loopback": ["127.0.0.1", port],

@@ -15,6 +15,7 @@ evaluation network. `portal dev` and the tests, whose gateway runs on the host, 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 
 import docker
@@ -71,13 +72,32 @@ def _network(client: docker.DockerClient, name: str, **options):
         return client.networks.create(name, driver="bridge", **options)
 
 
-def _gateway_address(network) -> str:
+def gateway_address(network) -> str:
+    """The host's IPv4 address on a Docker bridge network."""
     network.reload()
-    configs = network.attrs.get("IPAM", {}).get("Config") or []
-    addresses = [config["Gateway"] for config in configs if config.get("Gateway")]
-    if not addresses:
-        raise SandboxError(f"Docker network {network.name!r} has no host address")
-    return addresses[0]
+    address = host_address_in(network.attrs.get("IPAM") or {})
+    if address is None:
+        raise SandboxError(f"Docker network {network.name!r} has no IPv4 subnet for the host")
+    return address
+
+
+def host_address_in(ipam: dict) -> str | None:
+    """The host's IPv4 address from a network's IPAM settings.
+
+    IPAM usually names it as `Gateway`, but not always: on an engine's very first start
+    the default `bridge` network lists only its `Subnet`. The engine gives the host the
+    subnet's first address then, so that is what an unnamed gateway is.
+    """
+    configs = ipam.get("Config") or []
+    for config in configs:
+        gateway = config.get("Gateway")
+        if gateway and ipaddress.ip_address(gateway).version == 4:
+            return gateway
+    for config in configs:
+        subnet = ipaddress.ip_network(config.get("Subnet") or "::/128", strict=False)
+        if subnet.version == 4:
+            return str(next(subnet.hosts()))
+    return None
 
 
 def check_evaluation_network(client: docker.DockerClient, name: str) -> None:
@@ -133,7 +153,7 @@ class LlmRelay:
                 self.client, self.network, internal=True, options=WITHOUT_HOST_ADDRESS
             )
         check_evaluation_network(self.client, evaluation.name)
-        return _gateway_address(_network(self.client, self.uplink))
+        return gateway_address(_network(self.client, self.uplink))
 
     def start(self, listener_host: str, listener_port: int) -> str:
         """Start the relay (after prepare); return the gateway's URL as sandboxes see it."""
