@@ -18,6 +18,7 @@ from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
+from portal.core.params import OptionalRowId
 from portal.core.templating import render, wants_fragment
 from portal.leaderboard import service
 
@@ -25,7 +26,9 @@ router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
 PROJECTOR_PAGE_SIZE = 8
 PROJECTOR_PAGE_SECONDS = 10
-BatchQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="default: latest")]
+BatchQuery = Annotated[
+    OptionalRowId, Query(description="one batch; default (or empty): the latest started")
+]
 SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]
 
 
@@ -66,6 +69,7 @@ class LeaderboardPublic(Page[BoardRowPublic]):
 
 
 async def _context(request, session, batch, q, page, size, state=None, **extra):
+    """What a board shows. `batch` is the one asked for: None follows the latest."""
     chosen, previous, batches = await service.choose_batch(session, batch)
     params = PageParams(page=page, size=size)
     rows = (
@@ -78,6 +82,10 @@ async def _context(request, session, batch, q, page, size, state=None, **extra):
     version, refreshed_at = state or await service.state(request.app.state.redis)
     return {
         "batch": chosen,
+        "pinned": batch,
+        # The query that names this view again: links and polls keep a batch only if one
+        # was asked for, so a board opened without one moves on to every newer batch.
+        "board_query": {k: v for k, v in (("batch", batch), ("q", q)) if v},
         "previous": previous,
         "batches": batches,
         "rows": rows,
@@ -152,19 +160,23 @@ async def leaderboard_page(
 async def projector(
     request: Request,
     session: SessionDep,
-    batch: BatchQuery = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     since: Annotated[float, Query(ge=0)] = 0,
 ) -> Response:
-    """Full screen, large type; pages through the board by itself every few seconds."""
+    """Full screen, large type; pages through the board by itself every few seconds.
+
+    Never pinned to a batch (an old `?batch=` is ignored): it is put up once before the
+    event and left alone, so it always shows the latest started batch's board."""
     now = time.time()
     turn = since and now - since >= PROJECTOR_PAGE_SECONDS
-    context = await _context(request, session, batch, "", page, PROJECTOR_PAGE_SIZE)
+    context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
     pages = context["rows"].pages
     if turn:
         page, since = (page % pages) + 1, now
-        if page != context["rows"].page:
-            context = await _context(request, session, batch, "", page, PROJECTOR_PAGE_SIZE)
+    elif page > pages:
+        page, since = 1, now  # a newer batch has fewer teams: start again from the top
+    if page != context["rows"].page:
+        context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
     context.update(page_started=since or now, pages=pages)
     return render(
         request,

@@ -1,5 +1,9 @@
 """The leaderboard: ranking rules, the cheap 304 poll, public access, live updates."""
 
+import re
+import time
+from html import unescape
+
 import psycopg
 import redis as sync_redis
 import sqlalchemy as sa
@@ -170,3 +174,90 @@ async def test_a_new_result_shows_on_the_next_poll(client, teams, eval_worker):
     assert board["runs_total"] == 6
     assert [r["team_name"] for r in board["items"]] == ["Fast", "Slow"]
     assert len(seen_done) >= 2, seen_done  # the board moved while the batch ran
+
+
+def poll_url(html: str, element_id: str) -> str:
+    """The URL a live board polls, as the browser reads it from the element's hx-get."""
+    match = re.search(rf'id="{element_id}"[^>]*?hx-get="([^"]*)"', html, re.DOTALL)
+    assert match, f"#{element_id} does not poll"
+    return unescape(match.group(1))
+
+
+# (page, the element that polls, how the batch shown is headed)
+LIVE_BOARDS = [
+    ("/leaderboard", "board", "<h2>{} <span"),
+    ("/leaderboard/projector", "projector-board", "<h1>{}</h1>"),
+]
+
+
+async def test_a_board_polled_before_any_batch_says_none_has_run(client):
+    for path, element_id, _ in LIVE_BOARDS:
+        opened = await client.get(path)
+        assert opened.status_code == 200
+        poll = await client.get(poll_url(opened.text, element_id), headers={"HX-Request": "true"})
+        assert poll.status_code == 200, poll.text
+        assert "No evaluation batch has run yet." in poll.text
+    # Pages opened before this fix still poll with an empty `batch=`, and the batch menu
+    # sends one for "latest": an empty field is no batch, not a malformed number.
+    for url in ("/leaderboard?batch=&q=&page=1", "/leaderboard/projector?batch=&page=1&since=0"):
+        poll = await client.get(url, headers={"HX-Request": "true"})
+        assert poll.status_code == 200, poll.text
+        assert "No evaluation batch has run yet." in poll.text
+    board = await client.get("/api/v1/leaderboard?batch=")
+    assert board.status_code == 200 and board.json()["batch_id"] is None
+
+
+async def test_a_board_opened_without_a_batch_follows_the_first_and_every_newer_one(
+    client, teams, services
+):
+    for name in ("Ada", "Bob"):
+        await teams.create(name=name)
+    polls = {}
+    for path, element_id, _ in LIVE_BOARDS:
+        opened = await client.get(path)
+        polls[path] = (poll_url(opened.text, element_id), opened.headers.get("etag"))
+    seed_board(services, {"Ada": [("scored", 2.0)], "Bob": [("scored", 1.0)]}, "Round 1")
+    for path, element_id, heading in LIVE_BOARDS:
+        url, tag = polls[path]
+        poll = await client.get(
+            url, headers={"HX-Request": "true", **({"If-None-Match": tag} if tag else {})}
+        )
+        assert poll.status_code == 200, (path, poll.text)
+        assert heading.format("Round 1") in poll.text, (path, poll.text)
+        polls[path] = (poll_url(poll.text, element_id), poll.headers.get("etag"))
+    seed_board(services, {"Ada": [("scored", 1.0)], "Bob": [("scored", 3.0)]}, "Round 2")
+    for path, _, heading in LIVE_BOARDS:
+        url, tag = polls[path]
+        poll = await client.get(
+            url, headers={"HX-Request": "true", **({"If-None-Match": tag} if tag else {})}
+        )
+        assert poll.status_code == 200, (path, poll.text)
+        assert heading.format("Round 2") in poll.text, (path, poll.text)
+
+
+async def test_a_batch_the_visitor_chose_stays_on_the_board_but_not_on_the_projector(
+    client, teams, services
+):
+    await teams.create(name="Ada")
+    first = seed_board(services, {"Ada": [("scored", 2.0)]}, "Round 1")
+    chosen = await client.get(f"/leaderboard?batch={first}")
+    projector = await client.get(f"/leaderboard/projector?batch={first}")
+    seed_board(services, {"Ada": [("scored", 3.0)]}, "Round 2")
+    poll = await client.get(poll_url(chosen.text, "board"), headers={"HX-Request": "true"})
+    assert "<h2>Round 1" in poll.text
+    board = (await client.get(f"/api/v1/leaderboard?batch={first}")).json()
+    assert board["batch_name"] == "Round 1"
+    # The projector is put up once and left alone: it always shows the current board.
+    poll = await client.get(poll_url(projector.text, "projector-board"))
+    assert "<h1>Round 2</h1>" in poll.text
+
+
+async def test_a_projector_past_the_last_page_of_a_smaller_batch_starts_from_the_top(
+    client, teams, services
+):
+    await teams.create(name="Ada")
+    seed_board(services, {"Ada": [("scored", 2.0)]}, "Round 2")
+    # It was on page 3 of a bigger board a moment ago, and its page has not turned yet.
+    poll = await client.get(f"/leaderboard/projector?page=3&since={time.time()}")
+    assert "Ada" in poll.text and "No team matches." not in poll.text
+    assert "page=1" in poll_url(poll.text, "projector-board")
