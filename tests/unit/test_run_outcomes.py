@@ -7,15 +7,19 @@ import re
 from types import SimpleNamespace
 
 import pytest
+import redis
+import sqlalchemy as sa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from portal.core.storage import ObjectNotFound, StorageUnavailable
 from portal.core.text import safe_json, safe_text
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import judge
+from worker.evaluate import describe_failure
 from worker.kits import tsp
 from worker.kits.base import InvalidAnswer, read_json_answer
-from worker.sandbox.base import SandboxLimits, SandboxResult, cap_log
+from worker.sandbox.base import SandboxError, SandboxLimits, SandboxResult, cap_log
 
 SEED = 5
 INPUT = tsp.generate(SEED)
@@ -146,3 +150,29 @@ def test_a_scorer_that_trips_over_an_answer_gives_an_invalid_answer_naming_the_p
     outcome = judge(kit, SEED, INPUT, result, LIMITS)
     assert outcome.status == RunStatus.invalid_answer
     assert outcome.reason == (f"Invalid answer: the scorer could not read answer.json ({named}).")
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable", "sentence"),
+    [
+        (
+            ObjectNotFound("submissions/cc/ccb9"),
+            False,
+            "The submission's file is missing from storage, so it could not run.",
+        ),
+        (StorageUnavailable("connection refused"), True, "Object storage could not be reached"),
+        (SandboxError("Docker engine unreachable"), True, "The sandbox could not run it"),
+        (
+            sa.exc.OperationalError("SELECT 1", {}, OSError("server closed the connection")),
+            True,
+            "The database could not be reached.",
+        ),
+        (redis.exceptions.ConnectionError("refused"), True, "Redis could not be reached."),
+        (ValueError("a bug of ours"), False, "internal error (ValueError: a bug of ours)"),
+    ],
+)
+def test_only_infrastructure_is_retried_and_every_failure_is_a_sentence(error, retryable, sentence):
+    failure = describe_failure(error)
+    assert failure.retryable is retryable
+    assert sentence in str(failure)
+    assert "'submissions/" not in str(failure)  # never a raw repr of a key
