@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
+import sqlalchemy as sa
+
+from portal.core.storage import ObjectNotFound, StorageUnavailable
+from portal.core.text import shorten
 from portal.evaluation import runs
-from portal.evaluation.outcomes import judge
+from portal.evaluation.models import RunStatus
+from portal.evaluation.outcomes import Outcome, judge
 from portal.llm import run_tokens
 from worker.context import WorkerContext
 from worker.kits.base import failed_run_score
+from worker.sandbox.base import SandboxError, SandboxResult
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +25,85 @@ class RetryableError(Exception):
     """Infrastructure trouble: Dramatiq retries the message with backoff."""
 
 
+class RunFailure(Exception):
+    """Something other than the submission stopped a run.
+
+    The message is a sentence a participant or an organizer can act on (never a repr or a
+    traceback); `retryable` says whether another attempt can help.
+    """
+
+    def __init__(self, sentence: str, *, retryable: bool) -> None:
+        super().__init__(sentence)
+        self.retryable = retryable
+
+
+def describe_failure(exc: Exception) -> RunFailure:
+    """Infrastructure that may come back (engine, storage, database, Redis, I/O) is worth
+    another attempt; anything else would fail the same way again."""
+    if isinstance(exc, RunFailure):
+        return exc
+    if isinstance(exc, ObjectNotFound):
+        return RunFailure(
+            "The submission's file is missing from storage, so it could not run. An "
+            "organizer must restore the file (or the team upload it again) and re-run it.",
+            retryable=False,
+        )
+    if isinstance(exc, StorageUnavailable):
+        return RunFailure(f"Object storage could not be reached ({exc}).", retryable=True)
+    if isinstance(exc, SandboxError):
+        return RunFailure(f"The sandbox could not run it ({exc}).", retryable=True)
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return RunFailure("The database could not be reached.", retryable=True)
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return RunFailure("Redis could not be reached.", retryable=True)
+    if isinstance(exc, OSError):
+        return RunFailure(f"The worker hit an I/O error ({exc}).", retryable=True)
+    return RunFailure(
+        f"The evaluation stopped on an internal error ({type(exc).__name__}: "
+        f"{shorten(str(exc), 300) or 'no details'}); this is not the submission's fault. "
+        "An organizer can re-run it.",
+        retryable=False,
+    )
+
+
 def execute_run(context: WorkerContext, run_id: int) -> str:
     settings = context.settings
-    kit, runner = context.kit, context.runner  # fail here, before claiming, if misconfigured
+    _ = context.kit, context.runner  # fail here, before claiming, if misconfigured
     with context.sessions.begin() as session:
         run = runs.claim(session, run_id, context.worker_id, settings.eval_max_attempts)
     if run is None:
         return "skipped"  # already taken, finished, cancelled, or out of attempts
+    try:
+        judged = _run_and_judge(context, run)
+        if judged is None:
+            return "aborted"
+        result, outcome = judged
+        return _record(context, run, outcome, result)
+    except Exception as exc:
+        failure = describe_failure(exc)
+        # A traceback only for what we did not foresee: that is a bug to fix.
+        logger.warning(
+            "run %s attempt %s: %s", run.id, run.attempt, failure, exc_info=not failure.retryable
+        )
+        if not failure.retryable:
+            # Another attempt would end the same way: this is the run's result, now.
+            return _record(context, run, Outcome(RunStatus.failed, str(failure)))
+        with context.sessions.begin() as session:
+            retry = runs.release_for_retry(
+                session, run, context.worker_id, str(failure), settings.eval_max_attempts
+            )
+        if retry:
+            raise RetryableError(str(failure)) from exc
+        return "failed"
 
+
+def _run_and_judge(
+    context: WorkerContext, run: runs.ClaimedRun
+) -> tuple[SandboxResult, Outcome] | None:
+    """Run the submission in the sandbox and score it; None if it was stopped midway."""
+    settings, kit = context.settings, context.kit
     llm_token = None
     try:
         source = b"".join(context.storage.get(run.storage_key))
@@ -49,7 +127,7 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
             with context.sessions.begin() as session:
                 return runs.heartbeat(session, run, context.worker_id)
 
-        result = runner.run(
+        result = context.runner.run(
             run_id=run.id,
             worker_id=context.worker_id,
             files={"solution.py": source, kit.INPUT_FILE: input_bytes},
@@ -58,34 +136,29 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
             limits=limits,
             heartbeat=heartbeat,
         )
-    except Exception as exc:
-        # Our failure, not the participant's (theirs is a result): give the run back.
-        with context.sessions.begin() as session:
-            retry = runs.release_for_retry(
-                session, run, context.worker_id, str(exc), settings.eval_max_attempts
-            )
-        logger.warning(
-            "run %s attempt %s hit an infrastructure error: %s", run.id, run.attempt, exc
-        )
-        if retry:
-            raise RetryableError(str(exc)) from exc
-        return "failed"
     finally:
         if llm_token is not None:
             _revoke_quietly(context, llm_token)
-
     if result.aborted:
-        return "aborted"
-    outcome = judge(kit, run.seed, input_bytes, result, limits)
+        return None
+    return result, judge(kit, run.seed, input_bytes, result, limits)
+
+
+def _record(
+    context: WorkerContext,
+    run: runs.ClaimedRun,
+    outcome: Outcome,
+    result: SandboxResult | None = None,
+) -> str:
     with context.sessions.begin() as session:
         written = runs.record(
             session,
             run,
             context.worker_id,
             outcome,
-            exit_code=result.exit_code,
-            duration_ms=result.duration_ms,
-            log=result.log,
+            exit_code=result.exit_code if result else None,
+            duration_ms=result.duration_ms if result else 0,
+            log=result.log if result else "",
             failed_run_score=failed_run_score(context.kit),
         )
     if written and context.after_result is not None:

@@ -24,7 +24,8 @@ class StorageUnavailable(Exception):
 
 
 class ObjectNotFound(KeyError):
-    pass
+    def __str__(self) -> str:  # KeyError's own would be the key's repr
+        return f"no object {self.args[0]} in storage" if self.args else "no such object"
 
 
 def content_key(sha256: str, kind: str = "submissions") -> str:
@@ -147,6 +148,8 @@ class MinioStorage:
         def chunks() -> Iterator[bytes]:
             try:
                 yield from response.stream(CHUNK_SIZE)
+            except Exception as exc:  # urllib3's errors: the connection broke midway
+                raise StorageUnavailable(f"object storage broke off reading {key}: {exc}") from exc
             finally:
                 response.close()
                 response.release_conn()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from portal.core.text import shorten
 from portal.evaluation.models import RunStatus
 from worker.kits.base import InvalidAnswer
 from worker.sandbox.base import SandboxLimits, SandboxResult
@@ -59,4 +60,13 @@ def judge(
         score = kit.score(seed, input_bytes, result.answer)
     except InvalidAnswer as exc:
         return Outcome(RunStatus.invalid_answer, f"Invalid answer: {exc}")
+    except Exception as exc:
+        # The scorer is trusted but the answer is not: whatever the answer makes the
+        # scorer trip over (a huge number, deep nesting, a wrong type) is the answer's
+        # fault, a result with a reason, never a worker crash or a retry.
+        return Outcome(
+            RunStatus.invalid_answer,
+            f"Invalid answer: the scorer could not read {kit.ANSWER_FILE} "
+            f"({type(exc).__name__}: {shorten(str(exc), 300) or 'no details'}).",
+        )
     return Outcome(RunStatus.scored, None, score.value, dict(score.details))

@@ -13,6 +13,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.core.text import safe_json, safe_text, shorten
 from portal.core.time import utcnow
 from portal.evaluation.models import (
     BatchStatus,
@@ -26,6 +27,8 @@ from portal.submissions.models import Submission
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
 FAILED = (RunStatus.failed, RunStatus.timeout, RunStatus.memory_limit, RunStatus.invalid_answer)
+# A reason is a few sentences and the last log lines, not the whole log.
+REASON_LIMIT = 4000
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,10 @@ def record(
     log: str,
     failed_run_score: float,
 ) -> bool:
-    """Write the result once; False if the run stopped being ours meanwhile."""
+    """Write the result once; False if the run stopped being ours meanwhile.
+
+    The log, the reason and the details may hold anything the submission wrote; they are
+    stored made safe, so no output can make this write fail."""
     lock_batch(session, run.batch_id)
     result = session.execute(
         sa.update(EvaluationRun)
@@ -130,11 +136,11 @@ def record(
         .values(
             status=outcome.status,
             score=outcome.score,
-            reason=outcome.reason,
-            details=outcome.details,
+            reason=stored_reason(outcome.reason),
+            details=safe_json(outcome.details),
             exit_code=exit_code,
             duration_ms=duration_ms,
-            log=log,
+            log=safe_text(log),
             finished_at=utcnow(),
             heartbeat_at=None,
         )
@@ -195,10 +201,21 @@ def release_for_retry(
         attempts=run.attempt,
         max_attempts=max_attempts,
         still_ours=_mine(run, worker_id),
-        failure_reason=f"The evaluation infrastructure failed {run.attempt} times: {reason}",
+        failure_reason=stored_reason(
+            f"The evaluation infrastructure failed on {_attempts(run.attempt)}; the last time: "
+            f"{reason} An organizer can re-run it once that is fixed."
+        ),
         failed_run_score=0.0,
     )
     return bool(outcome)
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def stored_reason(reason: str | None) -> str | None:
+    return None if reason is None else shorten(safe_text(reason), REASON_LIMIT)
 
 
 def lock_batch(session: Session, batch_id: int) -> None:

@@ -13,7 +13,7 @@ import json
 import math
 import random
 
-from worker.kits.base import InvalidAnswer, Score
+from worker.kits.base import InvalidAnswer, Score, read_json_answer
 
 NAME = "tsp"
 INPUT_FILE = "input.json"
@@ -40,10 +40,7 @@ def tour_length(cities: list[tuple[float, float]], tour: list[int]) -> float:
 
 def score(seed: int, input_bytes: bytes, answer_bytes: bytes) -> Score:
     cities = [tuple(c) for c in json.loads(input_bytes)["cities"]]
-    try:
-        answer = json.loads(answer_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidAnswer(f"answer.json is not valid JSON ({exc})") from exc
+    answer = read_json_answer(answer_bytes, ANSWER_FILE)
     tour = answer.get("tour") if isinstance(answer, dict) else None
     if not isinstance(tour, list) or not all(isinstance(i, int) for i in tour):
         raise InvalidAnswer('answer.json must be {"tour": [city indices]}')

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from portal.core.text import safe_text
+
 # Called about once a second while the submission runs; False means "stop now" (the
 # run was cancelled or another worker took it over).
 Heartbeat = Callable[[], bool]
@@ -44,15 +46,14 @@ class SandboxError(Exception):
 
 
 def cap_log(raw: bytes, cap: int) -> tuple[str, bool]:
-    """Keep the start and the end of a long log: the first error and the last words."""
+    """Keep the start and the end of a long log: the first error and the last words.
+
+    The text is safe to store and show whatever bytes the program wrote (binary, NUL,
+    terminal escapes): see portal.core.text.safe_text."""
     if len(raw) <= cap:
-        return raw.decode("utf-8", errors="replace"), False
+        return safe_text(raw), False
     head = raw[: cap // 4]
     tail = raw[-(cap - len(head)) :]
     omitted = len(raw) - len(head) - len(tail)
-    text = (
-        head.decode("utf-8", errors="replace")
-        + f"\n[... {omitted} bytes of output omitted ...]\n"
-        + tail.decode("utf-8", errors="replace")
-    )
+    text = safe_text(head) + f"\n[... {omitted} bytes of output omitted ...]\n" + safe_text(tail)
     return text, True
