@@ -206,7 +206,6 @@ async def upload(
     if earlier := await find_duplicate(session, team, sha256):
         raise duplicate_error(earlier)
 
-    quota = await _increment_quota(session, team, settings, now)
     key = content_key(sha256)
     submission = Submission(
         team_id=team.id,
@@ -217,14 +216,19 @@ async def upload(
         storage_key=key,
         created_at=now,
     )
-    session.add(submission)
+    # The row goes in before the quota is taken: the unique (team, sha256) index makes
+    # a parallel upload of the same file wait for this one and then fail here, so it is
+    # refused as the duplicate it is (409), never as over quota. The row is added inside
+    # the savepoint because opening one flushes what is pending, outside its protection.
     try:
         async with session.begin_nested():
+            session.add(submission)
             await session.flush()
     except IntegrityError as exc:
         # The same file raced in through another request; that one won.
         earlier = await find_duplicate(session, team, sha256)
         raise duplicate_error(earlier) if earlier else Conflict("Duplicate upload.") from exc
+    quota = await _increment_quota(session, team, settings, now)
     try:
         # Content-addressed: writing an object that exists already is harmless.
         await run_in_threadpool(

@@ -216,6 +216,41 @@ async def test_twenty_parallel_uploads_with_five_left_accept_exactly_five(app, t
     )
 
 
+@pytest.mark.parametrize("uploads_left", [5, 1])
+async def test_twenty_parallel_uploads_of_one_file_accept_it_once_and_refuse_the_rest_as_duplicates(
+    app, teams, services, uploads_left
+):
+    alpha = await teams.create()
+    async with make_client(app) as client:
+        for n in range(5 - uploads_left):
+            earlier = py_file(distinct_source(n))
+            assert (
+                await client.post("/api/v1/submissions", files=earlier, headers=alpha.auth)
+            ).status_code == 201
+        responses = await asyncio.gather(
+            *(
+                client.post("/api/v1/submissions", files=py_file("x = 1\n"), headers=alpha.auth)
+                for _ in range(20)
+            )
+        )
+    codes = [r.status_code for r in responses]
+    assert sorted(codes) == [201] + [409] * 19, codes
+    [accepted] = [r.json() for r in responses if r.status_code == 201]
+    for refused in (r for r in responses if r.status_code == 409):
+        error = refused.json()["error"]
+        assert error["code"] == "duplicate_submission"
+        assert error["details"]["submission_id"] == accepted["id"]
+        assert f"identical to your submission #{accepted['id']}" in error["message"]
+    assert (
+        count_rows(services, "SELECT count(*) FROM submission WHERE team_id = %s", alpha.id)
+        == 6 - uploads_left
+    )
+    assert (
+        count_rows(services, "SELECT used FROM submission_quota WHERE team_id = %s", alpha.id)
+        == 6 - uploads_left
+    )
+
+
 async def test_admin_quota_override_changes_the_limit(client, teams):
     admin = await teams.admin()
     alpha = await teams.create()
