@@ -7,6 +7,7 @@ the submission row and the audit row land together or not at all.
 from __future__ import annotations
 
 import ast
+import codecs
 import hashlib
 import io
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
             f"'{filename or '(no name)'}' is not a Python file: the name must end in .py.",
             code="not_python_file",
         )
-    if not content:
+    if not content.removeprefix(codecs.BOM_UTF8):
         raise InvalidSubmission(
             "The file is empty. Upload a .py file with your solution.", code="empty_file"
         )
@@ -118,7 +119,11 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
             details={"line": line, "byte": exc.start},
         ) from exc
     try:
-        ast.parse(text, filename=filename)
+        # Python reads past a UTF-8 byte-order mark (Windows editors write one), but
+        # ast.parse of decoded text does not: parse what the interpreter will run. The
+        # bytes are stored as uploaded: they run as they are, the download gives the
+        # team back its own file, and the sha256 is the one `sha256sum` shows them.
+        ast.parse(text.removeprefix("\ufeff"), filename=filename)
     except SyntaxError as exc:
         raise InvalidSubmission(
             f"Python syntax error on line {exc.lineno}: {exc.msg}.",
