@@ -1,9 +1,12 @@
-"""Whatever a submission prints, made safe to store and to show.
+"""Text from outside (request fields, a gateway call, a submission's output) made safe
+to store and to show.
 
-PostgreSQL's text and jsonb refuse NUL, psycopg refuses strings that are not valid
-UTF-8, and terminal control sequences in a log can rewrite what an admin's terminal or a
-browser shows. Every log, reason and scorer detail goes through here before it is
-stored, so no output, however binary, can break the write of a run's result.
+PostgreSQL's text and jsonb refuse NUL, and psycopg cannot encode a lone UTF-16
+surrogate (which JSON's "\\ud800" escape produces) as UTF-8: either one fails the whole
+statement it is in. Terminal control sequences in a log can rewrite what an admin's
+terminal or a browser shows. `storable_text` is the least that makes a string storable
+(for values kept as sent, such as a model name); `safe_text` also strips control
+sequences, for every log, reason and scorer detail a submission produced.
 """
 
 from __future__ import annotations
@@ -23,18 +26,22 @@ _ESCAPE_SEQUENCE = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+# A Python str holds a surrogate only when it is unpaired: decoders join valid pairs.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Every other C0 and C1 control character (NUL included) and DEL, except tab and newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def storable_text(value: str, max_chars: int | None = None) -> str:
+    """`value` without NUL characters, lone surrogates replaced by U+FFFD, capped."""
+    text = _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    return text if max_chars is None else text[:max_chars]
 
 
 def safe_text(raw: bytes | str) -> str:
     """Printable text: invalid UTF-8 replaced, NUL and control sequences removed,
     carriage returns turned into newlines. Idempotent: safe text comes back unchanged."""
-    if isinstance(raw, bytes):
-        text = raw.decode("utf-8", errors="replace")
-    else:
-        # Lone surrogates (from surrogateescape) cannot be encoded for the database.
-        text = raw.encode("utf-8", errors="replace").decode("utf-8")
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else storable_text(raw)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
