@@ -1,7 +1,7 @@
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.auth import service
@@ -10,6 +10,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.security import SESSION_COOKIE, SessionSigner
 from portal.core.templating import flash, is_htmx, render, set_session_cookie
+from portal.core.text import FreeText, NameText
 from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
@@ -55,7 +56,11 @@ async def index(request: Request, team: OptionalTeam) -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, team: OptionalTeam, next: str | None = None) -> Response:
+async def login_page(
+    request: Request,
+    team: OptionalTeam,
+    next: Annotated[FreeText | None, Query(max_length=500)] = None,
+) -> Response:
     return render(request, "login.html", {"next": safe_next(next) or "", "email": ""})
 
 
@@ -63,9 +68,9 @@ async def login_page(request: Request, team: OptionalTeam, next: str | None = No
 async def login_submit(
     request: Request,
     session: SessionDep,
-    email: Annotated[str, Form(max_length=254)] = "",
-    api_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=500)] = "",
+    email: Annotated[NameText, Form(max_length=254)] = "",
+    api_token: Annotated[NameText, Form(max_length=200)] = "",
+    next: Annotated[FreeText, Form(max_length=500)] = "",
 ) -> Response:
     await verify_csrf(request)
     if not email.strip() or not api_token.strip():

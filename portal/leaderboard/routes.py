@@ -19,6 +19,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import NotFound
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
 from portal.core.templating import render, wants_fragment
+from portal.core.text import FreeText
 from portal.leaderboard import service
 
 router = APIRouter(tags=["leaderboard"])
@@ -26,7 +27,7 @@ PAGE_SIZE = 50
 PROJECTOR_PAGE_SIZE = 8
 PROJECTOR_PAGE_SECONDS = 10
 BatchQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="default: latest")]
-SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]
+SearchQuery = Annotated[FreeText, Query(max_length=100, description="team name contains")]
 
 
 def etag(version: int, *parts: object) -> str:
