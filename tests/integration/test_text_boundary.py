@@ -165,3 +165,21 @@ async def test_team_search_and_audit_filter_refuse_nul(client, teams):
     await browser_login(client, admin)
     assert_page_refusal(await client.get("/admin/teams?q=a%00"), SAYS_NUL)
     assert_page_refusal(await client.get("/admin/audit?action=auth%00"), SAYS_NUL)
+
+
+async def test_a_page_address_too_long_to_come_back_to_still_lets_you_log_in(client, teams):
+    """A long search sent a visitor to a login form that refused its own `next` field."""
+    admin = await teams.admin()
+    response = await client.get("/admin/teams?q=" + "x" * 600)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fadmin%2Fteams"
+    login_page = await client.get(response.headers["location"])
+    hidden = {
+        name: login_page.text.split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
+        for name in ("csrf_token", "next")
+    }
+    logged_in = await client.post(
+        "/login", data={"email": admin.email, "api_token": admin.token, **hidden}
+    )
+    assert logged_in.status_code == 303, logged_in.text
+    assert logged_in.headers["location"] == "/admin/teams"
