@@ -1,9 +1,9 @@
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 
 from portal.audit import service
 from portal.audit.schemas import AuditEntryPublic
@@ -12,6 +12,7 @@ from portal.core.db import SessionDep
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageDep, PageParams
 from portal.core.templating import render, wants_fragment
 from portal.core.text import NameText
+from portal.core.time import day_range, parse_day
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
@@ -22,13 +23,10 @@ ActionQuery = Annotated[
     NameText | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
 ]
 
-
-def _day_bounds(since: date | None, until: date | None, timezone: str):
-    """Dates are whole days in the competition timezone; `until` is inclusive."""
-    zone = ZoneInfo(timezone)
-    start = datetime.combine(since, time.min, tzinfo=zone) if since else None
-    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone) if until else None
-    return start, end
+# Parsed by parse_day, whose message names the format and the range of days accepted.
+Day = Annotated[
+    date, BeforeValidator(lambda value: parse_day(value) if isinstance(value, str) else value)
+]
 
 
 @router.get("", response_model=Page[AuditEntryPublic])
@@ -39,10 +37,10 @@ async def list_audit(
     page: PageDep,
     actor: ActorQuery = None,
     action: ActionQuery = None,
-    since: Annotated[date | None, Query(description="first day, YYYY-MM-DD")] = None,
-    until: Annotated[date | None, Query(description="last day, YYYY-MM-DD")] = None,
+    since: Annotated[Day | None, Query(description="first day, YYYY-MM-DD")] = None,
+    until: Annotated[Day | None, Query(description="last day, YYYY-MM-DD")] = None,
 ):
-    start, end = _day_bounds(since, until, request.app.state.settings.timezone)
+    start, end = day_range(since, until, request.app.state.settings.timezone)
     result = await service.list_entries(
         session, service.AuditFilter(actor, action, start, end), page
     )
@@ -59,8 +57,9 @@ async def audit_page(
     session: SessionDep,
     actor: Annotated[NameText, Query(max_length=12)] = "",
     action: Annotated[NameText, Query(max_length=64)] = "",
-    since: Annotated[NameText, Query(max_length=10)] = "",
-    until: Annotated[NameText, Query(max_length=10)] = "",
+    # Longer than a date may be, so a mistyped one gets the form's message, not a 422.
+    since: Annotated[NameText, Query(max_length=40)] = "",
+    until: Annotated[NameText, Query(max_length=40)] = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     # Empty form fields arrive as "", so parse leniently and say what was ignored.
@@ -71,11 +70,11 @@ async def audit_page(
     parsed: dict[str, date | None] = {}
     for label, raw in (("since", since), ("until", until)):
         try:
-            parsed[label] = date.fromisoformat(raw) if raw else None
-        except ValueError:
+            parsed[label] = parse_day(raw) if raw else None
+        except ValueError as exc:
             parsed[label] = None
-            problems.append(f"'{raw}' is not a date; use YYYY-MM-DD.")
-    start, end = _day_bounds(parsed["since"], parsed["until"], request.app.state.settings.timezone)
+            problems.append(str(exc))
+    start, end = day_range(parsed["since"], parsed["until"], request.app.state.settings.timezone)
     result = await service.list_entries(
         session,
         service.AuditFilter(actor_id, action or None, start, end),

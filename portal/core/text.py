@@ -1,14 +1,19 @@
-"""Text from outside, checked once at the boundary.
+"""Text from outside (request fields, a submission's output), checked or made storable.
 
-PostgreSQL text cannot hold NUL, and psycopg cannot encode a lone UTF-16 surrogate
-(JSON's "\\ud800"), so either one reaching a query was a 500. Every schema field, form
-field and query parameter that takes a string is one of these types instead of `str`:
-such input is refused with a 422 that names the field and the character to remove.
+PostgreSQL refuses a NUL in a text value, and psycopg cannot encode a lone UTF-16
+surrogate (which JSON's "\\ud800" escape produces) as UTF-8: either one fails the whole
+statement it is in, which was a 500. Two ways out, one per kind of text:
 
-- `FreeText`: anything storable; newlines, tabs and any script stay (a note, a search).
-- `NameText`: one line shown to other people (a team or batch name, an email, a choice):
-  also no control or invisible format characters (Unicode Cc, Cf), so a name cannot
-  carry a terminal escape or a right-to-left override that reverses what follows it.
+- What a person typed is checked at the boundary and refused with a 422 that names the
+  field and the character to remove. Every schema field, form field and query parameter
+  that takes a string is one of these types instead of `str`:
+  - `FreeText`: anything storable; newlines, tabs and any script stay (a note, a search);
+  - `NameText`: one line shown to other people (a team or batch name, an email, a
+    choice): also no control or invisible format characters (Unicode Cc, Cf), so a name
+    cannot carry a terminal escape or a right-to-left override that reverses what
+    follows it.
+- What nobody can be asked to fix (a gateway call's model name, a run's output) goes
+  through `storable_text` before it is stored.
 """
 
 from __future__ import annotations
@@ -19,10 +24,18 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+# A Python str holds a surrogate only when it is unpaired: decoders join valid pairs.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Checked before the field's own length limit: a regular expression scans even a long
 # value quickly, and the body-size limit and the server's line limit bound it anyway.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
+
+
+def storable_text(value: str, max_chars: int | None = None) -> str:
+    """`value` without NUL characters, lone surrogates replaced by U+FFFD, capped."""
+    text = _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    return text if max_chars is None else text[:max_chars]
 
 
 def describe_character(character: str) -> str:

@@ -4,6 +4,11 @@ A gateway call appends one entry to an in-memory buffer and returns; a backgroun
 writes the buffer in one multi-row INSERT at least every `interval` seconds. When the
 database is away the entries stay buffered (up to a cap) and go in once it is back, and
 shutdown writes whatever is left before the process exits.
+
+An entry the database refuses (whatever slipped past the cleaning in `record`) must not
+hold the others hostage: when a batch fails for any reason but the database being away,
+it is written again row by row, each in its own savepoint, and only the refused rows are
+dropped, each logged as an error.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from portal.core.text import storable_text
 from portal.core.time import utcnow
 from portal.llm.models import LlmUsageLog
 
@@ -25,6 +33,15 @@ logger = logging.getLogger(__name__)
 
 # About 50 MB of entries: hours of traffic at the default limits.
 MAX_BUFFERED = 200_000
+
+_INSERT = sa.insert(LlmUsageLog.__table__)
+
+# Every text column with its length limit (None: unbounded), read from the table itself.
+_TEXT_COLUMNS = {
+    column.name: getattr(column.type, "length", None)
+    for column in LlmUsageLog.__table__.columns
+    if isinstance(column.type, sa.String)
+}
 
 
 @dataclass
@@ -50,17 +67,23 @@ class UsageRecorder:
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.dropped = 0
+        self.dropped = 0  # pushed out of a full buffer
+        self.refused = 0  # refused by the database, row by row
 
     def record(self, entry: UsageEntry) -> None:
-        if entry.created_at is None:
-            entry.created_at = utcnow()
-        entry.model = entry.model[:120]
+        # vars(), not asdict(): asdict deep-copies every value, the datetime included.
+        row = dict(vars(entry))
+        if row["created_at"] is None:
+            row["created_at"] = utcnow()
+        # The model name is whatever the caller sent: clean every text value, so one
+        # call cannot produce a row PostgreSQL refuses.
+        for name, max_chars in _TEXT_COLUMNS.items():
+            if isinstance(row[name], str):
+                row[name] = storable_text(row[name], max_chars)
         if len(self._buffer) >= MAX_BUFFERED:
             self._buffer.popleft()
             self.dropped += 1
-        # vars(), not asdict(): asdict deep-copies every value, the datetime included.
-        self._buffer.append(dict(vars(entry)))
+        self._buffer.append(row)
 
     @property
     def pending(self) -> int:
@@ -93,8 +116,7 @@ class UsageRecorder:
             rows = list(self._buffer)
             self._buffer.clear()
             try:
-                async with self._engine.begin() as connection:
-                    await connection.execute(sa.insert(LlmUsageLog.__table__), rows)
+                await self._write(rows)
             except BaseException as exc:
                 # Failed, or cancelled from outside (stop() never cancels): keep the rows.
                 logger.warning("llm usage log: %s entries kept for retry (%r)", len(rows), exc)
@@ -104,9 +126,50 @@ class UsageRecorder:
                 return False
             return not self._buffer
 
+    async def _write(self, rows: list[dict]) -> None:
+        """Insert `rows`, dropping only those the database refuses; raise if it is away."""
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(_INSERT, rows)
+            return
+        except Exception as exc:
+            if _database_unavailable(exc):
+                raise
+            logger.warning(
+                "llm usage log: a batch of %s entries was refused (%r); writing them one by one",
+                len(rows),
+                exc,
+            )
+        # One transaction: if the database goes away midway, nothing is written and
+        # every row goes back to the buffer, as for a failed batch.
+        async with self._engine.begin() as connection:
+            for row in rows:
+                try:
+                    async with connection.begin_nested():
+                        await connection.execute(_INSERT, row)
+                except Exception as exc:
+                    if _database_unavailable(exc):
+                        raise
+                    self.refused += 1
+                    logger.error(
+                        "llm usage log: entry dropped, the database refuses it (%r): %r",
+                        exc,
+                        row,
+                    )
+
     async def _run(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
             if not self._stopping.is_set():
                 await self.flush()
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    """Whether `exc` says the database cannot be reached now, not that a row is bad.
+
+    These are worth retrying with the same rows; any other error is about the data.
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OSError | TimeoutError | PoolTimeout)

@@ -81,7 +81,7 @@ async def upload_form(
     except (PortalError, HTTPException) as exc:
         message = exc.message if isinstance(exc, PortalError) else str(exc.detail)
         if is_htmx(request):
-            # The refusal commits nothing; re-render the panel with the reason.
+            # The refusal wrote nothing (accept_upload); re-render the panel with the reason.
             return await _dashboard(
                 request, team, session, message=("error", message), status_code=exc.status_code
             )

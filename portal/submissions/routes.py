@@ -45,16 +45,20 @@ async def accept_upload(
         if upload is None:
             raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
         content = await upload.read(request.app.state.settings.max_upload_bytes + 1)
-        return await service.upload(
-            session,
-            team=team,
-            filename=filename,
-            content=content,
-            note=note,
-            settings=request.app.state.settings,
-            storage=request.app.state.storage,
-            now=request.app.state.clock(),
-        )
+        # A savepoint, because the dashboard answers a refusal with a page and its
+        # request's transaction then commits: a refused upload must leave nothing
+        # behind (no row, no quota taken), whoever owns the transaction.
+        async with session.begin_nested():
+            return await service.upload(
+                session,
+                team=team,
+                filename=filename,
+                content=content,
+                note=note,
+                settings=request.app.state.settings,
+                storage=request.app.state.storage,
+                now=request.app.state.clock(),
+            )
     except (PortalError, HTTPException) as exc:
         await service.record_refusal(request.app.state.sessionmaker, team, exc, filename)
         raise

@@ -7,6 +7,7 @@ the submission row and the audit row land together or not at all.
 from __future__ import annotations
 
 import ast
+import codecs
 import hashlib
 import io
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
             f"'{filename or '(no name)'}' is not a Python file: the name must end in .py.",
             code="not_python_file",
         )
-    if not content:
+    if not content.removeprefix(codecs.BOM_UTF8):
         raise InvalidSubmission(
             "The file is empty. Upload a .py file with your solution.", code="empty_file"
         )
@@ -118,7 +119,11 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
             details={"line": line, "byte": exc.start},
         ) from exc
     try:
-        ast.parse(text, filename=filename)
+        # Python reads past a UTF-8 byte-order mark (Windows editors write one), but
+        # ast.parse of decoded text does not: parse what the interpreter will run. The
+        # bytes are stored as uploaded: they run as they are, the download gives the
+        # team back its own file, and the sha256 is the one `sha256sum` shows them.
+        ast.parse(text.removeprefix("\ufeff"), filename=filename)
     except SyntaxError as exc:
         raise InvalidSubmission(
             f"Python syntax error on line {exc.lineno}: {exc.msg}.",
@@ -206,7 +211,6 @@ async def upload(
     if earlier := await find_duplicate(session, team, sha256):
         raise duplicate_error(earlier)
 
-    quota = await _increment_quota(session, team, settings, now)
     key = content_key(sha256)
     submission = Submission(
         team_id=team.id,
@@ -217,14 +221,19 @@ async def upload(
         storage_key=key,
         created_at=now,
     )
-    session.add(submission)
+    # The row goes in before the quota is taken: the unique (team, sha256) index makes
+    # a parallel upload of the same file wait for this one and then fail here, so it is
+    # refused as the duplicate it is (409), never as over quota. The row is added inside
+    # the savepoint because opening one flushes what is pending, outside its protection.
     try:
         async with session.begin_nested():
+            session.add(submission)
             await session.flush()
     except IntegrityError as exc:
         # The same file raced in through another request; that one won.
         earlier = await find_duplicate(session, team, sha256)
         raise duplicate_error(earlier) if earlier else Conflict("Duplicate upload.") from exc
+    quota = await _increment_quota(session, team, settings, now)
     try:
         # Content-addressed: writing an object that exists already is harmless.
         await run_in_threadpool(

@@ -2,7 +2,11 @@
 
 from datetime import date, timedelta
 
-from tests.factories import browser_login
+import pytest
+
+from portal.main import create_app
+from tests.conftest import make_client
+from tests.factories import TeamFactory, browser_login
 
 
 async def test_team_actions_are_audited_with_actor_and_target(client, teams):
@@ -72,3 +76,52 @@ async def test_audit_page_filters_and_reports_bad_dates(client, teams):
     assert "<code>auth.login</code>" not in page.text
     bad = await client.get("/admin/audit?since=yesterday")
     assert "is not a date; use YYYY-MM-DD" in bad.text
+
+
+EXTREMES = [
+    # (since, until, whether today's entries are in range)
+    ("0001-01-01", "9999-12-31", True),
+    ("0001-01-01", "", True),
+    ("", "9999-12-31", True),
+    ("9999-12-31", "", False),
+    ("", "0001-01-01", False),
+]
+
+
+def date_filter(since: str, until: str) -> str:
+    return "&".join(
+        f"{name}={value}" for name, value in (("since", since), ("until", until)) if value
+    )
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+async def test_the_first_and_last_calendar_days_are_valid_filters(settings, timezone):
+    app = create_app(settings.model_copy(update={"timezone": timezone}))
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        admin = await TeamFactory(app.state.sessionmaker).admin()
+        csrf = await browser_login(client, admin)
+        for since, until, found in EXTREMES:
+            api = await client.get(f"/api/v1/audit?{date_filter(since, until)}", headers=admin.auth)
+            assert api.status_code == 200, (since, until, api.text)
+            assert (api.json()["total"] > 0) is found, (since, until)
+            page = await client.get(f"/admin/audit?{date_filter(since, until)}")
+            assert page.status_code == 200, (since, until, page.text)
+            assert ("<code>auth.login</code>" in page.text) is found, (since, until)
+    assert csrf
+
+
+@pytest.mark.parametrize("field", ["since", "until"])
+@pytest.mark.parametrize("value", ["0000-01-01", "10000-01-01", "9999-13-01"])
+async def test_a_date_outside_the_calendar_says_which_days_are_accepted(
+    client, teams, field, value
+):
+    admin = await teams.admin()
+    api = await client.get(f"/api/v1/audit?{field}={value}", headers=admin.auth)
+    assert api.status_code == 422
+    error = api.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "use YYYY-MM-DD, a day from 0001-01-01 to 9999-12-31" in error["message"]
+    await browser_login(client, admin)
+    page = await client.get(f"/admin/audit?{field}={value}")
+    assert page.status_code == 200
+    assert f"&#39;{value}&#39; is not a date; use YYYY-MM-DD, a day from 0001-01-01" in page.text

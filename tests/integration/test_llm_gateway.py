@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from portal.core.db import create_engine
 from portal.llm import run_tokens
 from portal.llm.echo import EchoServer
 from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
+from portal.llm.usage_log import UsageEntry, UsageRecorder
 from portal.main import create_app
 from portal.teams import service as teams_service
 from portal.teams.models import Team
@@ -410,3 +413,83 @@ async def test_a_slow_model_call_does_not_hold_up_other_teams(app, client, teams
     assert fast.status_code == 200
     assert time.perf_counter() - started < 1.0
     assert (await slow).status_code == 200
+
+
+async def logged_by_the_writer(app, team_id: int, *, within: float = 5.0) -> list[LlmUsageLog]:
+    """The team's rows as the background writer leaves them (no explicit flush)."""
+    deadline = time.monotonic() + within
+    while True:
+        async with app.state.sessionmaker() as session:
+            rows = list(
+                await session.scalars(sa.select(LlmUsageLog).where(LlmUsageLog.team_id == team_id))
+            )
+        if rows or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("model", ["echo\u0000x", "echo\ud800"], ids=["nul", "lone-surrogate"])
+async def test_a_model_name_postgres_cannot_store_does_not_stop_usage_logging(
+    app, client, teams, model
+):
+    sender, bystander = await teams.create(), await teams.create()
+    # Sent as raw JSON: the escapes reach the gateway exactly as a client could send them.
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    response = await client.post(
+        "/llm/v1/chat/completions",
+        content=body,
+        headers={**sender.auth, "content-type": "application/json"},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+    ok = await client.post("/llm/v1/chat/completions", json=chat(), headers=bystander.auth)
+    assert ok.status_code == 200
+    bystander_rows = await logged_by_the_writer(app, bystander.id)
+    assert [(row.status_code, row.model) for row in bystander_rows] == [(200, "echo")]
+    # The odd call is logged too, with what PostgreSQL can store of its model name.
+    [odd] = await logged_by_the_writer(app, sender.id)
+    assert odd.status_code == 404 and odd.model.startswith("echo") and "\x00" not in odd.model
+
+
+async def test_a_row_the_database_refuses_is_dropped_without_holding_up_the_others(
+    app, teams, caplog
+):
+    recorder = app.state.llm_gateway.recorder
+    team = await teams.create()
+    good = [
+        UsageEntry(team_id=team.id, model="echo", status_code=200, outcome="allowed", latency_ms=1)
+    ]
+    # Passes every check the recorder makes, but breaks the table's CHECK constraint.
+    poison = UsageEntry(team_id=team.id, model="echo", status_code=200, outcome="odd", latency_ms=1)
+    recorder.record(good[0])
+    recorder.record(poison)
+    recorder.record(
+        UsageEntry(team_id=team.id, model="echo", status_code=429, outcome="refused", latency_ms=1)
+    )
+
+    assert await recorder.flush() is True
+    assert recorder.pending == 0
+    rows = await usage_rows(app, team.id)
+    assert [(row.status_code, row.outcome) for row in rows] == [(200, "allowed"), (429, "refused")]
+    assert "dropped" in caplog.text
+
+
+async def test_entries_are_kept_while_the_database_is_unreachable(teams):
+    # A port bound but not listening: connecting is refused, as with PostgreSQL down.
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        port = closed_port.getsockname()[1]
+        engine = create_engine(f"postgresql://portal@127.0.0.1:{port}/portal")
+        recorder = UsageRecorder(engine)
+        team = await teams.create()
+        for outcome in ("allowed", "odd"):  # even a row that will be refused later
+            recorder.record(
+                UsageEntry(
+                    team_id=team.id, model="echo", status_code=200, outcome=outcome, latency_ms=1
+                )
+            )
+        assert await recorder.flush() is False
+        assert await recorder.flush() is False
+        assert (recorder.pending, recorder.refused) == (2, 0)
+        await engine.dispose()

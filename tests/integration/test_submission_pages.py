@@ -1,7 +1,12 @@
 """The dashboard works with and without JavaScript (plain forms and HTMX fragments)."""
 
+import asyncio
 import re
 
+import pytest
+
+from portal.main import create_app
+from tests.conftest import make_client
 from tests.factories import browser_login
 
 HX = {"HX-Request": "true"}
@@ -62,6 +67,53 @@ async def test_htmx_upload_refusal_keeps_the_form_and_says_why(client, teams):
     assert response.status_code == 422
     assert "must end in .py" in response.text
     assert 'id="upload-form"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("form_headers", "expected"), [({}, [303, 303]), (HX, [201, 409])], ids=["plain", "htmx"]
+)
+async def test_a_double_click_on_upload_accepts_the_file_once(
+    client, teams, form_headers, expected
+):
+    alpha = await teams.create()
+    csrf = await browser_login(client, alpha)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/submissions",
+                files=upload_body("twice.py", "t = 2\n"),
+                data={"csrf_token": csrf},
+                headers=form_headers,
+            )
+            for _ in range(2)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == expected
+    if form_headers:
+        [refused] = [r for r in responses if r.status_code == 409]
+        assert "This file is identical to your submission #" in refused.text
+    page = await client.get("/dashboard")
+    assert "4 of 5</strong> uploads left today" in page.text
+    assert page.text.count('<span class="filename">twice.py</span>') == 1
+
+
+async def test_storage_down_on_the_dashboard_saves_nothing_and_says_so(settings, teams, tmp_path):
+    blocked = tmp_path / "storage-is-a-file"
+    blocked.write_text("not a directory")
+    app = create_app(settings.model_copy(update={"storage_local_dir": blocked}))
+    alpha = await teams.create()
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        csrf = await browser_login(client, alpha)
+        response = await client.post(
+            "/submissions",
+            files=upload_body("lost.py", "lost = 1\n"),
+            headers={**HX, "X-CSRF-Token": csrf},
+        )
+        assert response.status_code == 503
+        assert "nothing was saved and no quota was used" in response.text
+        page = await client.get("/dashboard")
+    assert "5 of 5</strong> uploads left today" in page.text
+    assert "lost.py" not in page.text
 
 
 async def test_upload_without_csrf_token_is_refused(client, teams):

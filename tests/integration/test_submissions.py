@@ -1,6 +1,7 @@
 """Uploads, the daily quota, lists, detail, downloads and final picks, end to end."""
 
 import asyncio
+import codecs
 import hashlib
 from datetime import UTC, datetime
 
@@ -51,6 +52,9 @@ async def test_upload_answers_201_with_metadata_and_quota(client, teams):
         ("solution.py", b"print(1)\x00\n", 422, "nul_byte", "NUL byte"),
         ("solution.py", b"# caf\xe9\nprint(1)\n", 422, "not_utf8", "not valid UTF-8 (line 1"),
         ("solution.py", b"x = 1\ndef broken(:\n    pass\n", 422, "syntax_error", "line 2"),
+        # A byte-order mark is not content: with nothing after it the file is empty.
+        ("solution.py", codecs.BOM_UTF8, 422, "empty_file", "The file is empty"),
+        ("solution.py", codecs.BOM_UTF8 + b"x = 1\ndef (:\n", 422, "syntax_error", "line 2"),
     ],
 )
 async def test_each_upload_rule_has_its_own_message_and_costs_nothing(
@@ -72,6 +76,19 @@ async def test_each_upload_rule_has_its_own_message_and_costs_nothing(
         code,
     )
     assert refused == 1
+
+
+async def test_a_utf8_file_with_a_byte_order_mark_is_accepted_and_kept_as_uploaded(client, teams):
+    """Editors on Windows save UTF-8 with a BOM; Python runs such a file as it is."""
+    alpha = await teams.create()
+    content = codecs.BOM_UTF8 + "print('héllo')\n".encode()
+    response = await client.post("/api/v1/submissions", files=py_file(content), headers=alpha.auth)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["sha256"] == hashlib.sha256(content).hexdigest()
+    assert created["size_bytes"] == len(content)
+    download = await client.get(f"/api/v1/submissions/{created['id']}/file", headers=alpha.auth)
+    assert download.content == content
 
 
 async def test_syntax_error_names_line_and_column(client, teams):
@@ -213,6 +230,41 @@ async def test_twenty_parallel_uploads_with_five_left_accept_exactly_five(app, t
     assert count_rows(services, "SELECT count(*) FROM submission WHERE team_id = %s", alpha.id) == 5
     assert (
         count_rows(services, "SELECT used FROM submission_quota WHERE team_id = %s", alpha.id) == 5
+    )
+
+
+@pytest.mark.parametrize("uploads_left", [5, 1])
+async def test_twenty_parallel_uploads_of_one_file_accept_it_once_and_refuse_the_rest_as_duplicates(
+    app, teams, services, uploads_left
+):
+    alpha = await teams.create()
+    async with make_client(app) as client:
+        for n in range(5 - uploads_left):
+            earlier = py_file(distinct_source(n))
+            assert (
+                await client.post("/api/v1/submissions", files=earlier, headers=alpha.auth)
+            ).status_code == 201
+        responses = await asyncio.gather(
+            *(
+                client.post("/api/v1/submissions", files=py_file("x = 1\n"), headers=alpha.auth)
+                for _ in range(20)
+            )
+        )
+    codes = [r.status_code for r in responses]
+    assert sorted(codes) == [201] + [409] * 19, codes
+    [accepted] = [r.json() for r in responses if r.status_code == 201]
+    for refused in (r for r in responses if r.status_code == 409):
+        error = refused.json()["error"]
+        assert error["code"] == "duplicate_submission"
+        assert error["details"]["submission_id"] == accepted["id"]
+        assert f"identical to your submission #{accepted['id']}" in error["message"]
+    assert (
+        count_rows(services, "SELECT count(*) FROM submission WHERE team_id = %s", alpha.id)
+        == 6 - uploads_left
+    )
+    assert (
+        count_rows(services, "SELECT used FROM submission_quota WHERE team_id = %s", alpha.id)
+        == 6 - uploads_left
     )
 
 
