@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from portal.core.config import Settings
 from portal.core.embedded import free_loopback_port
+from portal.main import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +71,26 @@ def portal_process(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def route_table_app():
+    """The app as built for serving, never started: its routes and OpenAPI schema only."""
+    settings = Settings(
+        environment="test",
+        database_url="postgresql://unused@127.0.0.1:1/unused",
+        redis_url="redis://127.0.0.1:1/0",
+        storage_local_dir=Path(tempfile.gettempdir()) / "portal-openapi-only",
+    )
+    return create_app(settings)
+
+
+def fuzzing_env(llm_upstream_url: str) -> dict[str, str]:
+    """Limits out of a fuzzer's way, so every request reaches the code it is aimed at;
+    the usage log flushed often, so a call shows in it well within a second."""
+    return {
+        "PORTAL_LLM_UPSTREAM_URL": llm_upstream_url,
+        "PORTAL_LLM_RPM": "100000",
+        "PORTAL_LOGIN_FAILURES_PER_MINUTE": "100000",
+        "PORTAL_DAILY_SUBMISSIONS": "100000",
+        "PORTAL_LLM_USAGE_FLUSH_SECONDS": "0.1",
+    }

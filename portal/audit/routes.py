@@ -11,6 +11,7 @@ from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageDep, PageParams
 from portal.core.templating import render, wants_fragment
+from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -19,7 +20,7 @@ ENTRIES_PER_PAGE = 50
 
 ActorQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="team id of the actor")]
 ActionQuery = Annotated[
-    str | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
+    NameText | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
 ]
 
 # Parsed by parse_day, whose message names the format and the range of days accepted.
@@ -54,11 +55,11 @@ async def audit_page(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    actor: Annotated[str, Query(max_length=12)] = "",
-    action: Annotated[str, Query(max_length=64)] = "",
+    actor: Annotated[NameText, Query(max_length=12)] = "",
+    action: Annotated[NameText, Query(max_length=64)] = "",
     # Longer than a date may be, so a mistyped one gets the form's message, not a 422.
-    since: Annotated[str, Query(max_length=40)] = "",
-    until: Annotated[str, Query(max_length=40)] = "",
+    since: Annotated[NameText, Query(max_length=40)] = "",
+    until: Annotated[NameText, Query(max_length=40)] = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     # Empty form fields arrive as "", so parse leniently and say what was ignored.

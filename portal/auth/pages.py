@@ -10,9 +10,11 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.security import SESSION_COOKIE, SessionSigner
 from portal.core.templating import flash, is_htmx, render, set_session_cookie
+from portal.core.text import FreeText, NameText
 from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
+NEXT_MAX_CHARS = 500  # where to go after logging in: a path and query, never longer
 
 
 def redirect(request: Request, url: str) -> Response:
@@ -30,6 +32,8 @@ def safe_next(target: str | None) -> str | None:
     r"""Only a same-site path: "//evil.example", "https://..." or "/\t/evil" are refused."""
     if not target or not target.startswith("/") or target.startswith("//"):
         return None
+    if len(target) > NEXT_MAX_CHARS:
+        return None
     if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return None
     parts = urlsplit(target)
@@ -39,10 +43,14 @@ def safe_next(target: str | None) -> str | None:
 
 
 def login_redirect(request: Request) -> Response:
-    target = request.url.path
-    if request.url.query:
-        target += "?" + request.url.query
-    url = f"/login?next={quote(target, safe='')}"
+    # Back to the page after logging in; without its query if that makes it too long
+    # for the login form, and to the home page if even the path is.
+    path, query = request.url.path, request.url.query
+    url = "/login"
+    for target in (f"{path}?{query}" if query else path, path):
+        if len(target) <= NEXT_MAX_CHARS:
+            url = f"/login?next={quote(target, safe='')}"
+            break
     response = redirect(request, url)
     if getattr(request.state, "viewer", None) is not None:
         flash(request, response, "That page needs an admin account.", "error")
@@ -55,7 +63,12 @@ async def index(request: Request, team: OptionalTeam) -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, team: OptionalTeam, next: str | None = None) -> Response:
+async def login_page(
+    request: Request,
+    team: OptionalTeam,
+    # Not length-limited here: safe_next drops a target too long to come back to.
+    next: FreeText | None = None,
+) -> Response:
     return render(request, "login.html", {"next": safe_next(next) or "", "email": ""})
 
 
@@ -63,9 +76,9 @@ async def login_page(request: Request, team: OptionalTeam, next: str | None = No
 async def login_submit(
     request: Request,
     session: SessionDep,
-    email: Annotated[str, Form(max_length=254)] = "",
-    api_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=500)] = "",
+    email: Annotated[NameText, Form(max_length=254)] = "",
+    api_token: Annotated[NameText, Form(max_length=200)] = "",
+    next: Annotated[FreeText, Form(max_length=NEXT_MAX_CHARS)] = "",
 ) -> Response:
     await verify_csrf(request)
     if not email.strip() or not api_token.strip():

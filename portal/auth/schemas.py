@@ -1,11 +1,12 @@
 from pydantic import BaseModel, Field
 
+from portal.core.text import NameText
 from portal.teams.schemas import TeamPublic
 
 
 class LoginRequest(BaseModel):
-    email: str = Field(max_length=254)
-    api_token: str = Field(max_length=200)
+    email: NameText = Field(max_length=254)
+    api_token: NameText = Field(max_length=200)
 
 
 class LoginResponse(BaseModel):

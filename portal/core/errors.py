@@ -177,11 +177,25 @@ def error_response(
     return render_error_page(request, status_code, message, headers=headers)
 
 
+def validation_message(error: dict[str, Any]) -> str:
+    """What to fix, from one pydantic error, in words a person reads."""
+    context = error.get("ctx") or {}
+    if error.get("type") in ("too_long", "too_short") and isinstance(error.get("input"), str):
+        # A length limit on a checked text type (portal.core.text) runs after the check,
+        # where pydantic no longer knows it is text and speaks of "items".
+        if error["type"] == "too_long":
+            limit = f"at most {context.get('max_length')}"
+        else:
+            limit = f"at least {context.get('min_length')}"
+        return f"must have {limit} characters (it has {len(error['input'])})"
+    return str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+
+
 def validation_summary(exc, *, with_field: bool = True) -> str:
     """One readable line from a pydantic ValidationError: 'email: enter an email ...'."""
     parts = []
     for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
+        message = validation_message(error)
         field = ".".join(str(part) for part in error.get("loc", ())) or "input"
         parts.append(f"{field}: {message}" if with_field else message)
     return "; ".join(parts)
@@ -191,7 +205,9 @@ def _describe_validation_errors(exc: RequestValidationError) -> list[dict[str, A
     described = []
     for error in exc.errors():
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        described.append({"field": ".".join(location) or "body", "message": error.get("msg")})
+        described.append(
+            {"field": ".".join(location) or "body", "message": validation_message(error)}
+        )
     return described
 
 

@@ -1,19 +1,31 @@
-"""Text from outside (request fields, a gateway call, a submission's output) made safe
-to store and to show.
+"""Text from outside (request fields, a gateway call, a submission's output), checked
+or made storable.
 
 PostgreSQL's text and jsonb refuse NUL, and psycopg cannot encode a lone UTF-16
 surrogate (which JSON's "\\ud800" escape produces) as UTF-8: either one fails the whole
-statement it is in. Terminal control sequences in a log can rewrite what an admin's
-terminal or a browser shows. `storable_text` is the least that makes a string storable
-(for values kept as sent, such as a model name); `safe_text` also strips control
-sequences, for every log, reason and scorer detail a submission produced.
+statement it is in, which was a 500. Two ways out, one per kind of text:
+
+- What a person typed is checked at the boundary and refused with a 422 that names the
+  field and the character to remove. Every schema field, form field and query parameter
+  that takes a string is one of these types instead of `str`:
+  - `FreeText`: anything storable; newlines, tabs and any script stay (a note, a search);
+  - `NameText`: one line shown to other people (a team or batch name, an email, a
+    choice): also no control or invisible format characters (Unicode Cc, Cf), so a name
+    cannot carry a terminal escape or a right-to-left override that reverses what
+    follows it.
+- What nobody can be asked to fix is made storable instead: `storable_text` for values
+  kept as sent (a gateway call's model name); `safe_text`, which also strips terminal
+  control sequences, for every log, reason and scorer detail a submission produced.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
+import unicodedata
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 # ANSI escape sequences: CSI (colours, cursor moves), OSC (window titles, hyperlinks,
 # ended by BEL or ST), and the two-byte ESC forms. Both 7-bit (ESC [) and 8-bit (\x9b)
@@ -30,6 +42,10 @@ _ESCAPE_SEQUENCE = re.compile(
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Every other C0 and C1 control character (NUL included) and DEL, except tab and newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Checked before the field's own length limit: a regular expression scans even a long
+# value quickly, and the body-size limit and the server's line limit bound it anyway.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf"})
 
 
 def storable_text(value: str, max_chars: int | None = None) -> str:
@@ -67,3 +83,43 @@ def safe_json(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return safe_text(str(value))
+
+
+def describe_character(character: str) -> str:
+    """'U+202E (RIGHT-TO-LEFT OVERRIDE)', or just 'U+0007' for an unnamed one."""
+    code = f"U+{ord(character):04X}"
+    name = unicodedata.name(character, "")
+    return f"{code} ({name})" if name else code
+
+
+def _refuse_unstorable(value: Any) -> Any:
+    # Anything but a string is left to the field's own type, which says what it expects.
+    if not isinstance(value, str):
+        return value
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return value
+    character = found.group()
+    if character == "\x00":
+        raise ValueError("must not contain the NUL character (U+0000); remove it")
+    raise ValueError(
+        f"contains {describe_character(character)}, half of a UTF-16 surrogate pair and "
+        "not a character on its own; send the text as valid Unicode"
+    )
+
+
+def _refuse_controls(value: Any) -> Any:
+    value = _refuse_unstorable(value)
+    # isprintable() is False for every Cc and Cf character: the fast path for most names.
+    if not isinstance(value, str) or value.isprintable():
+        return value
+    for character in value:
+        if unicodedata.category(character) in _CONTROL_CATEGORIES:
+            raise ValueError(
+                f"must not contain the control character {describe_character(character)}; remove it"
+            )
+    return value
+
+
+FreeText = Annotated[str, BeforeValidator(_refuse_unstorable)]
+NameText = Annotated[str, BeforeValidator(_refuse_controls)]

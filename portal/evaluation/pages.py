@@ -12,6 +12,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.templating import flash, render
+from portal.core.text import FreeText, NameText
 from portal.evaluation import service
 from portal.evaluation.models import BatchStatus
 from portal.evaluation.schemas import BatchCreate
@@ -67,9 +68,9 @@ async def create_batch_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    name: Annotated[str, Form(max_length=200)] = "",
-    seeds: Annotated[str, Form(max_length=2000)] = "",
-    selection: Annotated[str, Form(max_length=20)] = "final_picks",
+    name: Annotated[NameText, Form(max_length=200)] = "",
+    seeds: Annotated[FreeText, Form(max_length=2000)] = "",
+    selection: Annotated[NameText, Form(max_length=20)] = "final_picks",
     start_now: Annotated[bool, Form()] = False,
 ) -> Response:
     values = {"name": name, "seeds": seeds, "selection": selection}

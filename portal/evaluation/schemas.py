@@ -3,11 +3,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from portal.core.text import NameText
+
 MAX_SEEDS = 50
 
 
 class BatchCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=120)
+    name: NameText = Field(min_length=1, max_length=120)
     seeds: list[int] = Field(
         min_length=1,
         max_length=MAX_SEEDS,

@@ -20,6 +20,7 @@ from portal.core.errors import NotFound
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
 from portal.core.params import OptionalRowId
 from portal.core.templating import render, wants_fragment
+from portal.core.text import FreeText
 from portal.leaderboard import service
 
 router = APIRouter(tags=["leaderboard"])
@@ -29,7 +30,7 @@ PROJECTOR_PAGE_SECONDS = 10
 BatchQuery = Annotated[
     OptionalRowId, Query(description="one batch; default (or empty): the latest started")
 ]
-SearchQuery = Annotated[str, Query(max_length=100, description="team name contains")]
+SearchQuery = Annotated[FreeText, Query(max_length=100, description="team name contains")]
 
 
 def etag(version: int, *parts: object) -> str:

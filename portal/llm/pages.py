@@ -9,6 +9,7 @@ from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.templating import flash, render
+from portal.core.text import NameText
 from portal.llm import chart, service
 from portal.llm.service import Window
 from portal.teams import service as teams
@@ -60,7 +61,7 @@ async def rate_limit_submit(
     admin: PageAdmin,
     session: SessionDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
-    requests_per_minute: Annotated[str, Form(max_length=7)] = "",
+    requests_per_minute: Annotated[NameText, Form(max_length=7)] = "",
 ) -> Response:
     """Per-team LLM calls per minute; an empty field returns to PORTAL_LLM_RPM."""
     team = await teams.get(session, team_id)

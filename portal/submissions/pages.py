@@ -12,6 +12,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import flash, humanize_duration, is_htmx, render
+from portal.core.text import FreeText, NameText
 from portal.evaluation import service as evaluation
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmissionPage
@@ -72,7 +73,7 @@ async def upload_form(
     team: PageTeam,
     session: SessionDep,
     file: Annotated[UploadFile | None, File()] = None,
-    note: Annotated[str, Form(max_length=service.MAX_NOTE_CHARS)] = "",
+    note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
     upload = file if file is not None and file.filename else None
     try:
@@ -104,7 +105,7 @@ async def toggle_final_form(
     session: SessionDep,
     submission: OwnSubmissionPage,
     final: Annotated[bool, Form()],
-    back: Annotated[str, Form(max_length=20)] = "list",
+    back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
     limit = request.app.state.settings.final_picks
     error = None

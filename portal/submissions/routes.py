@@ -8,6 +8,7 @@ from portal.auth.deps import CurrentTeam
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.pagination import Page, PageDep
+from portal.core.text import FreeText
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmission
 from portal.submissions.schemas import (
@@ -69,7 +70,7 @@ async def upload_submission(
     team: CurrentTeam,
     session: SessionDep,
     file: Annotated[UploadFile, File(description="One .py file, UTF-8")],
-    note: Annotated[str, Form(max_length=service.MAX_NOTE_CHARS)] = "",
+    note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ):
     """Upload a solution. Costs one of today's uploads unless it is refused."""
     submission, quota = await accept_upload(request, session, team, file, note)

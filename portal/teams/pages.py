@@ -10,6 +10,7 @@ from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.templating import flash, render
+from portal.core.text import FreeText, NameText
 from portal.llm import service as llm_service
 from portal.teams import service
 from portal.teams.models import Role
@@ -62,7 +63,7 @@ async def teams_page(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    q: Annotated[str, Query(max_length=100)] = "",
+    q: Annotated[FreeText, Query(max_length=100)] = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     return await _teams_page(request, session, q, page)
@@ -73,9 +74,9 @@ async def create_team_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
-    name: Annotated[str, Form(max_length=200)] = "",
-    email: Annotated[str, Form(max_length=300)] = "",
-    role: Annotated[str, Form(max_length=20)] = Role.participant.value,
+    name: Annotated[NameText, Form(max_length=200)] = "",
+    email: Annotated[NameText, Form(max_length=300)] = "",
+    role: Annotated[NameText, Form(max_length=20)] = Role.participant.value,
 ) -> Response:
     values = {"name": name, "email": email, "role": role}
     try:
@@ -154,7 +155,7 @@ async def quota_override_submit(
     admin: PageAdmin,
     session: SessionDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
-    daily_limit: Annotated[str, Form(max_length=6)] = "",
+    daily_limit: Annotated[NameText, Form(max_length=6)] = "",
 ) -> Response:
     """Per-team daily upload limit; an empty field returns to PORTAL_DAILY_SUBMISSIONS."""
     team = await service.get(session, team_id)

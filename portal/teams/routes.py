@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_ROW_ID, Page, PageDep
+from portal.core.text import FreeText
 from portal.teams import service
 from portal.teams.models import Team
 from portal.teams.schemas import TeamCreate, TeamPublic, TeamUpdate, TeamWithToken
@@ -46,7 +47,9 @@ async def list_teams(
     admin: AdminTeam,
     session: SessionDep,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=100, description="name or email contains")] = None,
+    q: Annotated[
+        FreeText | None, Query(max_length=100, description="name or email contains")
+    ] = None,
 ):
     result = await service.list_teams(session, q, page)
     return Page(

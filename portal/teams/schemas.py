@@ -2,6 +2,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from portal.core.text import NameText
 from portal.teams.models import Role
 
 EMAIL_MAX = 254
@@ -10,7 +11,7 @@ EMAIL_MAX = 254
 def normalise_email(value: str) -> str:
     value = value.strip().lower()
     local, _, domain = value.partition("@")
-    if not local or "." not in domain or " " in value or len(value) > EMAIL_MAX:
+    if not local or "." not in domain or len(value.split()) != 1 or len(value) > EMAIL_MAX:
         raise ValueError("enter an email address like team@example.org")
     return value
 
@@ -25,8 +26,8 @@ def normalise_name(value: str) -> str:
 
 
 class TeamCreate(BaseModel):
-    name: str = Field(description="Display name, unique (case-insensitive)")
-    email: str = Field(description="Login email, unique")
+    name: NameText = Field(description="Display name, unique (case-insensitive)")
+    email: NameText = Field(description="Login email, unique")
     role: Role = Role.participant
 
     _email = field_validator("email")(classmethod(lambda cls, v: normalise_email(v)))

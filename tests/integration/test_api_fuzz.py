@@ -4,34 +4,18 @@ error and every answer matches what the schema promises."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from portal.core.config import Settings
-from portal.main import create_app
-from tests.live import portal_process
+from tests.live import route_table_app
 
 # Bounded for CI: enough to walk every operation's parameters and bodies.
 EXAMPLES = 25
 
 
-def _openapi_document() -> dict:
-    """The schema the app serves at /openapi.json (building it touches no service)."""
-    settings = Settings(
-        environment="test",
-        database_url="postgresql://unused@127.0.0.1:1/unused",
-        redis_url="redis://127.0.0.1:1/0",
-        storage_local_dir=Path(tempfile.gettempdir()) / "portal-openapi-only",
-    )
-    return create_app(settings).openapi()
-
-
-schema = schemathesis.openapi.from_dict(_openapi_document()).exclude(
+schema = schemathesis.openapi.from_dict(route_table_app().openapi()).exclude(
     # Rotating the caller's own token would end this run's credentials mid-way.
     path_regex=r".*/rotate-token$"
 )
@@ -50,14 +34,6 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def live(services, echo_upstream, tmp_path_factory):
-    """One portal process for the module; every test's own teams come and go under it."""
-    upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url, "PORTAL_LLM_RPM": "100000"}
-    with portal_process(services, tmp_path_factory.mktemp("fuzz"), upstream) as base_url:
-        yield base_url
-
-
 @pytest.fixture
 async def participant(teams):
     return (await teams.create()).auth
@@ -73,14 +49,14 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 
 @schema.parametrize()
 @FUZZ
-def test_api_as_a_participant(case, participant, live):
-    case.call_and_validate(base_url=live, headers=participant, checks=CHECKS)
+def test_api_as_a_participant(case, participant, live_portal):
+    case.call_and_validate(base_url=live_portal, headers=participant, checks=CHECKS)
 
 
 @schema.parametrize()
 @FUZZ
-def test_api_as_an_admin(case, admin, live):
-    case.call_and_validate(base_url=live, headers=admin, checks=CHECKS)
+def test_api_as_an_admin(case, admin, live_portal):
+    case.call_and_validate(base_url=live_portal, headers=admin, checks=CHECKS)
 
 
 async def test_what_the_fuzzer_found_stays_fixed(client, teams):
