@@ -9,7 +9,8 @@ from portal.audit import service
 from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
-from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageDep, PageParams
+from portal.core.pagination import MAX_PAGE, Page, PageDep, PageParams
+from portal.core.params import OptionalRowId, blank_is_absent
 from portal.core.templating import render, wants_fragment
 from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
@@ -18,15 +19,20 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
 ENTRIES_PER_PAGE = 50
 
-ActorQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="team id of the actor")]
+ActorQuery = Annotated[OptionalRowId, Query(description="team id of the actor")]
 ActionQuery = Annotated[
     NameText | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
 ]
 
-# Parsed by parse_day, whose message names the format and the range of days accepted.
-Day = Annotated[
-    date, BeforeValidator(lambda value: parse_day(value) if isinstance(value, str) else value)
-]
+
+def _day_or_absent(value: object) -> object:
+    # parse_day's message names the format and the range of days accepted; an empty
+    # field (a GET form sends them all) is no filter.
+    value = blank_is_absent(value)
+    return parse_day(value) if isinstance(value, str) else value
+
+
+Day = Annotated[date | None, BeforeValidator(_day_or_absent)]
 
 
 @router.get("", response_model=Page[AuditEntryPublic])
@@ -37,8 +43,8 @@ async def list_audit(
     page: PageDep,
     actor: ActorQuery = None,
     action: ActionQuery = None,
-    since: Annotated[Day | None, Query(description="first day, YYYY-MM-DD")] = None,
-    until: Annotated[Day | None, Query(description="last day, YYYY-MM-DD")] = None,
+    since: Annotated[Day, Query(description="first day, YYYY-MM-DD")] = None,
+    until: Annotated[Day, Query(description="last day, YYYY-MM-DD")] = None,
 ):
     start, end = day_range(since, until, request.app.state.settings.timezone)
     result = await service.list_entries(

@@ -7,6 +7,7 @@ from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
 from portal.core.pagination import MAX_ROW_ID
+from portal.core.params import OptionalRowId
 from portal.llm import service
 from portal.llm.schemas import (
     RateLimitPublic,
@@ -57,7 +58,7 @@ async def read_usage(
     session: SessionDep,
     window: Annotated[Window, Query(description="hour, day or all")] = Window.hour,
     team_id: Annotated[
-        int | None, Query(ge=1, le=MAX_ROW_ID, description="admins: one team; default every team")
+        OptionalRowId, Query(description="admins: one team; default (or empty) every team")
     ] = None,
 ):
     """Gateway calls and tokens over the window: totals, a per-step series and the

@@ -69,6 +69,9 @@ async def test_team_usage_counts_calls_tokens_and_the_exceeded_rate(app, client,
     # An admin sees every team, with a per-team breakdown and each team's limit.
     everyone = (await client.get("/api/v1/usage?window=day", headers=admin.auth)).json()
     assert everyone["totals"]["calls"] == 5 and everyone["team_id"] is None
+    # An empty team_id (a form's field left blank) is every team too, not a 422.
+    blank = await client.get("/api/v1/usage?window=day&team_id=", headers=admin.auth)
+    assert blank.json()["totals"] == everyone["totals"]
     assert everyone["step_minutes"] == 15
     by_team = {row["team_id"]: row for row in everyone["teams"]}
     assert by_team[team.id]["requests_per_minute"] == 3
