@@ -28,6 +28,9 @@ UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters but 
 
 HUGE_INTEGER = b'{"tour": [' + b"7" * 5000 + b"]}"
 DEEP_NESTING = b"[" * 200_000 + b"]" * 200_000
+# An unterminated string of escaped quotes, up to the answer cap: a bracket counter that
+# rescans from every quote takes hours on it (the worker then looks lost).
+ESCAPED_QUOTES = b'"' + b'\\"' * (1024 * 1024 // 2)
 TERMINAL_GAMES = b"\x1b[2J\x1b[31mred\x1b[0m \x1b]0;pwned title\x07 \xc2\x9b1m \x1b(B done\r\n"
 
 
@@ -88,6 +91,7 @@ def test_scorer_details_become_json_the_database_accepts(details):
         (b'{"tour": NaN}', "NaN, which is not a JSON number"),
         (b"\xff\xfe{}", "not UTF-8 text"),
         (b'{"tour": [1, 2', "not valid JSON: Expecting"),
+        (ESCAPED_QUOTES, "not valid JSON: Unterminated string"),
         (b" " * (5 * 1024 * 1024), "the limit is 4194304"),
     ],
 )
@@ -115,6 +119,7 @@ answers = st.one_of(
 @given(answers)
 @example(HUGE_INTEGER)
 @example(DEEP_NESTING)
+@example(ESCAPED_QUOTES)
 def test_any_answer_is_scored_or_an_invalid_answer_with_a_reason(answer):
     result = SandboxResult(exit_code=0, duration_ms=1, log="", answer=answer)
     outcome = judge(tsp, SEED, INPUT, result, LIMITS)

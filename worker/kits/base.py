@@ -39,9 +39,11 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 MAX_ANSWER_DEPTH = 64
 MAX_NUMBER_DIGITS = 100
 
-# JSON strings (with their escapes), to look at the brackets outside them.
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+# A bracket, or a JSON string (escapes included) whose brackets do not count. The
+# string's pattern is the unrolled `"(normal* (escape normal*)*)"?`: it never fails
+# once it has started, so an unterminated string is consumed once, not rescanned from
+# every quote (which made a crafted answer take hours).
+_BRACKET_OR_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
 
 def read_json_answer(
@@ -67,7 +69,10 @@ def read_json_answer(
             f"{name} is not UTF-8 text (byte {exc.start} cannot be decoded)."
         ) from exc
     depth = 0
-    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+    for token in _BRACKET_OR_STRING.finditer(text):
+        bracket = token.group()
+        if bracket.startswith('"'):
+            continue
         depth += 1 if bracket in "[{" else -1
         if depth > max_depth:
             raise InvalidAnswer(
