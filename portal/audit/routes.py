@@ -10,7 +10,7 @@ from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_PAGE, Page, PageDep, PageParams
-from portal.core.params import OptionalRowId, blank_is_absent
+from portal.core.params import OptionalRowId, blank_is_absent, whole_number
 from portal.core.templating import render, wants_fragment
 from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
@@ -70,7 +70,7 @@ async def audit_page(
 ) -> Response:
     # Empty form fields arrive as "", so parse leniently and say what was ignored.
     problems = []
-    actor_id = int(actor) if actor.isdigit() else None
+    actor_id = whole_number(actor)
     if actor and actor_id is None:
         problems.append("Actor must be a team id (a number).")
     parsed: dict[str, date | None] = {}

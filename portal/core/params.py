@@ -21,3 +21,13 @@ def blank_is_absent(value: Any) -> Any:
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 # The bounds sit on the number, not the union: None (left out) has no bounds to check.
 OptionalRowId = Annotated[RowId | None, BeforeValidator(blank_is_absent)]
+
+
+def whole_number(text: str) -> int | None:
+    """A form field's non-negative whole number, or None when it is not one.
+
+    Only ASCII digits count: str.isdigit() is also true for '²' or '٣', which int()
+    then refuses (a 500) or reads as a number nobody typed on purpose.
+    """
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None

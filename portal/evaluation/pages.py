@@ -11,11 +11,12 @@ from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
+from portal.core.params import whole_number
 from portal.core.templating import flash, render
 from portal.core.text import FreeText, NameText
 from portal.evaluation import service
 from portal.evaluation.models import BatchStatus
-from portal.evaluation.schemas import BatchCreate
+from portal.evaluation.schemas import MAX_SEEDS, BatchCreate
 
 router = APIRouter(include_in_schema=False)
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
@@ -25,11 +26,15 @@ def parse_seeds(text: str) -> list[int]:
     """'1, 2, 3' or '1-5' or a mix; a clear error for anything else."""
     seeds: list[int] = []
     for part in text.replace(",", " ").split():
-        start, dash, end = part.partition("-")
-        if dash and start.isdigit() and end.isdigit() and int(start) <= int(end):
-            seeds.extend(range(int(start), int(end) + 1))
-        elif part.isdigit():
-            seeds.append(int(part))
+        first, dash, last = part.partition("-")
+        start, end = whole_number(first), whole_number(last)
+        if not dash and start is not None:
+            seeds.append(start)
+        elif dash and start is not None and end is not None and start <= end:
+            if end - start >= MAX_SEEDS:
+                # Said before the range is built: '0-999999999999' would fill the memory.
+                raise ValueError(f"'{part}' is more than {MAX_SEEDS} seeds, the most a batch runs")
+            seeds.extend(range(start, end + 1))
         else:
             raise ValueError(f"'{part}' is not a seed; write numbers like 1, 2, 3 or 1-5")
     return seeds

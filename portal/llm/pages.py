@@ -8,6 +8,7 @@ from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_ROW_ID
+from portal.core.params import whole_number
 from portal.core.templating import flash, render
 from portal.core.text import NameText
 from portal.llm import chart, service
@@ -67,7 +68,8 @@ async def rate_limit_submit(
     team = await teams.get(session, team_id)
     response = redirect(request, "/admin/teams")
     value = requests_per_minute.strip()
-    if value and (not value.isdigit() or int(value) > 100_000):
+    limit = whole_number(value)
+    if value and (limit is None or limit > 100_000):
         flash(
             request,
             response,
@@ -75,7 +77,6 @@ async def rate_limit_submit(
             "error",
         )
         return response
-    limit = int(value) if value else None
     await service.set_rate_limit(session, team, limit, actor=admin)
     shown = limit if limit is not None else f"the default ({request.app.state.settings.llm_rpm})"
     flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")

@@ -9,6 +9,7 @@ from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
+from portal.core.params import whole_number
 from portal.core.templating import flash, render
 from portal.core.text import FreeText, NameText
 from portal.llm import service as llm_service
@@ -161,10 +162,10 @@ async def quota_override_submit(
     team = await service.get(session, team_id)
     response = redirect(request, "/admin/teams")
     value = daily_limit.strip()
-    if value and not value.isdigit():
+    limit = whole_number(value)
+    if value and limit is None:
         flash(request, response, f"'{value}' is not a number of uploads (0 or more).", "error")
         return response
-    limit = int(value) if value else None
     await service.set_daily_submission_limit(session, team, limit, actor=admin)
     shown = limit if limit is not None else "the default"
     flash(request, response, f"{team.name}: daily upload limit set to {shown}.", "success")

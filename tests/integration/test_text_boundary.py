@@ -183,3 +183,42 @@ async def test_a_page_address_too_long_to_come_back_to_still_lets_you_log_in(cli
     )
     assert logged_in.status_code == 303, logged_in.text
     assert logged_in.headers["location"] == "/admin/teams"
+
+
+async def test_number_fields_refuse_digits_that_are_not_ascii_in_words(client, teams):
+    # '²' and '٣' are digits to str.isdigit() but not numbers int() reads: each was a 500.
+    admin = await teams.admin()
+    team = await teams.create(name="Digits")
+    csrf = await browser_login(client, admin)
+    for digit in ("²", "٣"):
+        audit = await client.get(f"/admin/audit?actor={digit}")
+        assert audit.status_code == 200
+        assert "Actor must be a team id (a number)." in audit.text
+
+        for url, field, says in (
+            (f"/admin/teams/{team.id}/quota", "daily_limit", "is not a number of uploads"),
+            (
+                f"/admin/teams/{team.id}/llm-limit",
+                "requests_per_minute",
+                "is not a number of LLM calls",
+            ),
+        ):
+            refused = await client.post(url, data={field: digit, "csrf_token": csrf})
+            assert refused.status_code == 303, refused.text
+            shown = await client.get(refused.headers["location"])
+            assert f"{digit}&#39; {says}" in shown.text
+
+        batch = await client.post(
+            "/admin/batches",
+            data={"name": "Round", "seeds": f"1, {digit}", "csrf_token": csrf},
+        )
+        assert batch.status_code == 422
+        assert f"&#39;{digit}&#39; is not a seed" in batch.text
+
+    # A range is checked before it is built: this one would not fit in memory.
+    huge = await client.post(
+        "/admin/batches", data={"name": "Huge", "seeds": "0-999999999999", "csrf_token": csrf}
+    )
+    assert huge.status_code == 422
+    assert "is more than 50 seeds" in huge.text
+    assert (await client.get("/api/v1/batches", headers=admin.auth)).json()["total"] == 0
