@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portal.core.text import storable_text
@@ -127,35 +126,37 @@ class UsageRecorder:
             return not self._buffer
 
     async def _write(self, rows: list[dict]) -> None:
-        """Insert `rows`, dropping only those the database refuses; raise if it is away."""
+        """Insert `rows`, dropping only those whose data the database refuses; raise (so
+        every row is kept) for anything else: the database away, read-only, missing
+        the table or a grant all pass, and the same rows will go in then."""
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(_INSERT, rows)
             return
         except Exception as exc:
-            if _database_unavailable(exc):
+            if not _refuses_the_data(exc):
                 raise
             logger.warning(
                 "llm usage log: a batch of %s entries was refused (%r); writing them one by one",
                 len(rows),
                 exc,
             )
-        # One transaction: if the database goes away midway, nothing is written and
-        # every row goes back to the buffer, as for a failed batch.
+        # One transaction: if anything but a row's data fails midway, nothing is written
+        # and every row goes back to the buffer, as for a failed batch.
+        dropped = []
         async with self._engine.begin() as connection:
             for row in rows:
                 try:
                     async with connection.begin_nested():
                         await connection.execute(_INSERT, row)
                 except Exception as exc:
-                    if _database_unavailable(exc):
+                    if not _refuses_the_data(exc):
                         raise
-                    self.refused += 1
-                    logger.error(
-                        "llm usage log: entry dropped, the database refuses it (%r): %r",
-                        exc,
-                        row,
-                    )
+                    dropped.append((row, exc))
+        # Counted once the others are in: a rolled-back attempt drops nothing.
+        self.refused += len(dropped)
+        for row, exc in dropped:
+            logger.error("llm usage log: entry dropped, the database refuses it (%r): %r", exc, row)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -165,11 +166,9 @@ class UsageRecorder:
                 await self.flush()
 
 
-def _database_unavailable(exc: Exception) -> bool:
-    """Whether `exc` says the database cannot be reached now, not that a row is bad.
-
-    These are worth retrying with the same rows; any other error is about the data.
-    """
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(exc, OSError | TimeoutError | PoolTimeout)
+def _refuses_the_data(exc: Exception) -> bool:
+    """Whether `exc` is about a row's values (a constraint, a value the column cannot
+    hold, text the driver cannot encode), so writing that row again can never work."""
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        exc = exc.orig or exc  # the driver refused to send it, e.g. an unencodable string
+    return isinstance(exc, DataError | IntegrityError | ValueError)

@@ -493,3 +493,37 @@ async def test_entries_are_kept_while_the_database_is_unreachable(teams):
         assert await recorder.flush() is False
         assert (recorder.pending, recorder.refused) == (2, 0)
         await engine.dispose()
+
+
+async def test_entries_are_kept_while_the_database_refuses_every_write(app, settings, teams):
+    # A failover to a read-only server refuses every row alike: not the rows' fault, so
+    # none is dropped; they go in once writes are possible again.
+    team = await teams.create()
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+
+    async def read_only(on: bool) -> None:
+        # On the pool's one connection, which the recorder then uses.
+        async with engine.connect() as connection:
+            await connection.execute(
+                sa.text(f"SET SESSION default_transaction_read_only = {'on' if on else 'off'}")
+            )
+            await connection.commit()
+
+    recorder = UsageRecorder(engine)
+    for status_code, outcome in ((200, "allowed"), (429, "refused")):
+        recorder.record(
+            UsageEntry(
+                team_id=team.id,
+                model="echo",
+                status_code=status_code,
+                outcome=outcome,
+                latency_ms=1,
+            )
+        )
+    await read_only(True)
+    assert await recorder.flush() is False
+    assert (recorder.pending, recorder.refused) == (2, 0)
+    await read_only(False)
+    assert await recorder.flush() is True
+    assert [row.status_code for row in await usage_rows(app, team.id)] == [200, 429]
+    await engine.dispose()
