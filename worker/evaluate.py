@@ -9,7 +9,7 @@ import redis
 import sqlalchemy as sa
 
 from portal.core.storage import ObjectNotFound, StorageUnavailable
-from portal.core.text import shorten
+from portal.core.text import exception_summary
 from portal.evaluation import runs
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import Outcome, judge
@@ -40,8 +40,6 @@ class RunFailure(Exception):
 def describe_failure(exc: Exception) -> RunFailure:
     """Infrastructure that may come back (engine, storage, database, Redis, I/O) is worth
     another attempt; anything else would fail the same way again."""
-    if isinstance(exc, RunFailure):
-        return exc
     if isinstance(exc, ObjectNotFound):
         return RunFailure(
             "The submission's file is missing from storage, so it could not run. An "
@@ -52,17 +50,20 @@ def describe_failure(exc: Exception) -> RunFailure:
         return RunFailure(f"Object storage could not be reached ({exc}).", retryable=True)
     if isinstance(exc, SandboxError):
         return RunFailure(f"The sandbox could not run it ({exc}).", retryable=True)
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+    # Connection trouble, a pool with no free connection, or a server that cannot write
+    # right now (InternalError: a read-only failover): all pass with time.
+    database_away = sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.InternalError
+    if isinstance(exc, database_away | sa.exc.TimeoutError) or (
         isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
     ):
-        return RunFailure("The database could not be reached.", retryable=True)
+        return RunFailure("The database could not be reached or written.", retryable=True)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return RunFailure("Redis could not be reached.", retryable=True)
     if isinstance(exc, OSError):
         return RunFailure(f"The worker hit an I/O error ({exc}).", retryable=True)
     return RunFailure(
-        f"The evaluation stopped on an internal error ({type(exc).__name__}: "
-        f"{shorten(str(exc), 300) or 'no details'}); this is not the submission's fault. "
+        f"The evaluation stopped on an internal error ({exception_summary(exc)}); "
+        "this is not the submission's fault. "
         "An organizer can re-run it.",
         retryable=False,
     )

@@ -69,6 +69,11 @@ def shorten(text: str, limit: int) -> str:
     return text[: max(0, limit - 25)] + f" [... {len(text) - limit + 25} more]"
 
 
+def exception_summary(exc: BaseException, limit: int = 300) -> str:
+    """'ValueError: what it said', shortened and safe: for a reason, never a traceback."""
+    return f"{type(exc).__name__}: {shorten(safe_text(str(exc)), limit) or 'no details'}"
+
+
 def safe_json(value: Any) -> Any:
     """A copy of `value` that jsonb accepts: safe strings (keys too), finite numbers;
     anything JSON has no type for becomes its safe text."""

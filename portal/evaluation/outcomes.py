@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from portal.core.text import shorten
+from portal.core.text import exception_summary
 from portal.evaluation.models import RunStatus
 from worker.kits.base import InvalidAnswer
 from worker.sandbox.base import SandboxLimits, SandboxResult
@@ -67,6 +67,6 @@ def judge(
         return Outcome(
             RunStatus.invalid_answer,
             f"Invalid answer: the scorer could not read {kit.ANSWER_FILE} "
-            f"({type(exc).__name__}: {shorten(str(exc), 300) or 'no details'}).",
+            f"({exception_summary(exc)}).",
         )
     return Outcome(RunStatus.scored, None, score.value, dict(score.details))

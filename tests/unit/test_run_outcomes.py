@@ -170,8 +170,14 @@ def test_a_scorer_that_trips_over_an_answer_gives_an_invalid_answer_naming_the_p
         (
             sa.exc.OperationalError("SELECT 1", {}, OSError("server closed the connection")),
             True,
-            "The database could not be reached.",
+            "The database could not be reached or written.",
         ),
+        (
+            sa.exc.InternalError("INSERT", {}, Exception("read-only transaction")),
+            True,
+            "The database could not be reached or written.",
+        ),
+        (sa.exc.TimeoutError("QueuePool limit reached"), True, "could not be reached"),
         (redis.exceptions.ConnectionError("refused"), True, "Redis could not be reached."),
         (ValueError("a bug of ours"), False, "internal error (ValueError: a bug of ours)"),
     ],
