@@ -113,6 +113,8 @@ class WorkerContext:
             cpus=s.eval_cpus,
             pids_limit=s.eval_pids_limit,
             tmpfs_mib=s.eval_tmpfs_mib,
+            work_mib=s.eval_work_mib,
+            work_inodes=s.eval_work_inodes,
             log_cap_bytes=s.eval_log_cap_bytes,
             answer_cap_bytes=s.eval_answer_cap_bytes,
             network=s.eval_network,

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The value shipped in .env.example; production refuses to start with it.
@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     eval_cpus: float = Field(default=1.0, gt=0)
     eval_pids_limit: int = Field(default=64, ge=8)
     eval_tmpfs_mib: int = Field(default=64, ge=1)
+    eval_work_mib: int = Field(default=256, ge=1)
+    eval_work_inodes: int = Field(default=10_000, ge=16)
     eval_log_cap_bytes: int = Field(default=64 * 1024, ge=1024)
     eval_answer_cap_bytes: int = Field(default=1024 * 1024, ge=1024)
     eval_max_attempts: int = Field(default=3, ge=1)
@@ -96,6 +98,20 @@ class Settings(BaseSettings):
                 "e.g. 'https://signage.example.org'"
             )
         return value or None
+
+    @model_validator(mode="after")
+    def _work_fits_in_memory(self) -> "Settings":
+        # The sandbox's /work and /tmp are tmpfs, held in the run's memory; were they not
+        # below the memory cap, a writer would be killed as out of memory before it ever
+        # saw "disk full".
+        if self.eval_work_mib + self.eval_tmpfs_mib >= self.eval_memory_mib:
+            raise ValueError(
+                f"PORTAL_EVAL_WORK_MIB ({self.eval_work_mib}) + PORTAL_EVAL_TMPFS_MIB "
+                f"({self.eval_tmpfs_mib}) must stay below PORTAL_EVAL_MEMORY_MIB "
+                f"({self.eval_memory_mib}): files in /work and /tmp are held in memory and "
+                "count towards it; raise the memory or lower the file limits"
+            )
+        return self
 
     @property
     def is_production(self) -> bool:

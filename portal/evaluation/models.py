@@ -23,6 +23,7 @@ class RunStatus(StrEnum):
     failed = "failed"
     timeout = "timeout"
     memory_limit = "memory_limit"
+    disk_limit = "disk_limit"
     invalid_answer = "invalid_answer"
     cancelled = "cancelled"
 

@@ -30,6 +30,14 @@ def _last_lines(log: str, count: int = LAST_LINES) -> str:
 def judge(
     kit: ModuleType, seed: int, input_bytes: bytes, result: SandboxResult, limits: SandboxLimits
 ) -> Outcome:
+    # First: a full /work explains what follows it (a crash on the failed write, a loop
+    # retrying it until the deadline, or the memory cap, which the files count towards).
+    if result.disk_exceeded:
+        return Outcome(
+            RunStatus.disk_limit,
+            f"Disk limit exceeded: the program wrote more than {limits.work_mib} MiB "
+            f"(or {limits.work_inodes} files) in /work.",
+        )
     if result.timed_out:
         return Outcome(
             RunStatus.timeout,

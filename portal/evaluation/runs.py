@@ -26,7 +26,13 @@ from portal.evaluation.outcomes import Outcome
 from portal.submissions.models import Submission
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
-FAILED = (RunStatus.failed, RunStatus.timeout, RunStatus.memory_limit, RunStatus.invalid_answer)
+FAILED = (
+    RunStatus.failed,
+    RunStatus.timeout,
+    RunStatus.memory_limit,
+    RunStatus.disk_limit,
+    RunStatus.invalid_answer,
+)
 # A reason is a few sentences and the last log lines, not the whole log.
 REASON_LIMIT = 4000
 

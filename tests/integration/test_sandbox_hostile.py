@@ -1,9 +1,11 @@
 """Hostile submissions against the real Docker sandbox. Network checks only target
 servers this test starts itself."""
 
+import dataclasses
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -106,6 +108,77 @@ def test_filling_tmp_is_contained(runner):
     assert "No space left on device" in result.log
     written = int(result.log.split("stopped after")[1].split()[0])
     assert written <= LIMITS.tmpfs_mib
+
+
+@contextmanager
+def lowest_free_space_of_docker_disk(docker_client, image: str):
+    """Watch the free space of the file system under the Docker root, through Docker only.
+
+    A container's root is an overlay whose free space is that of the Docker data root
+    (where volumes live too); a sampler container prints it ten times a second, and the
+    result dict gets the space free at the start and the lowest seen while watching.
+    """
+    sampler = docker_client.containers.run(
+        image,
+        ["sh", "-c", "while :; do df -B1 --output=avail / | tail -n 1; sleep 0.1; done"],
+        network_mode="none",
+        labels={"portal.test": "disk-sampler"},
+        detach=True,
+    )
+    try:
+        samples: list[int] = []
+        while not samples:  # the starting point: before the run writes anything
+            samples = [int(line) for line in sampler.logs().split()]
+        watched: dict[str, int] = {}
+        yield watched
+        samples = [int(line) for line in sampler.logs().split()]
+        watched.update(start=samples[0], lowest=min(samples))
+    finally:
+        sampler.remove(force=True)
+
+
+def fill_work(unit: str, count: int) -> str:
+    """A submission that writes `count` of `unit` into /work, holds them a moment so the
+    host's disk can be watched, and fails if a write failed."""
+    return (
+        "import time\nmade = 0\nerror = None\ntry:\n"
+        f"    while made < {count}:\n"
+        f"        {unit}\n"
+        "        made += 1\n"
+        "except OSError as exc:\n    error = exc\n"
+        "print('made', made, 'then', error, flush=True)\n"
+        "time.sleep(1.5)\n"
+        "raise SystemExit(1 if error else 0)\n"
+    )
+
+
+def test_writing_past_the_work_limit_is_a_disk_limit_and_spares_the_host_disk(
+    runner, docker_client, eval_image
+):
+    limits = dataclasses.replace(LIMITS, timeout_seconds=15, work_mib=48)
+    # 1 MiB files (each under the per-file cap) up to 1.5 GiB: only /work's size stops it.
+    writer = fill_work("open(f'fill{made}', 'wb').write(b'0' * 1048576)", 1536)
+    with lowest_free_space_of_docker_disk(docker_client, eval_image) as disk:
+        result, outcome = run(runner, writer, limits)
+    assert outcome.status == RunStatus.disk_limit, (outcome, result.log)
+    assert outcome.reason == (
+        "Disk limit exceeded: the program wrote more than 48 MiB (or 10000 files) in /work."
+    )
+    assert "No space left on device" in result.log
+    used_meanwhile = disk["start"] - disk["lowest"]
+    assert used_meanwhile < limits.work_mib * 1024 * 1024, f"host disk use grew {used_meanwhile}"
+    assert no_eval_containers(docker_client)
+    assert not docker_client.volumes.list(filters={"label": "portal.eval=1"})
+
+
+def test_making_very_many_files_hits_the_file_cap_as_a_disk_limit(runner, docker_client):
+    limits = dataclasses.replace(LIMITS, timeout_seconds=15, work_inodes=500)
+    result, outcome = run(runner, fill_work("open(f'empty{made}', 'w').close()", 20_000), limits)
+    assert outcome.status == RunStatus.disk_limit, (outcome, result.log)
+    assert "(or 500 files) in /work" in outcome.reason
+    made = int(result.log.split("made")[1].split()[0])
+    assert made < limits.work_inodes
+    assert not docker_client.volumes.list(filters={"label": "portal.eval=1"})
 
 
 @pytest.fixture

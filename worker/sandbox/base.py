@@ -19,6 +19,10 @@ class SandboxLimits:
     cpus: float = 1.0
     pids_limit: int = 64
     tmpfs_mib: int = 64
+    # /work (the submission, its input, its answer and anything else it writes) holds at
+    # most this many MiB and this many files and directories.
+    work_mib: int = 256
+    work_inodes: int = 10_000
     log_cap_bytes: int = 64 * 1024
     answer_cap_bytes: int = 1024 * 1024
     # Largest file the submission may write (ulimit fsize), a little above the answer cap
@@ -36,6 +40,7 @@ class SandboxResult:
     answer: bytes | None = None
     timed_out: bool = False
     memory_exceeded: bool = False
+    disk_exceeded: bool = False  # /work was full (bytes or files) when the run ended
     answer_too_large: bool = False
     aborted: bool = False  # stopped because the heartbeat said so (cancel / takeover)
     log_truncated: bool = False

@@ -1,9 +1,16 @@
 """Run one submission in a fresh, locked-down container.
 
-Files go in and out through the Docker API (put_archive / get_archive) and an anonymous
-volume at /work, never a host bind mount, so the worker can itself run in a container
-that only has the Docker socket. The root file system is read-only, /tmp is a small
-noexec tmpfs, and the container is always removed (with its volume) in `finally`.
+Files go in and out through the Docker API (put_archive / get_archive), never a host bind
+mount, so the worker can itself run in a container that only has the Docker socket. The
+root file system is read-only, /tmp is a small noexec tmpfs, and the container is always
+removed in `finally`.
+
+/work is a size- and inode-capped tmpfs volume, so a submission cannot fill the host's
+disk (the one PostgreSQL uses) or its inode table. A tmpfs volume loses its files when
+nothing has it mounted, and the engine mounts a volume only while a container runs or an
+archive call is under way; so a "keeper" container mounts it read-only for the whole run,
+which keeps the inputs put before start and the answer read after exit, and lets the
+worker measure, trusting nothing the submission says, whether /work ended up full.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ WORKDIR = "/work"
 # Docker keeps at most two files of this size (the tail of the output); we read that
 # back and keep a byte-capped head and tail of it.
 DOCKER_LOG_MAX = "1m"
+# A write that hits the cap fills /work to its last page (write() stores what fits, then
+# fails), so "full" is "less than this left"; a little slack for tmpfs rounding.
+FULL_BELOW_BYTES = 64 * 1024
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -97,9 +107,12 @@ class DockerRunner:
         limits: SandboxLimits,
         heartbeat: Heartbeat,
     ) -> SandboxResult:
-        container = None
+        container = keeper = work = None
+        labels = {LABEL: "1", "portal.run_id": str(run_id), "portal.worker": worker_id}
         started = time.monotonic()
         try:
+            work = self._work_volume(limits, labels)
+            keeper = self._keeper(work, labels)
             container = self.client.containers.create(
                 self.image,
                 command,
@@ -107,7 +120,11 @@ class DockerRunner:
                 working_dir=WORKDIR,
                 read_only=True,
                 tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mib}m"},  # noqa: S108
-                mounts=[Mount(target=WORKDIR, source=None, type="volume")],
+                mounts=[Mount(target=WORKDIR, source=work.name, type="volume")],
+                # Files in /tmp and /work are tmpfs pages charged to this container, so
+                # this one cap covers the program's memory and its files: a run never
+                # holds more than memory_mib of the host's RAM, whatever it does. Settings
+                # keep work_mib below it so the disk cap, not this one, stops a writer.
                 mem_limit=f"{limits.memory_mib}m",
                 memswap_limit=f"{limits.memory_mib}m",
                 nano_cpus=int(limits.cpus * 1e9),
@@ -125,7 +142,7 @@ class DockerRunner:
                 ],
                 network_mode="none" if not limits.network else limits.network,
                 environment=limits.environment,
-                labels={LABEL: "1", "portal.run_id": str(run_id), "portal.worker": worker_id},
+                labels=labels,
                 log_config=LogConfig(
                     type="json-file", config={"max-size": DOCKER_LOG_MAX, "max-file": "2"}
                 ),
@@ -166,6 +183,7 @@ class DockerRunner:
                 answer, too_large = _read_answer(
                     container, f"{WORKDIR}/{answer_file}", limits.answer_cap_bytes
                 )
+            disk_full = not aborted and _work_is_full(keeper)
             return SandboxResult(
                 exit_code=exit_code,
                 duration_ms=duration_ms,
@@ -173,6 +191,7 @@ class DockerRunner:
                 answer=answer,
                 timed_out=timed_out,
                 memory_exceeded=oom_killed,
+                disk_exceeded=disk_full,
                 answer_too_large=too_large,
                 aborted=aborted,
                 log_truncated=truncated,
@@ -182,28 +201,86 @@ class DockerRunner:
         except (APIError, DockerException) as exc:
             raise SandboxError(f"Docker failed while running: {exc}") from exc
         finally:
-            if container is not None:
-                _remove(container)
+            # The volume last: the engine refuses to remove one a container still uses.
+            for leftover in (container, keeper):
+                if leftover is not None:
+                    _remove(leftover)
+            if work is not None:
+                _remove_volume(work)
+
+    def _work_volume(self, limits: SandboxLimits, labels: dict[str, str]):
+        options = (
+            f"size={limits.work_mib}m,nr_inodes={limits.work_inodes},"
+            f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700,nosuid,nodev"
+        )
+        return self.client.volumes.create(
+            driver="local",
+            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": options},
+            labels=labels,
+        )
+
+    def _keeper(self, work, labels: dict[str, str]):
+        """A container that only holds /work mounted (read-only) while the run lasts."""
+        return self.client.containers.run(
+            self.image,
+            ["sleep", "infinity"],
+            user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+            read_only=True,
+            mounts=[Mount(target=WORKDIR, source=work.name, type="volume", read_only=True)],
+            mem_limit="32m",
+            memswap_limit="32m",
+            pids_limit=8,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            network_mode="none",
+            labels=labels,
+            detach=True,
+        )
 
     def _containers(self, run_id: int | None = None) -> list:
-        labels = [f"{LABEL}=1"] + ([f"portal.run_id={run_id}"] if run_id is not None else [])
-        return self.client.containers.list(all=True, filters={"label": labels})
+        return self.client.containers.list(all=True, filters={"label": _labels(run_id)})
+
+    def _volumes(self, run_id: int | None = None) -> list:
+        return self.client.volumes.list(filters={"label": _labels(run_id)})
 
     def kill_run_containers(self, run_id: int) -> int:
         """Kill and remove whatever a lost attempt of this run left behind."""
         containers = self._containers(run_id)
         for container in containers:
             _remove(container)
+        for volume in self._volumes(run_id):
+            _remove_volume(volume)
         return len(containers)
 
     def remove_leftovers(self, alive_run_ids: set[int]) -> int:
-        """Remove evaluation containers whose run no live worker is running."""
+        """Remove evaluation containers (and /work volumes) no live worker is running."""
         removed = 0
         for container in self._containers():
-            if int(container.labels.get("portal.run_id", "0")) not in alive_run_ids:
+            if _run_id_of(container.labels) not in alive_run_ids:
                 _remove(container)
                 removed += 1
+        for volume in self._volumes():
+            if _run_id_of(volume.attrs.get("Labels") or {}) not in alive_run_ids:
+                _remove_volume(volume)
         return removed
+
+
+def _labels(run_id: int | None) -> list[str]:
+    return [f"{LABEL}=1"] + ([f"portal.run_id={run_id}"] if run_id is not None else [])
+
+
+def _run_id_of(labels: dict[str, str]) -> int:
+    return int(labels.get("portal.run_id", "0"))
+
+
+def _work_is_full(keeper) -> bool:
+    """Whether /work ran out of space or of inodes, as the kernel (not the program) says."""
+    probe = keeper.exec_run(["stat", "--file-system", "--format", "%a %S %d", WORKDIR])
+    try:
+        free_blocks, block_size, free_inodes = (int(field) for field in probe.output.split())
+    except ValueError as exc:
+        raise SandboxError(f"could not measure /work: {probe.output[:200]!r}") from exc
+    return free_blocks * block_size < FULL_BELOW_BYTES or free_inodes == 0
 
 
 def _is_timeout(exc: Exception) -> bool:
@@ -223,3 +300,12 @@ def _remove(container) -> None:
         pass
     except APIError as exc:
         logger.warning("could not remove container %s: %s", container.id[:12], exc)
+
+
+def _remove_volume(volume) -> None:
+    try:
+        volume.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        logger.warning("could not remove volume %s: %s", volume.name[:12], exc)
