@@ -24,3 +24,10 @@ def test_production_refuses_embedded_services():
 def test_unknown_timezone_is_refused_with_a_hint():
     with pytest.raises(ValidationError, match="IANA"):
         Settings(timezone="Mars/Olympus")
+
+
+def test_a_work_dir_that_does_not_fit_in_the_memory_cap_is_refused_with_a_hint():
+    with pytest.raises(
+        ValidationError, match=r"PORTAL_EVAL_WORK_MIB .* below PORTAL_EVAL_MEMORY_MIB"
+    ):
+        Settings(eval_memory_mib=256, eval_work_mib=256)
