@@ -9,6 +9,27 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+# Statements for fill_work: one new file in the working directory (`made` counts them).
+ONE_MIB_FILE = "open(f'fill{made}', 'wb').write(b'0' * 1048576)"
+EMPTY_FILE = "open(f'empty{made}', 'w').close()"
+
+
+def fill_work(make_one: str, count: int, hold_seconds: float = 0) -> str:
+    """A submission that makes `count` files in its working directory, stops at the first
+    write that fails, keeps its files a moment (for a test watching the disk), and fails
+    if a write failed."""
+    return (
+        "import time\nmade = 0\nerror = None\ntry:\n"
+        f"    while made < {count}:\n"
+        f"        {make_one}\n"
+        "        made += 1\n"
+        "except OSError as exc:\n    error = exc\n"
+        "print('made', made, 'then', error, flush=True)\n"
+        f"time.sleep({hold_seconds})\n"
+        "raise SystemExit(1 if error else 0)\n"
+    )
+
+
 def example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 

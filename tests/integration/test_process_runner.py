@@ -1,10 +1,13 @@
 """The no-Docker fallback: limits hold, and it is never chosen silently."""
 
+import dataclasses
+
 import pytest
 
 from portal.core.config import Settings
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import judge
+from tests.evaluation_helpers import EMPTY_FILE, ONE_MIB_FILE, fill_work
 from worker.context import WorkerContext, choose_runner
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
@@ -14,17 +17,17 @@ LIMITS = SandboxLimits(timeout_seconds=3, memory_mib=256, log_cap_bytes=4096)
 INPUT = tsp.generate(3)
 
 
-def run(source: str):
+def run(source: str, limits: SandboxLimits = LIMITS):
     result = ProcessRunner().run(
         run_id=1,
         worker_id="t",
         files={"solution.py": source.encode(), "input.json": INPUT},
         command=tsp.COMMAND,
         answer_file="answer.json",
-        limits=LIMITS,
+        limits=limits,
         heartbeat=lambda: True,
     )
-    return result, judge(tsp, 3, INPUT, result, LIMITS)
+    return result, judge(tsp, 3, INPUT, result, limits)
 
 
 def test_scores_an_example_like_docker_would():
@@ -50,6 +53,15 @@ def test_memory_is_limited():
     _, outcome = run("x = bytearray(1024 * 1024 * 1024)\n")
     assert outcome.status in (RunStatus.memory_limit, RunStatus.failed)
     assert outcome.status != RunStatus.scored
+
+
+def test_files_past_the_work_limits_are_a_disk_limit_as_under_docker():
+    small_work = dataclasses.replace(LIMITS, work_mib=16, work_inodes=100)
+    _, too_big = run(fill_work(ONE_MIB_FILE, 20), small_work)
+    _, too_many = run(fill_work(EMPTY_FILE, 150), small_work)
+    expected = "Disk limit exceeded: the program wrote more than 16 MiB (or 100 files) in /work."
+    assert (too_big.status, too_big.reason) == (RunStatus.disk_limit, expected)
+    assert (too_many.status, too_many.reason) == (RunStatus.disk_limit, expected)
 
 
 def test_serve_and_worker_refuse_it_unless_allowed(monkeypatch):

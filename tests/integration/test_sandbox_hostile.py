@@ -13,6 +13,7 @@ import pytest
 
 from portal.evaluation.models import RunStatus
 from portal.evaluation.outcomes import judge
+from tests.evaluation_helpers import EMPTY_FILE, ONE_MIB_FILE, fill_work
 from tests.servers import all_interfaces_http_server
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
@@ -137,27 +138,12 @@ def lowest_free_space_of_docker_disk(docker_client, image: str):
         sampler.remove(force=True)
 
 
-def fill_work(unit: str, count: int) -> str:
-    """A submission that writes `count` of `unit` into /work, holds them a moment so the
-    host's disk can be watched, and fails if a write failed."""
-    return (
-        "import time\nmade = 0\nerror = None\ntry:\n"
-        f"    while made < {count}:\n"
-        f"        {unit}\n"
-        "        made += 1\n"
-        "except OSError as exc:\n    error = exc\n"
-        "print('made', made, 'then', error, flush=True)\n"
-        "time.sleep(1.5)\n"
-        "raise SystemExit(1 if error else 0)\n"
-    )
-
-
 def test_writing_past_the_work_limit_is_a_disk_limit_and_spares_the_host_disk(
     runner, docker_client, eval_image
 ):
     limits = dataclasses.replace(LIMITS, timeout_seconds=15, work_mib=48)
     # 1 MiB files (each under the per-file cap) up to 1.5 GiB: only /work's size stops it.
-    writer = fill_work("open(f'fill{made}', 'wb').write(b'0' * 1048576)", 1536)
+    writer = fill_work(ONE_MIB_FILE, 1536, hold_seconds=1.5)
     with lowest_free_space_of_docker_disk(docker_client, eval_image) as disk:
         result, outcome = run(runner, writer, limits)
     assert outcome.status == RunStatus.disk_limit, (outcome, result.log)
@@ -173,7 +159,7 @@ def test_writing_past_the_work_limit_is_a_disk_limit_and_spares_the_host_disk(
 
 def test_making_very_many_files_hits_the_file_cap_as_a_disk_limit(runner, docker_client):
     limits = dataclasses.replace(LIMITS, timeout_seconds=15, work_inodes=500)
-    result, outcome = run(runner, fill_work("open(f'empty{made}', 'w').close()", 20_000), limits)
+    result, outcome = run(runner, fill_work(EMPTY_FILE, 20_000), limits)
     assert outcome.status == RunStatus.disk_limit, (outcome, result.log)
     assert "(or 500 files) in /work" in outcome.reason
     made = int(result.log.split("made")[1].split()[0])

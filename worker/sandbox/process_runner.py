@@ -122,6 +122,7 @@ class ProcessRunner:
                     answer = answer_path.read_bytes()
             code = process.returncode
             memory_exceeded = code is not None and code != 0 and "MemoryError" in log
+            disk_exceeded = not aborted and _exceeds_work_limits(Path(workdir), log_path, limits)
             return SandboxResult(
                 exit_code=code,
                 duration_ms=duration_ms,
@@ -129,10 +130,32 @@ class ProcessRunner:
                 answer=answer,
                 timed_out=timed_out,
                 memory_exceeded=memory_exceeded,
+                disk_exceeded=disk_exceeded,
                 answer_too_large=too_large,
                 aborted=aborted,
                 log_truncated=truncated,
             )
+
+
+def _exceeds_work_limits(workdir: Path, log_path: Path, limits: SandboxLimits) -> bool:
+    """Whether the program left more than Docker's /work would hold (bytes or files).
+
+    This runner cannot stop the writing (its directory is on the host's disk), only report
+    it as Docker would, so a solution that would fail there for its files fails here too.
+    The output log lives in the directory but is not in /work under Docker.
+    """
+    byte_cap, inode_cap = limits.work_mib * 1024 * 1024, limits.work_inodes
+    used_bytes, used_inodes = 0, 1  # the directory itself is an inode
+    for root, directories, files in os.walk(workdir):
+        for name in directories + files:
+            path = Path(root, name)
+            if path == log_path:
+                continue
+            used_inodes += 1
+            used_bytes += path.lstat().st_blocks * 512
+            if used_bytes > byte_cap or used_inodes > inode_cap:
+                return True  # no need to count the rest of a flood
+    return False
 
 
 def _tail(handle, size: int, limits: SandboxLimits) -> bytes:
