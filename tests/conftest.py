@@ -226,6 +226,7 @@ def eval_settings(settings, eval_image):
             "eval_image": eval_image,
             "eval_timeout_seconds": 10,
             "eval_memory_mib": 128,
+            "eval_work_mib": 32,  # /work is held in memory: it must stay below the cap
             "eval_heartbeat_seconds": 0.5,
             "eval_stale_after_seconds": 4,
             "worker_threads": 2,

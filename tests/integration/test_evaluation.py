@@ -3,7 +3,15 @@
 import psycopg
 
 from portal.core.db import psycopg_conninfo
-from tests.evaluation_helpers import example, run_batch, upload, wait_for_batch
+from tests.evaluation_helpers import (
+    ONE_MIB_FILE,
+    example,
+    fill_work,
+    run_batch,
+    upload,
+    wait_for_batch,
+)
+from tests.factories import browser_login
 
 
 async def test_default_kit_scores_the_examples_in_a_clear_order(client, teams, eval_worker):
@@ -93,6 +101,27 @@ async def test_failures_are_results_with_reasons_and_rerun_never_duplicates(
             "SELECT count(*), count(DISTINCT (batch_submission_id, seed)) FROM evaluation_run"
         ).fetchone()
     assert rows == (2, 2)
+
+
+async def test_filling_the_work_dir_is_a_disk_limit_the_team_sees_and_can_rerun(
+    client, teams, eval_worker
+):
+    admin = await teams.admin()
+    filler = await teams.create(name="Filler")
+    submission_id = await upload(client, filler, "fill.py", fill_work(ONE_MIB_FILE, 1000).encode())
+    batch = await run_batch(client, admin, seeds=[1])
+    assert batch["progress"]["counts"] == {"disk_limit": 1}
+    reason = "Disk limit exceeded: the program wrote more than 32 MiB (or 10000 files) in /work."
+    assert batch["runs"][0]["reason"] == reason
+    await browser_login(client, filler)
+    page = await client.get(f"/submissions/{submission_id}")
+    assert "disk limit" in page.text and reason in page.text
+    # A disk limit is a failed run: "re-run failed" runs it again, in the same row.
+    rerun = await client.post(f"/api/v1/batches/{batch['id']}/rerun-failed", headers=admin.auth)
+    assert rerun.status_code == 200, rerun.text
+    again = await wait_for_batch(client, admin, batch["id"])
+    assert again["progress"]["counts"] == {"disk_limit": 1}
+    assert again["progress"]["total"] == 1
 
 
 async def test_cancel_stops_queued_and_running_runs(client, teams, eval_worker):
