@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from portal.audit.models import AuditLog
 from portal.core.logging import client_ip_var, request_id_var
@@ -80,28 +81,28 @@ async def list_entries(
     """Newest first, with the actor's team name beside each row."""
     conditions = []
     if filters.actor_team_id is not None:
-        conditions.append(AuditLog.actor_team_id == filters.actor_team_id)
+        conditions.append(col(AuditLog.actor_team_id) == filters.actor_team_id)
     if filters.action:
         # "auth" matches auth.login and auth.login_failed; "auth.login" matches itself.
         conditions.append(
             sa.or_(
-                AuditLog.action == filters.action,
-                AuditLog.action.startswith(filters.action.rstrip(".") + ".", autoescape=True),
+                col(AuditLog.action) == filters.action,
+                col(AuditLog.action).startswith(filters.action.rstrip(".") + ".", autoescape=True),
             )
         )
     if filters.since is not None:
-        conditions.append(AuditLog.created_at >= filters.since)
+        conditions.append(col(AuditLog.created_at) >= filters.since)
     if filters.until is not None:
-        conditions.append(AuditLog.created_at < filters.until)
+        conditions.append(col(AuditLog.created_at) < filters.until)
 
     total = await session.scalar(
         sa.select(sa.func.count()).select_from(AuditLog).where(*conditions)
     )
     rows = await session.execute(
-        sa.select(AuditLog, Team.name)
-        .outerjoin(Team, Team.id == AuditLog.actor_team_id)
+        sa.select(AuditLog, col(Team.name))
+        .outerjoin(Team, col(Team.id) == AuditLog.actor_team_id)
         .where(*conditions)
-        .order_by(AuditLog.id.desc())
+        .order_by(col(AuditLog.id).desc())
         .offset(page.offset)
         .limit(page.size)
     )
@@ -114,5 +115,7 @@ async def list_entries(
 
 
 async def known_actions(session: AsyncSession) -> list[str]:
-    result = await session.scalars(sa.select(AuditLog.action).distinct().order_by(AuditLog.action))
+    result = await session.scalars(
+        sa.select(col(AuditLog.action)).distinct().order_by(col(AuditLog.action))
+    )
     return list(result)

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from portal.core.text import safe_json, safe_text, shorten
 from portal.core.time import utcnow
@@ -51,44 +52,44 @@ class ClaimedRun:
 def claim(session: Session, run_id: int, worker_id: str, max_attempts: int) -> ClaimedRun | None:
     """Take a queued run of a running batch; None if someone else has it or it is over."""
     now = utcnow()
-    running_batches = sa.select(EvaluationBatch.id).where(
-        EvaluationBatch.status == BatchStatus.running
+    running_batches = sa.select(col(EvaluationBatch.id)).where(
+        col(EvaluationBatch.status) == BatchStatus.running
     )
     row = session.execute(
         sa.update(EvaluationRun)
         .where(
-            EvaluationRun.id == run_id,
-            EvaluationRun.status == RunStatus.queued,
-            EvaluationRun.attempts < max_attempts,
-            EvaluationRun.batch_id.in_(running_batches),
+            col(EvaluationRun.id) == run_id,
+            col(EvaluationRun.status) == RunStatus.queued,
+            col(EvaluationRun.attempts) < max_attempts,
+            col(EvaluationRun.batch_id).in_(running_batches),
         )
         .values(
             status=RunStatus.running,
-            attempts=EvaluationRun.attempts + 1,
+            attempts=col(EvaluationRun.attempts) + 1,
             worker_id=worker_id,
             heartbeat_at=now,
             started_at=now,
         )
         .returning(
-            EvaluationRun.id,
-            EvaluationRun.seed,
-            EvaluationRun.attempts,
-            EvaluationRun.batch_id,
-            EvaluationRun.batch_submission_id,
+            col(EvaluationRun.id),
+            col(EvaluationRun.seed),
+            col(EvaluationRun.attempts),
+            col(EvaluationRun.batch_id),
+            col(EvaluationRun.batch_submission_id),
         )
     ).first()
     if row is None:
         return None
     submission = session.execute(
-        sa.select(Submission.storage_key, Submission.team_id)
-        .join(BatchSubmission, BatchSubmission.submission_id == Submission.id)
-        .where(BatchSubmission.id == row.batch_submission_id)
+        sa.select(col(Submission.storage_key), col(Submission.team_id))
+        .join(BatchSubmission, col(BatchSubmission.submission_id) == Submission.id)
+        .where(col(BatchSubmission.id) == row.batch_submission_id)
     ).one()
     session.execute(
         sa.update(BatchSubmission)
         .where(
-            BatchSubmission.id == row.batch_submission_id,
-            BatchSubmission.status == RunStatus.queued,
+            col(BatchSubmission.id) == row.batch_submission_id,
+            col(BatchSubmission.status) == RunStatus.queued,
         )
         .values(status=RunStatus.running, started_at=now)
     )
@@ -105,10 +106,10 @@ def claim(session: Session, run_id: int, worker_id: str, max_attempts: int) -> C
 
 def _mine(run: ClaimedRun, worker_id: str):
     return (
-        EvaluationRun.id == run.id,
-        EvaluationRun.status == RunStatus.running,
-        EvaluationRun.worker_id == worker_id,
-        EvaluationRun.attempts == run.attempt,
+        col(EvaluationRun.id) == run.id,
+        col(EvaluationRun.status) == RunStatus.running,
+        col(EvaluationRun.worker_id) == worker_id,
+        col(EvaluationRun.attempts) == run.attempt,
     )
 
 
@@ -229,7 +230,9 @@ def lock_batch(session: Session, batch_id: int) -> None:
     every other result committed, so the batch is marked finished exactly when it is.
     Taken first, always, so the lock order is the same everywhere: batch, then runs."""
     session.execute(
-        sa.select(EvaluationBatch.id).where(EvaluationBatch.id == batch_id).with_for_update()
+        sa.select(col(EvaluationBatch.id))
+        .where(col(EvaluationBatch.id) == batch_id)
+        .with_for_update()
     )
 
 
@@ -239,20 +242,20 @@ def settle(
     """When a submission's runs have all ended, its mean; when a batch's have, the batch."""
     # Lock the batch_submission row so two runs ending together settle it once.
     session.execute(
-        sa.select(BatchSubmission.id)
-        .where(BatchSubmission.id == batch_submission_id)
+        sa.select(col(BatchSubmission.id))
+        .where(col(BatchSubmission.id) == batch_submission_id)
         .with_for_update()
     )
     runs = session.execute(
         sa.select(
-            EvaluationRun.seed,
-            EvaluationRun.status,
-            EvaluationRun.score,
-            EvaluationRun.reason,
-            EvaluationRun.duration_ms,
+            col(EvaluationRun.seed),
+            col(EvaluationRun.status),
+            col(EvaluationRun.score),
+            col(EvaluationRun.reason),
+            col(EvaluationRun.duration_ms),
         )
-        .where(EvaluationRun.batch_submission_id == batch_submission_id)
-        .order_by(EvaluationRun.seed)
+        .where(col(EvaluationRun.batch_submission_id) == batch_submission_id)
+        .order_by(col(EvaluationRun.seed))
     ).all()
     if runs and not any(run.status in ACTIVE for run in runs):
         ended = [run for run in runs if run.status != RunStatus.cancelled]
@@ -262,7 +265,7 @@ def settle(
         failed = [run.status for run in ended if run.status != RunStatus.scored]
         session.execute(
             sa.update(BatchSubmission)
-            .where(BatchSubmission.id == batch_submission_id)
+            .where(col(BatchSubmission.id) == batch_submission_id)
             .values(
                 status=RunStatus.cancelled
                 if not ended
@@ -284,12 +287,15 @@ def settle(
     remaining = session.scalar(
         sa.select(sa.func.count())
         .select_from(EvaluationRun)
-        .where(EvaluationRun.batch_id == batch_id, EvaluationRun.status.in_(ACTIVE))
+        .where(col(EvaluationRun.batch_id) == batch_id, col(EvaluationRun.status).in_(ACTIVE))
     )
     if remaining == 0:
         session.execute(
             sa.update(EvaluationBatch)
-            .where(EvaluationBatch.id == batch_id, EvaluationBatch.status == BatchStatus.running)
+            .where(
+                col(EvaluationBatch.id) == batch_id,
+                col(EvaluationBatch.status) == BatchStatus.running,
+            )
             .values(status=BatchStatus.finished, finished_at=utcnow())
         )
 
@@ -304,11 +310,13 @@ def requeue_stale(
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
     stale = session.execute(
         sa.select(
-            EvaluationRun.id,
-            EvaluationRun.attempts,
-            EvaluationRun.batch_id,
-            EvaluationRun.batch_submission_id,
-        ).where(EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at < cutoff)
+            col(EvaluationRun.id),
+            col(EvaluationRun.attempts),
+            col(EvaluationRun.batch_id),
+            col(EvaluationRun.batch_submission_id),
+        ).where(
+            col(EvaluationRun.status) == RunStatus.running, col(EvaluationRun.heartbeat_at) < cutoff
+        )
     ).all()
     requeued, given_up = [], []
     for run_id, attempts, batch_id, batch_submission_id in stale:
@@ -320,9 +328,9 @@ def requeue_stale(
             attempts=attempts,
             max_attempts=max_attempts,
             still_ours=(
-                EvaluationRun.id == run_id,
-                EvaluationRun.status == RunStatus.running,
-                EvaluationRun.heartbeat_at < cutoff,
+                col(EvaluationRun.id) == run_id,
+                col(EvaluationRun.status) == RunStatus.running,
+                col(EvaluationRun.heartbeat_at) < cutoff,
             ),
             failure_reason=(
                 f"The worker running this was lost {attempts} times (crashed or "
@@ -341,8 +349,9 @@ def live_run_ids(session: Session, stale_after_seconds: float) -> set[int]:
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
     return set(
         session.scalars(
-            sa.select(EvaluationRun.id).where(
-                EvaluationRun.status == RunStatus.running, EvaluationRun.heartbeat_at >= cutoff
+            sa.select(col(EvaluationRun.id)).where(
+                col(EvaluationRun.status) == RunStatus.running,
+                col(EvaluationRun.heartbeat_at) >= cutoff,
             )
         )
     )
@@ -358,26 +367,26 @@ def stalled_queued_runs(session: Session, stale_after_seconds: float) -> list[in
     """
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
     last_progress = sa.func.greatest(
-        sa.func.max(EvaluationRun.finished_at),
-        sa.func.max(EvaluationRun.started_at),
-        sa.func.max(EvaluationBatch.started_at),
+        sa.func.max(col(EvaluationRun.finished_at)),
+        sa.func.max(col(EvaluationRun.started_at)),
+        sa.func.max(col(EvaluationBatch.started_at)),
     )
     stalled_batches = (
-        sa.select(EvaluationRun.batch_id)
-        .join(EvaluationBatch, EvaluationBatch.id == EvaluationRun.batch_id)
-        .where(EvaluationBatch.status == BatchStatus.running)
-        .group_by(EvaluationRun.batch_id)
-        .having(sa.func.count().filter(EvaluationRun.status == RunStatus.running) == 0)
-        .having(sa.func.count().filter(EvaluationRun.status == RunStatus.queued) > 0)
+        sa.select(col(EvaluationRun.batch_id))
+        .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
+        .where(col(EvaluationBatch.status) == BatchStatus.running)
+        .group_by(col(EvaluationRun.batch_id))
+        .having(sa.func.count().filter(col(EvaluationRun.status) == RunStatus.running) == 0)
+        .having(sa.func.count().filter(col(EvaluationRun.status) == RunStatus.queued) > 0)
         .having(last_progress < cutoff)
     )
     return list(
         session.scalars(
-            sa.select(EvaluationRun.id)
+            sa.select(col(EvaluationRun.id))
             .where(
-                EvaluationRun.batch_id.in_(stalled_batches),
-                EvaluationRun.status == RunStatus.queued,
+                col(EvaluationRun.batch_id).in_(stalled_batches),
+                col(EvaluationRun.status) == RunStatus.queued,
             )
-            .order_by(EvaluationRun.queue_position)
+            .order_by(col(EvaluationRun.queue_position))
         )
     )

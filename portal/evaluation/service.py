@@ -8,6 +8,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
 from portal.audit import service as audit
@@ -30,7 +31,7 @@ from portal.teams.models import Role, Team
 
 
 async def get(session: AsyncSession, batch_id: int, *, lock: bool = False) -> EvaluationBatch:
-    statement = sa.select(EvaluationBatch).where(EvaluationBatch.id == batch_id)
+    statement = sa.select(EvaluationBatch).where(col(EvaluationBatch.id) == batch_id)
     if lock:
         statement = statement.with_for_update()
     batch = await session.scalar(statement)
@@ -62,29 +63,36 @@ async def create(session: AsyncSession, data: BatchCreate, *, actor: Team, kit: 
 
 
 async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Submission]:
-    active_participants = sa.select(Team.id).where(Team.is_active, Team.role == Role.participant)
+    active_participants = sa.select(col(Team.id)).where(
+        col(Team.is_active), col(Team.role) == Role.participant
+    )
     if selection == "unevaluated":
-        evaluated = sa.select(BatchSubmission.submission_id)
+        evaluated = sa.select(col(BatchSubmission.submission_id))
         result = await session.scalars(
             sa.select(Submission)
-            .where(Submission.team_id.in_(active_participants), Submission.id.not_in(evaluated))
-            .order_by(Submission.team_id, Submission.id)
+            .where(
+                col(Submission.team_id).in_(active_participants),
+                col(Submission.id).not_in(evaluated),
+            )
+            .order_by(col(Submission.team_id), col(Submission.id))
         )
         return list(result)
     # Every team's final picks; a team that picked none is judged on its latest upload.
     picks = list(
         await session.scalars(
             sa.select(Submission)
-            .where(Submission.team_id.in_(active_participants), Submission.is_final)
-            .order_by(Submission.team_id, Submission.id)
+            .where(col(Submission.team_id).in_(active_participants), col(Submission.is_final))
+            .order_by(col(Submission.team_id), col(Submission.id))
         )
     )
     picked_teams = {submission.team_id for submission in picks}
     latest = await session.scalars(
         sa.select(Submission)
-        .ext(distinct_on(Submission.team_id))
-        .where(Submission.team_id.in_(active_participants))
-        .order_by(Submission.team_id, Submission.created_at.desc(), Submission.id.desc())
+        .ext(distinct_on(col(Submission.team_id)))
+        .where(col(Submission.team_id).in_(active_participants))
+        .order_by(
+            col(Submission.team_id), col(Submission.created_at).desc(), col(Submission.id).desc()
+        )
     )
     return picks + [s for s in latest if s.team_id not in picked_teams]
 
@@ -164,7 +172,7 @@ async def cancel(session: AsyncSession, batch_id: int, *, actor: Team, broker) -
     # Running runs flip too: their worker's next heartbeat sees it and kills the container.
     cancelled = await session.execute(
         sa.update(EvaluationRun)
-        .where(EvaluationRun.batch_id == batch.id, EvaluationRun.status.in_(ACTIVE))
+        .where(col(EvaluationRun.batch_id) == batch.id, col(EvaluationRun.status).in_(ACTIVE))
         .values(
             status=RunStatus.cancelled,
             reason="Cancelled by an organizer.",
@@ -174,7 +182,7 @@ async def cancel(session: AsyncSession, batch_id: int, *, actor: Team, broker) -
     )
     await session.execute(
         sa.update(BatchSubmission)
-        .where(BatchSubmission.batch_id == batch.id, BatchSubmission.status.in_(ACTIVE))
+        .where(col(BatchSubmission.batch_id) == batch.id, col(BatchSubmission.status).in_(ACTIVE))
         .values(status=RunStatus.cancelled, finished_at=now)
     )
     batch.status = BatchStatus.cancelled
@@ -199,7 +207,7 @@ async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, bro
         raise Conflict("Start the batch first.", code="batch_not_started")
     result = await session.execute(
         sa.update(EvaluationRun)
-        .where(EvaluationRun.batch_id == batch.id, EvaluationRun.status.in_(FAILED))
+        .where(col(EvaluationRun.batch_id) == batch.id, col(EvaluationRun.status).in_(FAILED))
         .values(
             status=RunStatus.queued,
             attempts=0,
@@ -214,14 +222,14 @@ async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, bro
             finished_at=None,
             details={},
         )
-        .returning(EvaluationRun.id, EvaluationRun.batch_submission_id)
+        .returning(col(EvaluationRun.id), col(EvaluationRun.batch_submission_id))
     )
     rows = result.all()
     if not rows:
         raise Conflict(f"Batch #{batch.id} has no failed runs to re-run.", code="nothing_failed")
     await session.execute(
         sa.update(BatchSubmission)
-        .where(BatchSubmission.id.in_({row.batch_submission_id for row in rows}))
+        .where(col(BatchSubmission.id).in_({row.batch_submission_id for row in rows}))
         .values(
             status=RunStatus.queued,
             mean_score=None,
@@ -253,9 +261,9 @@ async def progress(session: AsyncSession, batch_id: int) -> dict:
 async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, dict]:
     """Runs done / total per batch, for a whole page of batches in one grouped query."""
     rows = await session.execute(
-        sa.select(EvaluationRun.batch_id, EvaluationRun.status, sa.func.count())
-        .where(EvaluationRun.batch_id.in_(batch_ids))
-        .group_by(EvaluationRun.batch_id, EvaluationRun.status)
+        sa.select(col(EvaluationRun.batch_id), col(EvaluationRun.status), sa.func.count())
+        .where(col(EvaluationRun.batch_id).in_(batch_ids))
+        .group_by(col(EvaluationRun.batch_id), col(EvaluationRun.status))
     )
     counts: dict[int, dict[str, int]] = {batch_id: {} for batch_id in batch_ids}
     for batch_id, status, count in rows:
@@ -278,7 +286,7 @@ async def list_batches(session: AsyncSession, page: PageParams) -> Page[Evaluati
     total = await session.scalar(sa.select(sa.func.count()).select_from(EvaluationBatch))
     batches = await session.scalars(
         sa.select(EvaluationBatch)
-        .order_by(EvaluationBatch.id.desc())
+        .order_by(col(EvaluationBatch.id).desc())
         .offset(page.offset)
         .limit(page.size)
     )
@@ -286,14 +294,14 @@ async def list_batches(session: AsyncSession, page: PageParams) -> Page[Evaluati
 
 
 RUN_COLUMNS = (
-    EvaluationRun.id,
-    EvaluationRun.batch_id,
-    EvaluationRun.seed,
-    EvaluationRun.status,
-    EvaluationRun.score,
-    EvaluationRun.duration_ms,
-    EvaluationRun.attempts,
-    EvaluationRun.reason,
+    col(EvaluationRun.id),
+    col(EvaluationRun.batch_id),
+    col(EvaluationRun.seed),
+    col(EvaluationRun.status),
+    col(EvaluationRun.score),
+    col(EvaluationRun.duration_ms),
+    col(EvaluationRun.attempts),
+    col(EvaluationRun.reason),
 )
 
 
@@ -309,21 +317,21 @@ async def list_runs(
     are loaded only when asked for: the admin's polled run table never shows them."""
     conditions = []
     if batch_id is not None:
-        conditions.append(EvaluationRun.batch_id == batch_id)
+        conditions.append(col(EvaluationRun.batch_id) == batch_id)
     if submission_id is not None:
-        conditions.append(BatchSubmission.submission_id == submission_id)
-    columns = [*RUN_COLUMNS, *([EvaluationRun.log] if include_log else [])]
+        conditions.append(col(BatchSubmission.submission_id) == submission_id)
+    columns = [*RUN_COLUMNS, *([col(EvaluationRun.log)] if include_log else [])]
     rows = await session.execute(
         sa.select(
             *columns,
-            BatchSubmission.submission_id,
-            Team.id.label("team_id"),
-            Team.name.label("team_name"),
+            col(BatchSubmission.submission_id),
+            col(Team.id).label("team_id"),
+            col(Team.name).label("team_name"),
         )
-        .join(BatchSubmission, BatchSubmission.id == EvaluationRun.batch_submission_id)
-        .join(Team, Team.id == BatchSubmission.team_id)
+        .join(BatchSubmission, col(BatchSubmission.id) == EvaluationRun.batch_submission_id)
+        .join(Team, col(Team.id) == BatchSubmission.team_id)
         .where(*conditions)
-        .order_by(EvaluationRun.batch_id, EvaluationRun.queue_position)
+        .order_by(col(EvaluationRun.batch_id), col(EvaluationRun.queue_position))
         .limit(limit)
     )
     return [dict(row._mapping) for row in rows]

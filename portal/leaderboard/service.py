@@ -8,6 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from portal.core.pagination import Page, PageParams
 from portal.evaluation.models import BatchStatus, EvaluationBatch
@@ -58,8 +59,8 @@ async def state(redis) -> tuple[int, float | None]:
 async def started_batches(session: AsyncSession) -> list[EvaluationBatch]:
     result = await session.scalars(
         sa.select(EvaluationBatch)
-        .where(EvaluationBatch.status.in_(STARTED))
-        .order_by(EvaluationBatch.started_at.desc(), EvaluationBatch.id.desc())
+        .where(col(EvaluationBatch.status).in_(STARTED))
+        .order_by(col(EvaluationBatch.started_at).desc(), col(EvaluationBatch.id).desc())
     )
     return list(result)
 
@@ -90,18 +91,18 @@ async def board(
     before = leaderboard.alias("before")
     conditions = [leaderboard.c.batch_id == batch.id]
     if query and query.strip():
-        conditions.append(Team.name.ilike(f"%{query.strip()}%"))
+        conditions.append(col(Team.name).ilike(f"%{query.strip()}%"))
     total = await session.scalar(
         sa.select(sa.func.count())
         .select_from(leaderboard)
-        .join(Team, Team.id == leaderboard.c.team_id)
+        .join(Team, col(Team.id) == leaderboard.c.team_id)
         .where(*conditions)
     )
     rows = await session.execute(
         sa.select(
             leaderboard.c.rank,
             leaderboard.c.team_id,
-            Team.name,
+            col(Team.name),
             leaderboard.c.score,
             leaderboard.c.submission_id,
             leaderboard.c.submitted_at,
@@ -109,7 +110,7 @@ async def board(
             leaderboard.c.runs_total,
             before.c.rank,
         )
-        .join(Team, Team.id == leaderboard.c.team_id)
+        .join(Team, col(Team.id) == leaderboard.c.team_id)
         .outerjoin(
             before,
             sa.and_(
@@ -144,10 +145,15 @@ async def team_history(session: AsyncSession, team_id: int) -> tuple[Team | None
     if team is None:
         return None, []
     rows = await session.execute(
-        sa.select(EvaluationBatch.id, EvaluationBatch.name, leaderboard.c.score, leaderboard.c.rank)
+        sa.select(
+            col(EvaluationBatch.id),
+            col(EvaluationBatch.name),
+            leaderboard.c.score,
+            leaderboard.c.rank,
+        )
         .join(leaderboard, leaderboard.c.batch_id == EvaluationBatch.id)
         .where(leaderboard.c.team_id == team_id)
-        .order_by(EvaluationBatch.started_at)
+        .order_by(col(EvaluationBatch.started_at))
     )
     return team, [{"batch_id": b, "batch_name": n, "score": s, "rank": r} for b, n, s, r in rows]
 

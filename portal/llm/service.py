@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from portal.audit import service as audit
 from portal.core.time import utcnow
@@ -89,15 +90,17 @@ def _floor(moment: datetime, step_minutes: int) -> datetime:
 
 
 def _totals_columns():
-    outcome = LlmUsageLog.outcome
+    outcome = col(LlmUsageLog.outcome)
     return (
         sa.func.count().label("calls"),
         sa.func.count().filter(outcome == "allowed").label("allowed"),
         sa.func.count().filter(outcome == "refused").label("refused"),
         sa.func.count().filter(outcome == "failed").label("failed"),
-        sa.func.coalesce(sa.func.sum(LlmUsageLog.prompt_tokens), 0).label("prompt_tokens"),
-        sa.func.coalesce(sa.func.sum(LlmUsageLog.completion_tokens), 0).label("completion_tokens"),
-        sa.func.avg(LlmUsageLog.latency_ms).filter(outcome != "refused").label("latency"),
+        sa.func.coalesce(sa.func.sum(col(LlmUsageLog.prompt_tokens)), 0).label("prompt_tokens"),
+        sa.func.coalesce(sa.func.sum(col(LlmUsageLog.completion_tokens)), 0).label(
+            "completion_tokens"
+        ),
+        sa.func.avg(col(LlmUsageLog.latency_ms)).filter(outcome != "refused").label("latency"),
     )
 
 
@@ -123,19 +126,21 @@ async def report(
 ) -> UsageReport:
     """Totals and a per-step series for one team, or for every team (team_id None)."""
     until = now or utcnow()
-    scope = [] if team_id is None else [LlmUsageLog.team_id == team_id]
+    scope = [] if team_id is None else [col(LlmUsageLog.team_id) == team_id]
     if window == Window.all:
-        first = await session.scalar(sa.select(sa.func.min(LlmUsageLog.created_at)).where(*scope))
+        first = await session.scalar(
+            sa.select(sa.func.min(col(LlmUsageLog.created_at))).where(*scope)
+        )
         since = first or until - timedelta(hours=1)
     else:
         since = until - WINDOW_SPAN[window]
     step = _step_for(until - since)
     since = _floor(since, step)
-    in_window = [*scope, LlmUsageLog.created_at >= since]
+    in_window = [*scope, col(LlmUsageLog.created_at) >= since]
 
     totals_row = (await session.execute(sa.select(*_totals_columns()).where(*in_window))).one()
     bucket_start = sa.func.date_bin(
-        sa.text(f"interval '{step} minutes'"), LlmUsageLog.created_at, since
+        sa.text(f"interval '{step} minutes'"), col(LlmUsageLog.created_at), since
     ).label("bucket")
     series = await session.execute(
         sa.select(bucket_start, *_totals_columns()).where(*in_window).group_by(bucket_start)
@@ -165,16 +170,16 @@ async def report(
 async def _per_team(session: AsyncSession, in_window, default_rpm: int) -> list[TeamUsage]:
     rows = await session.execute(
         sa.select(
-            Team.id,
-            Team.name,
-            LlmUsageRateLimit.requests_per_minute.label("override"),
+            col(Team.id),
+            col(Team.name),
+            col(LlmUsageRateLimit.requests_per_minute).label("override"),
             *_totals_columns(),
         )
-        .join(LlmUsageLog, LlmUsageLog.team_id == Team.id)
-        .outerjoin(LlmUsageRateLimit, LlmUsageRateLimit.team_id == Team.id)
+        .join(LlmUsageLog, col(LlmUsageLog.team_id) == Team.id)
+        .outerjoin(LlmUsageRateLimit, col(LlmUsageRateLimit.team_id) == Team.id)
         .where(*in_window)
-        .group_by(Team.id, Team.name, LlmUsageRateLimit.requests_per_minute)
-        .order_by(sa.text("calls DESC"), Team.name)
+        .group_by(col(Team.id), col(Team.name), col(LlmUsageRateLimit.requests_per_minute))
+        .order_by(sa.text("calls DESC"), col(Team.name))
     )
     return [
         TeamUsage(
@@ -189,8 +194,8 @@ async def _per_team(session: AsyncSession, in_window, default_rpm: int) -> list[
 
 async def rate_limit_overrides(session: AsyncSession, team_ids: list[int]) -> dict[int, int]:
     rows = await session.execute(
-        sa.select(LlmUsageRateLimit.team_id, LlmUsageRateLimit.requests_per_minute).where(
-            LlmUsageRateLimit.team_id.in_(team_ids)
+        sa.select(col(LlmUsageRateLimit.team_id), col(LlmUsageRateLimit.requests_per_minute)).where(
+            col(LlmUsageRateLimit.team_id).in_(team_ids)
         )
     )
     return {team_id: limit for team_id, limit in rows}

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
 from portal.audit import service as audit
@@ -76,8 +77,8 @@ def daily_limit(team: Team, settings: Settings) -> int:
 async def quota_for(session: AsyncSession, team: Team, settings: Settings, now: datetime) -> Quota:
     day = competition_day(now, settings.timezone)
     used = await session.scalar(
-        sa.select(SubmissionQuota.used).where(
-            SubmissionQuota.team_id == team.id, SubmissionQuota.day == day
+        sa.select(col(SubmissionQuota.used)).where(
+            col(SubmissionQuota.team_id) == team.id, col(SubmissionQuota.day) == day
         )
     )
     return Quota(used or 0, daily_limit(team, settings), next_midnight(now, settings.timezone))
@@ -149,11 +150,11 @@ async def _increment_quota(
             insert(SubmissionQuota)
             .values(team_id=team.id, day=day, used=1)
             .on_conflict_do_update(
-                index_elements=[SubmissionQuota.team_id, SubmissionQuota.day],
-                set_={"used": SubmissionQuota.used + 1},
-                where=SubmissionQuota.used < limit,
+                index_elements=[col(SubmissionQuota.team_id), col(SubmissionQuota.day)],
+                set_={"used": col(SubmissionQuota.used) + 1},
+                where=col(SubmissionQuota.used) < limit,
             )
-            .returning(SubmissionQuota.used)
+            .returning(col(SubmissionQuota.used))
         )
         used = await session.scalar(statement)
     if used is None:
@@ -175,7 +176,9 @@ async def _increment_quota(
 
 async def find_duplicate(session: AsyncSession, team: Team, sha256: str) -> Submission | None:
     return await session.scalar(
-        sa.select(Submission).where(Submission.team_id == team.id, Submission.sha256 == sha256)
+        sa.select(Submission).where(
+            col(Submission.team_id) == team.id, col(Submission.sha256) == sha256
+        )
     )
 
 
@@ -289,9 +292,9 @@ async def record_refusal(
 def _latest_result_columns():
     """Status and score of each submission's most recent evaluation, if any."""
     return (
-        sa.select(BatchSubmission.status, BatchSubmission.mean_score)
-        .where(BatchSubmission.submission_id == Submission.id)
-        .order_by(BatchSubmission.id.desc())
+        sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
+        .where(col(BatchSubmission.submission_id) == Submission.id)
+        .order_by(col(BatchSubmission.id).desc())
         .limit(1)
         .lateral("latest")
     )
@@ -301,14 +304,14 @@ async def list_for_team(
     session: AsyncSession, team: Team, page: PageParams
 ) -> Page[SubmissionView]:
     total = await session.scalar(
-        sa.select(sa.func.count()).select_from(Submission).where(Submission.team_id == team.id)
+        sa.select(sa.func.count()).select_from(Submission).where(col(Submission.team_id) == team.id)
     )
     latest = _latest_result_columns()
     rows = await session.execute(
         sa.select(Submission, latest.c.status, latest.c.mean_score)
         .outerjoin(latest, sa.true())
-        .where(Submission.team_id == team.id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .where(col(Submission.team_id) == team.id)
+        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
         .offset(page.offset)
         .limit(page.size)
     )
@@ -326,9 +329,9 @@ async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Subm
 
 async def view_of(session: AsyncSession, submission: Submission) -> SubmissionView:
     latest = await session.execute(
-        sa.select(BatchSubmission.status, BatchSubmission.mean_score)
-        .where(BatchSubmission.submission_id == submission.id)
-        .order_by(BatchSubmission.id.desc())
+        sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
+        .where(col(BatchSubmission.submission_id) == submission.id)
+        .order_by(col(BatchSubmission.id).desc())
         .limit(1)
     )
     row = latest.first()
@@ -337,10 +340,10 @@ async def view_of(session: AsyncSession, submission: Submission) -> SubmissionVi
 
 async def results_by_batch(session: AsyncSession, submission: Submission) -> list[dict]:
     rows = await session.execute(
-        sa.select(BatchSubmission, EvaluationBatch.name)
-        .join(EvaluationBatch, EvaluationBatch.id == BatchSubmission.batch_id)
-        .where(BatchSubmission.submission_id == submission.id)
-        .order_by(BatchSubmission.batch_id.desc())
+        sa.select(BatchSubmission, col(EvaluationBatch.name))
+        .join(EvaluationBatch, col(EvaluationBatch.id) == BatchSubmission.batch_id)
+        .where(col(BatchSubmission.submission_id) == submission.id)
+        .order_by(col(BatchSubmission.batch_id).desc())
     )
     return [
         {
@@ -360,7 +363,7 @@ async def count_picks(session: AsyncSession, team: Team) -> int:
         await session.scalar(
             sa.select(sa.func.count())
             .select_from(Submission)
-            .where(Submission.team_id == team.id, Submission.is_final)
+            .where(col(Submission.team_id) == team.id, col(Submission.is_final))
         )
         or 0
     )
@@ -379,7 +382,7 @@ async def set_final(
     Locking the team's row serialises concurrent toggles of one team, so the count
     checked here is the count that commits: the limit holds under any race.
     """
-    await session.execute(sa.select(Team.id).where(Team.id == team.id).with_for_update())
+    await session.execute(sa.select(col(Team.id)).where(col(Team.id) == team.id).with_for_update())
     await session.refresh(submission)
     if submission.is_final == final:
         return await count_picks(session, team)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from portal.audit import service as audit
 from portal.core.errors import Conflict, NotFound
@@ -23,7 +24,7 @@ async def get(session: AsyncSession, team_id: int) -> Team:
 
 
 async def get_by_email(session: AsyncSession, email: str) -> Team | None:
-    return await session.scalar(sa.select(Team).where(Team.email == email.strip().lower()))
+    return await session.scalar(sa.select(Team).where(col(Team.email) == email.strip().lower()))
 
 
 async def require_by_email(session: AsyncSession, email: str) -> Team:
@@ -34,7 +35,7 @@ async def require_by_email(session: AsyncSession, email: str) -> Team:
 
 
 async def find_by_token(session: AsyncSession, token: str) -> Team | None:
-    return await session.scalar(sa.select(Team).where(Team.token_hash == hash_token(token)))
+    return await session.scalar(sa.select(Team).where(col(Team.token_hash) == hash_token(token)))
 
 
 async def authenticate(session: AsyncSession, email: str, token: str) -> Team | None:
@@ -52,7 +53,7 @@ async def create(
     if await get_by_email(session, data.email):
         raise Conflict(f"A team with email {data.email} already exists.", code="email_taken")
     name_taken = await session.scalar(
-        sa.select(Team.id).where(sa.func.lower(Team.name) == data.name.lower())
+        sa.select(col(Team.id)).where(sa.func.lower(col(Team.name)) == data.name.lower())
     )
     if name_taken:
         raise Conflict(f"A team named {data.name!r} already exists.", code="name_taken")
@@ -142,12 +143,12 @@ async def list_teams(session: AsyncSession, query: str | None, page: PageParams)
     conditions = []
     if query and query.strip():
         pattern = f"%{query.strip()}%"
-        conditions.append(sa.or_(Team.name.ilike(pattern), Team.email.ilike(pattern)))
+        conditions.append(sa.or_(col(Team.name).ilike(pattern), col(Team.email).ilike(pattern)))
     total = await session.scalar(sa.select(sa.func.count()).select_from(Team).where(*conditions))
     teams = await session.scalars(
         sa.select(Team)
         .where(*conditions)
-        .order_by(Team.role.desc(), sa.func.lower(Team.name))
+        .order_by(col(Team.role).desc(), sa.func.lower(col(Team.name)))
         .offset(page.offset)
         .limit(page.size)
     )
@@ -159,7 +160,7 @@ async def count_active_admins(session: AsyncSession) -> int:
         await session.scalar(
             sa.select(sa.func.count())
             .select_from(Team)
-            .where(Team.role == Role.admin, Team.is_active)
+            .where(col(Team.role) == Role.admin, col(Team.is_active))
         )
         or 0
     )
