@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.core.config import Settings
@@ -20,10 +22,14 @@ from portal.core.storage import Storage, create_storage
 from worker.kits.base import load_kit
 from worker.sandbox.base import SandboxError, SandboxLimits
 
+if TYPE_CHECKING:  # imported lazily below: the Docker SDK only where it is used
+    from worker.sandbox.docker_runner import DockerRunner
+    from worker.sandbox.process_runner import ProcessRunner
+
 logger = logging.getLogger(__name__)
 
 
-def choose_runner(settings: Settings):
+def choose_runner(settings: Settings) -> DockerRunner | ProcessRunner:
     """Docker when asked for or reachable; the process runner only where allowed."""
     from worker.sandbox.docker_runner import DockerRunner
     from worker.sandbox.llm_relay import check_evaluation_network
@@ -49,6 +55,15 @@ def choose_runner(settings: Settings):
     return ProcessRunner()
 
 
+def _required(url: str | None, name: str) -> str:
+    if not url:
+        raise RuntimeError(
+            f"the worker needs {name}; `portal dev` and `portal worker` fill it in "
+            "for the embedded servers"
+        )
+    return url
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
@@ -59,7 +74,7 @@ class WorkerContext:
     @cached_property
     def engine(self) -> sa.Engine:
         return sa.create_engine(
-            async_database_url(self.settings.database_url),
+            async_database_url(_required(self.settings.database_url, "PORTAL_DATABASE_URL")),
             pool_size=5,
             max_overflow=5,
             pool_pre_ping=True,
@@ -73,10 +88,10 @@ class WorkerContext:
     after_result: Callable[[], None] | None = None
 
     @cached_property
-    def redis(self):
-        import redis
-
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+    def redis(self) -> Redis:
+        return Redis.from_url(
+            _required(self.settings.redis_url, "PORTAL_REDIS_URL"), socket_timeout=5
+        )
 
     @cached_property
     def storage(self) -> Storage:
@@ -87,7 +102,7 @@ class WorkerContext:
         return load_kit(self.settings.eval_kit)
 
     @cached_property
-    def runner(self):
+    def runner(self) -> DockerRunner | ProcessRunner:
         return choose_runner(self.settings)
 
     @cached_property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import dramatiq
 import sqlalchemy as sa
@@ -21,11 +22,13 @@ from worker.evaluate import RetryableError, execute_run
 from worker.kits.base import failed_run_score
 
 logger = logging.getLogger(__name__)
+# Sends a run's message to the queue again.
+Enqueue = Callable[[int], None]
 # Only one watchdog sweep at a time across every worker process.
 WATCHDOG_LOCK = 7_341_001
 
 
-def watchdog_sweep(context: WorkerContext, enqueue) -> tuple[list[int], list[int]]:
+def watchdog_sweep(context: WorkerContext, enqueue: Enqueue) -> tuple[list[int], list[int]]:
     settings = context.settings
     with context.sessions.begin() as session:
         got_lock = session.execute(
@@ -69,20 +72,20 @@ class Watchdog(Middleware):
     """Runs a sweep every few seconds in each worker process (the advisory lock makes one
     of them do the work) and cleans leftovers when the worker boots."""
 
-    def __init__(self, context: WorkerContext, enqueue, interval: float) -> None:
+    def __init__(self, context: WorkerContext, enqueue: Enqueue, interval: float) -> None:
         self.context = context
         self.enqueue = enqueue
         self.interval = interval
         self.stopping = threading.Event()
 
-    def after_worker_boot(self, broker, worker):
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:
             remove_leftover_containers(self.context)
         except Exception:
             logger.exception("could not clean leftover containers")
         threading.Thread(target=self._loop, name="portal-watchdog", daemon=True).start()
 
-    def before_worker_shutdown(self, broker, worker):
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopping.set()
 
     def _loop(self) -> None:

@@ -23,6 +23,8 @@ import time
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.models.volumes import Volume
 from docker.types import LogConfig, Mount, Ulimit
 
 from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxResult, cap_log
@@ -52,12 +54,12 @@ def tar_of(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _read_answer(container, path: str, cap: int) -> tuple[bytes | None, bool]:
+def _read_answer(container: Container, path: str, cap: int) -> tuple[bytes | None, bool]:
     try:
         stream, stat = container.get_archive(path)
     except NotFound:
         return None, False
-    if stat.get("size", 0) > cap:
+    if (stat or {}).get("size", 0) > cap:
         return None, True
     data = io.BytesIO()
     for chunk in stream:
@@ -208,7 +210,7 @@ class DockerRunner:
             if work is not None:
                 _remove_volume(work)
 
-    def _work_volume(self, limits: SandboxLimits, labels: dict[str, str]):
+    def _work_volume(self, limits: SandboxLimits, labels: dict[str, str]) -> Volume:
         options = (
             f"size={limits.work_mib}m,nr_inodes={limits.work_inodes},"
             f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700,nosuid,nodev"
@@ -219,7 +221,7 @@ class DockerRunner:
             labels=labels,
         )
 
-    def _keeper(self, work, labels: dict[str, str]):
+    def _keeper(self, work: Volume, labels: dict[str, str]) -> Container:
         """A container that only holds /work mounted (read-only) while the run lasts."""
         return self.client.containers.run(
             self.image,
@@ -237,10 +239,10 @@ class DockerRunner:
             detach=True,
         )
 
-    def _containers(self, run_id: int | None = None) -> list:
+    def _containers(self, run_id: int | None = None) -> list[Container]:
         return self.client.containers.list(all=True, filters={"label": _labels(run_id)})
 
-    def _volumes(self, run_id: int | None = None) -> list:
+    def _volumes(self, run_id: int | None = None) -> list[Volume]:
         return self.client.volumes.list(filters={"label": _labels(run_id)})
 
     def kill_run_containers(self, run_id: int) -> int:
@@ -273,13 +275,14 @@ def _run_id_of(labels: dict[str, str]) -> int:
     return int(labels.get("portal.run_id", "0"))
 
 
-def _work_is_full(keeper) -> bool:
+def _work_is_full(keeper: Container) -> bool:
     """Whether /work ran out of space or of inodes, as the kernel (not the program) says."""
-    probe = keeper.exec_run(["stat", "--file-system", "--format", "%a %S %d", WORKDIR])
+    output = keeper.exec_run(["stat", "--file-system", "--format", "%a %S %d", WORKDIR]).output
+    assert isinstance(output, bytes)  # not streamed: the whole output at once
     try:
-        free_blocks, block_size, free_inodes = (int(field) for field in probe.output.split())
+        free_blocks, block_size, free_inodes = (int(field) for field in output.split())
     except ValueError as exc:
-        raise SandboxError(f"could not measure /work: {probe.output[:200]!r}") from exc
+        raise SandboxError(f"could not measure /work: {output[:200]!r}") from exc
     return free_blocks * block_size < FULL_BELOW_BYTES or free_inodes == 0
 
 
@@ -288,21 +291,21 @@ def _is_timeout(exc: Exception) -> bool:
     return "timeout" in text or "timed out" in text
 
 
-def _kill(container) -> None:
+def _kill(container: Container) -> None:
     with contextlib.suppress(APIError, NotFound):  # it may have exited meanwhile
         container.kill()
 
 
-def _remove(container) -> None:
+def _remove(container: Container) -> None:
     try:
         container.remove(force=True, v=True)
     except NotFound:
         pass
     except APIError as exc:
-        logger.warning("could not remove container %s: %s", container.id[:12], exc)
+        logger.warning("could not remove container %s: %s", container.short_id, exc)
 
 
-def _remove_volume(volume) -> None:
+def _remove_volume(volume: Volume) -> None:
     try:
         volume.remove(force=True)
     except NotFound:

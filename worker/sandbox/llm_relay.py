@@ -20,6 +20,8 @@ import logging
 
 import docker
 from docker.errors import NotFound
+from docker.models.containers import Container
+from docker.models.networks import Network
 
 from worker.sandbox.base import SandboxError
 
@@ -65,14 +67,20 @@ asyncio.run(main())
 """
 
 
-def _network(client: docker.DockerClient, name: str, **options):
+def _network(
+    client: docker.DockerClient,
+    name: str,
+    *,
+    internal: bool = False,
+    options: dict[str, str] | None = None,
+) -> Network:
     try:
         return client.networks.get(name)
     except NotFound:
-        return client.networks.create(name, driver="bridge", **options)
+        return client.networks.create(name, driver="bridge", internal=internal, options=options)
 
 
-def gateway_address(network) -> str:
+def gateway_address(network: Network) -> str:
     """The host's IPv4 address on a Docker bridge network."""
     network.reload()
     address = host_address_in(network.attrs.get("IPAM") or {})
@@ -128,7 +136,7 @@ class LlmRelay:
         self.image = image
         self.network = network
         self.uplink = f"{network}-uplink"
-        self.container = None
+        self.container: Container | None = None
 
     def prepare(self) -> str:
         """Create both networks if needed; return where the gateway listener must bind."""
@@ -152,7 +160,7 @@ class LlmRelay:
             evaluation = _network(
                 self.client, self.network, internal=True, options=WITHOUT_HOST_ADDRESS
             )
-        check_evaluation_network(self.client, evaluation.name)
+        check_evaluation_network(self.client, self.network)
         return gateway_address(_network(self.client, self.uplink))
 
     def start(self, listener_host: str, listener_port: int) -> str:

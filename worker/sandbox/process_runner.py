@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from worker.sandbox.base import Heartbeat, SandboxLimits, SandboxResult, cap_log
 
@@ -158,6 +159,6 @@ def _exceeds_work_limits(workdir: Path, log_path: Path, limits: SandboxLimits) -
     return False
 
 
-def _tail(handle, size: int, limits: SandboxLimits) -> bytes:
+def _tail(handle: BinaryIO, size: int, limits: SandboxLimits) -> bytes:
     handle.seek(max(0, size - limits.log_cap_bytes))
     return handle.read(limits.log_cap_bytes)
