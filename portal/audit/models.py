@@ -13,7 +13,9 @@ class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
     __table_args__ = (sa.Index("ix_audit_log_action_created_at", "action", "created_at"),)
 
-    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
     created_at: datetime | None = Field(default=None, sa_column=timestamptz(index=True))
     actor_team_id: int | None = Field(
         default=None,

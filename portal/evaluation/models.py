@@ -40,7 +40,9 @@ class EvaluationBatch(SQLModel, table=True):
         sa.CheckConstraint("selection IN ('final_picks', 'unevaluated')", name="selection_known"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, primary_key=True)
     name: str = Field(sa_column=sa.Column(sa.String(120), nullable=False))
     seeds: list[int] = Field(
         default_factory=list, sa_column=sa.Column(postgresql.ARRAY(sa.BigInteger), nullable=False)
@@ -74,7 +76,9 @@ class BatchSubmission(SQLModel, table=True):
         sa.CheckConstraint(_known("status", RunStatus), name="status_known"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, primary_key=True)
     batch_id: int = Field(
         sa_column=sa.Column(
             sa.Integer, sa.ForeignKey("evaluation_batch.id"), nullable=False, index=True
@@ -116,7 +120,9 @@ class EvaluationRun(SQLModel, table=True):
         sa.Index("ix_evaluation_run_batch_id_status", "batch_id", "status"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, primary_key=True)
     batch_id: int = Field(
         sa_column=sa.Column(sa.Integer, sa.ForeignKey("evaluation_batch.id"), nullable=False)
     )

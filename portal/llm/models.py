@@ -16,7 +16,9 @@ class LlmUsageLog(SQLModel, table=True):
         sa.CheckConstraint("outcome IN ('allowed', 'refused', 'failed')", name="outcome_known"),
     )
 
-    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True))
     created_at: datetime | None = Field(default=None, sa_column=timestamptz())
     team_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("team.id"), nullable=False))
     model: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False))

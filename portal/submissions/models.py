@@ -16,7 +16,9 @@ class Submission(SQLModel, table=True):
         sa.CheckConstraint("size_bytes > 0", name="size_positive"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, primary_key=True)
     team_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("team.id"), nullable=False))
     sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     size_bytes: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))

@@ -20,7 +20,9 @@ class Team(SQLModel, table=True):
         sa.Index("uq_team_name_ci", sa.text("lower(name)"), unique=True),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # None until the INSERT is flushed; every stored row has one.
+
+    id: int = Field(default=None, primary_key=True)
     name: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
     email: str = Field(sa_column=sa.Column(sa.String(254), nullable=False, unique=True))
     role: str = Field(
