@@ -45,7 +45,7 @@ async def list_audit(
     action: ActionQuery = None,
     since: Annotated[Day, Query(description="first day, YYYY-MM-DD")] = None,
     until: Annotated[Day, Query(description="last day, YYYY-MM-DD")] = None,
-):
+) -> Page[AuditEntryPublic]:
     start, end = day_range(since, until, request.app.state.settings.timezone)
     result = await service.list_entries(
         session, service.AuditFilter(actor, action, start, end), page

@@ -12,7 +12,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 @router.post("/login", response_model=LoginResponse)
-async def login(body: LoginRequest, request: Request, response: Response, session: SessionDep):
+async def login(
+    body: LoginRequest, request: Request, response: Response, session: SessionDep
+) -> LoginResponse:
     """Exchange email + API token for a session cookie (for browser-like clients)."""
     team = await service.login(request, session, body.email, body.api_token)
     data = SessionSigner.new_login(team.id, team.session_epoch)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Self
 
 import uvicorn
+from uvicorn._types import ASGIApplication
 
 
 class BackgroundServer:
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, name: str = "server") -> None:
+    def __init__(
+        self, app: ASGIApplication, host: str = "127.0.0.1", port: int = 0, name: str = "server"
+    ) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, log_level="warning", access_log=False
         )
@@ -26,7 +30,7 @@ class BackgroundServer:
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
-    def start(self, timeout: float = 20) -> BackgroundServer:
+    def start(self, timeout: float = 20) -> Self:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _child_setup(uid: int | None, gid: int | None, death_signal: int):
+def _child_setup(uid: int | None, gid: int | None, death_signal: int) -> Callable[[], None]:
     def setup() -> None:
         os.setsid()  # Ctrl-C in the terminal goes to the portal, which stops us in order
         if gid is not None:
@@ -122,6 +123,7 @@ class EmbeddedPostgres:
         ensure_folder_permissions(pg_bin, 0o055)
         ensure_folder_permissions(pg_bin.parent / "lib", 0o044)
         ensure_folder_permissions(pg_bin.parent / "share", 0o044)
+        assert entry is not None  # typed Optional, but a missing user is created
         return entry.pw_uid, entry.pw_gid
 
     def start(self) -> str:
@@ -136,7 +138,7 @@ class EmbeddedPostgres:
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         uid, gid = self._system_user()
-        if uid is not None:
+        if uid is not None and gid is not None:
             os.chown(self.pgdata, uid, gid)
         self.pgdata.chmod(0o700)
         if not (self.pgdata / "PG_VERSION").exists():
@@ -158,7 +160,7 @@ class EmbeddedPostgres:
         self.port = self.port or free_loopback_port()
         log_path = self.pgdata / "server.log"
         with open(log_path, "ab") as log_file:
-            if uid is not None:
+            if uid is not None and gid is not None:
                 os.chown(log_path, uid, gid)
             self.process = subprocess.Popen(
                 [

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -191,7 +191,7 @@ def validation_message(error: dict[str, Any]) -> str:
     return str(error.get("msg", "is invalid")).removeprefix("Value error, ")
 
 
-def validation_summary(exc, *, with_field: bool = True) -> str:
+def validation_summary(exc: ValidationError, *, with_field: bool = True) -> str:
     """One readable line from a pydantic ValidationError: 'email: enter an email ...'."""
     parts = []
     for error in exc.errors():

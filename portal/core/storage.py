@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from portal.core.config import Settings
+
+T = TypeVar("T")
 
 CHUNK_SIZE = 64 * 1024
 
@@ -117,7 +119,7 @@ class MinioStorage:
         """Create the bucket if it is missing (called at start and before first use)."""
         self._call(lambda: None)
 
-    def _call(self, operation, *args, **kwargs):
+    def _call(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         from minio.error import S3Error
 
         try:

@@ -18,7 +18,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from portal.core.logging import request_id_var
 from portal.core.migrations import PROJECT_ROOT
-from portal.core.security import SESSION_COOKIE, SessionSigner
+from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner
 
 FLASH_COOKIE = "portal_flash"
 
@@ -78,7 +78,7 @@ def cookies_secure(request: Request) -> bool:
     return request.app.state.settings.cookies_secure or request.url.scheme == "https"
 
 
-def set_session_cookie(request: Request, response: Response, data) -> None:
+def set_session_cookie(request: Request, response: Response, data: SessionData) -> None:
     settings = request.app.state.settings
     signer: SessionSigner = request.app.state.signer
     response.set_cookie(

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageAdmin
 from portal.auth.pages import redirect
@@ -51,7 +52,13 @@ async def batches_page(
 
 
 async def _list(
-    request, session, page=1, *, form_error=None, form_values=None, status_code=200
+    request: Request,
+    session: AsyncSession,
+    page: int = 1,
+    *,
+    form_error: str | None = None,
+    form_values: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> Response:
     result = await service.list_batches(session, PageParams(page=page, size=20))
     progress = await service.progress_of(session, [batch.id for batch in result.items])

@@ -1,18 +1,22 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam
 from portal.core.db import SessionDep
 from portal.core.pagination import MAX_ROW_ID, Page, PageDep
 from portal.evaluation import service
+from portal.evaluation.models import EvaluationBatch
 from portal.evaluation.schemas import BatchCreate, BatchDetail, BatchProgress, BatchPublic
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
-async def public(session, batch, progress: dict | None = None) -> BatchPublic:
+async def public(
+    session: AsyncSession, batch: EvaluationBatch, progress: dict | None = None
+) -> BatchPublic:
     if progress is None:
         progress = await service.progress(session, batch.id)
     return BatchPublic(
@@ -34,7 +38,7 @@ async def public(session, batch, progress: dict | None = None) -> BatchPublic:
 
 
 @router.get("", response_model=Page[BatchPublic])
-async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep):
+async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep) -> Page[BatchPublic]:
     result = await service.list_batches(session, page)
     progress = await service.progress_of(session, [batch.id for batch in result.items])
     items = [await public(session, batch, progress[batch.id]) for batch in result.items]
@@ -42,7 +46,9 @@ async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep):
 
 
 @router.post("", response_model=BatchPublic, status_code=201)
-async def create_batch(request: Request, body: BatchCreate, admin: AdminTeam, session: SessionDep):
+async def create_batch(
+    request: Request, body: BatchCreate, admin: AdminTeam, session: SessionDep
+) -> BatchPublic:
     """Create a draft batch; start it to queue its runs."""
     batch = await service.create(
         session, body, actor=admin, kit=request.app.state.settings.eval_kit
@@ -51,26 +57,32 @@ async def create_batch(request: Request, body: BatchCreate, admin: AdminTeam, se
 
 
 @router.get("/{batch_id}", response_model=BatchDetail)
-async def read_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+async def read_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep) -> BatchDetail:
     batch = await service.get(session, batch_id)
     runs = await service.list_runs(session, batch.id)
     return BatchDetail(**(await public(session, batch)).model_dump(), runs=runs)
 
 
 @router.post("/{batch_id}/start", response_model=BatchPublic)
-async def start_batch(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+async def start_batch(
+    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+) -> BatchPublic:
     batch = await service.start(session, batch_id, actor=admin, broker=request.app.state.broker)
     return await public(session, batch)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic)
-async def cancel_batch(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+async def cancel_batch(
+    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+) -> BatchPublic:
     batch = await service.cancel(session, batch_id, actor=admin, broker=request.app.state.broker)
     return await public(session, batch)
 
 
 @router.post("/{batch_id}/rerun-failed", response_model=BatchPublic)
-async def rerun_failed(request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep):
+async def rerun_failed(
+    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+) -> BatchPublic:
     """Queue the batch's failed runs again (the same runs: never a duplicate)."""
     batch = await service.rerun_failed(
         session, batch_id, actor=admin, broker=request.app.state.broker

@@ -104,7 +104,7 @@ def claim(session: Session, run_id: int, worker_id: str, max_attempts: int) -> C
     )
 
 
-def _mine(run: ClaimedRun, worker_id: str):
+def _mine(run: ClaimedRun, worker_id: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         col(EvaluationRun.id) == run.id,
         col(EvaluationRun.status) == RunStatus.running,
@@ -165,7 +165,7 @@ def _requeue_or_fail(
     batch_submission_id: int,
     attempts: int,
     max_attempts: int,
-    still_ours: tuple,
+    still_ours: tuple[sa.ColumnElement[bool], ...],
     failure_reason: str,
     failed_run_score: float,
 ) -> bool | None:

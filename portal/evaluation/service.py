@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import sqlalchemy as sa
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -40,7 +41,9 @@ async def get(session: AsyncSession, batch_id: int, *, lock: bool = False) -> Ev
     return batch
 
 
-async def create(session: AsyncSession, data: BatchCreate, *, actor: Team, kit: str):
+async def create(
+    session: AsyncSession, data: BatchCreate, *, actor: Team, kit: str
+) -> EvaluationBatch:
     batch = EvaluationBatch(
         name=data.name,
         seeds=data.seeds,
@@ -108,7 +111,7 @@ def round_robin(items_by_team: dict[int, list]) -> list:
     return ordered
 
 
-def _enqueue_after_commit(session: AsyncSession, broker, run_ids: list[int]) -> None:
+def _enqueue_after_commit(session: AsyncSession, broker: RedisBroker, run_ids: list[int]) -> None:
     """Send the runs, and a leaderboard refresh (the board shows runs done / total)."""
 
     async def send() -> None:
@@ -118,7 +121,9 @@ def _enqueue_after_commit(session: AsyncSession, broker, run_ids: list[int]) -> 
     after_commit(session, send)
 
 
-async def start(session: AsyncSession, batch_id: int, *, actor: Team, broker) -> EvaluationBatch:
+async def start(
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+) -> EvaluationBatch:
     batch = await get(session, batch_id, lock=True)
     if batch.status != BatchStatus.draft:
         raise Conflict(
@@ -164,7 +169,9 @@ async def start(session: AsyncSession, batch_id: int, *, actor: Team, broker) ->
     return batch
 
 
-async def cancel(session: AsyncSession, batch_id: int, *, actor: Team, broker) -> EvaluationBatch:
+async def cancel(
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+) -> EvaluationBatch:
     batch = await get(session, batch_id, lock=True)
     if batch.status not in (BatchStatus.draft, BatchStatus.running):
         raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
@@ -200,7 +207,9 @@ async def cancel(session: AsyncSession, batch_id: int, *, actor: Team, broker) -
     return batch
 
 
-async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, broker):
+async def rerun_failed(
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+) -> EvaluationBatch:
     """Queue the failed runs again, in place: the same rows, so never a duplicate."""
     batch = await get(session, batch_id, lock=True)
     if batch.status == BatchStatus.draft:

@@ -1,5 +1,6 @@
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -38,7 +39,7 @@ async def readyz(request: Request) -> JSONResponse:
     checks = {"database": _check_database, "redis": _check_redis, "storage": _check_storage}
     results: dict[str, str] = {}
 
-    async def run(name: str, check) -> None:
+    async def run(name: str, check: Callable[[Request], Awaitable[None]]) -> None:
         try:
             await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
             results[name] = "ok"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
+from redis import Redis
 
 VERSION_KEY = "leaderboard:version"
 REFRESHED_AT_KEY = "leaderboard:refreshed_at"
@@ -20,7 +21,7 @@ DEBOUNCE_MS = 1000
 REFRESH_LOCK = 7_341_002
 
 
-def refresh(engine: sa.Engine, redis) -> bool:
+def refresh(engine: sa.Engine, redis: Redis) -> bool:
     """Refresh now unless another refresh is running; True if this one ran."""
     with engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -38,6 +39,6 @@ def refresh(engine: sa.Engine, redis) -> bool:
     return True
 
 
-def should_schedule(redis) -> bool:
+def should_schedule(redis: Redis) -> bool:
     """True for the first caller in each debounce window."""
     return bool(redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
@@ -69,7 +70,16 @@ class LeaderboardPublic(Page[BoardRowPublic]):
     version: int
 
 
-async def _context(request, session, batch, q, page, size, state=None, **extra):
+async def _context(
+    request: Request,
+    session: AsyncSession,
+    batch: int | None,
+    q: str,
+    page: int,
+    size: int,
+    state: tuple[int, float | None] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """What a board shows. `batch` is the one asked for: None follows the latest."""
     chosen, previous, batches = await service.choose_batch(session, batch)
     params = PageParams(page=page, size=size)
@@ -108,7 +118,7 @@ async def leaderboard_api(
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
-):
+) -> Response:
     """The board of a batch (default: the latest started), public, with an ETag."""
     state = await service.state(request.app.state.redis)
     version = state[0]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -51,7 +52,7 @@ class BoardRow:
         return self.previous_rank - self.rank
 
 
-async def state(redis) -> tuple[int, float | None]:
+async def state(redis: Redis) -> tuple[int, float | None]:
     version, refreshed_at = await redis.mget(VERSION_KEY, REFRESHED_AT_KEY)
     return int(version or 0), float(refreshed_at) if refreshed_at else None
 
@@ -65,7 +66,9 @@ async def started_batches(session: AsyncSession) -> list[EvaluationBatch]:
     return list(result)
 
 
-async def choose_batch(session: AsyncSession, batch_id: int | None):
+async def choose_batch(
+    session: AsyncSession, batch_id: int | None
+) -> tuple[EvaluationBatch | None, EvaluationBatch | None, list[EvaluationBatch]]:
     """The asked-for batch, else the latest started one; and the one before it."""
     batches = await started_batches(session)
     chosen = next((b for b in batches if b.id == batch_id), None) if batch_id else None

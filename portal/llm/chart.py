@@ -8,6 +8,7 @@ Computed here so the template only places shapes and the page needs no script.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from portal.llm.service import UsageReport
 
@@ -53,7 +54,7 @@ def _nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
-def build(report: UsageReport, timezone) -> Chart:
+def build(report: UsageReport, timezone: tzinfo) -> Chart:
     buckets = report.buckets
     step = report.step_minutes
     plot_width = WIDTH - LEFT - RIGHT

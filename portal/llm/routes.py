@@ -2,6 +2,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
@@ -60,7 +61,7 @@ async def read_usage(
     team_id: Annotated[
         OptionalRowId, Query(description="admins: one team; default (or empty) every team")
     ] = None,
-):
+) -> UsageReportPublic:
     """Gateway calls and tokens over the window: totals, a per-step series and the
     exceeded rate (refused / all calls). A participant sees its own team only."""
     default_rpm = request.app.state.settings.llm_rpm
@@ -74,7 +75,7 @@ async def read_usage(
     return report_public(report, team_id)
 
 
-async def _limit_public(session, team_id: int, default_rpm: int) -> RateLimitPublic:
+async def _limit_public(session: AsyncSession, team_id: int, default_rpm: int) -> RateLimitPublic:
     overrides = await service.rate_limit_overrides(session, [team_id])
     return RateLimitPublic(
         team_id=team_id,
@@ -89,7 +90,7 @@ async def read_rate_limit(
     admin: AdminTeam,
     session: SessionDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
-):
+) -> RateLimitPublic:
     await teams.get(session, team_id)
     return await _limit_public(session, team_id, request.app.state.settings.llm_rpm)
 
@@ -101,7 +102,7 @@ async def update_rate_limit(
     admin: AdminTeam,
     session: SessionDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
-):
+) -> RateLimitPublic:
     """Set the team's LLM requests per minute (null: back to PORTAL_LLM_RPM). Audited;
     applies from the team's next call in every portal process."""
     team = await teams.get(session, team_id)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
 from portal.core.security import hash_token
 
 RUN_TOKEN_PREFIX = "ptr_"  # team tokens start with "pt_": the two never collide
@@ -33,7 +36,9 @@ def _key(token: str) -> str:
     return f"{KEY_PREFIX}:{hash_token(token)}"
 
 
-def issue(redis, team_id: int, batch_submission_id: int | None, timeout_seconds: float) -> str:
+def issue(
+    redis: Redis, team_id: int, batch_submission_id: int | None, timeout_seconds: float
+) -> str:
     """Create a token for one run (sync Redis client: the worker's)."""
     token = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     ttl = int(timeout_seconds) + EXPIRY_MARGIN_SECONDS
@@ -41,11 +46,11 @@ def issue(redis, team_id: int, batch_submission_id: int | None, timeout_seconds:
     return token
 
 
-def revoke(redis, token: str) -> None:
+def revoke(redis: Redis, token: str) -> None:
     redis.delete(_key(token))
 
 
-async def resolve(redis, token: str) -> RunGrant | None:
+async def resolve(redis: AsyncRedis, token: str) -> RunGrant | None:
     value = await redis.get(_key(token))
     if value is None:
         return None

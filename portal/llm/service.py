@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,7 +90,7 @@ def _floor(moment: datetime, step_minutes: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=moment.tzinfo)
 
 
-def _totals_columns():
+def _totals_columns() -> tuple[sa.Label[Any], ...]:
     outcome = col(LlmUsageLog.outcome)
     return (
         sa.func.count().label("calls"),
@@ -104,7 +105,7 @@ def _totals_columns():
     )
 
 
-def _totals(row) -> Totals:
+def _totals(row: sa.Row[Any]) -> Totals:
     return Totals(
         calls=row.calls,
         allowed=row.allowed,
@@ -167,7 +168,9 @@ async def report(
     return result
 
 
-async def _per_team(session: AsyncSession, in_window, default_rpm: int) -> list[TeamUsage]:
+async def _per_team(
+    session: AsyncSession, in_window: sa.ColumnElement[bool], default_rpm: int
+) -> list[TeamUsage]:
     rows = await session.execute(
         sa.select(
             col(Team.id),

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from portal.auth.deps import PageTeam
@@ -17,6 +18,7 @@ from portal.evaluation import service as evaluation
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmissionPage
 from portal.submissions.routes import accept_upload
+from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
 SUBMISSIONS_PER_PAGE = 20
@@ -25,8 +27,8 @@ SOURCE_PREVIEW_BYTES = 256 * 1024
 
 async def _dashboard(
     request: Request,
-    team,
-    session,
+    team: Team,
+    session: AsyncSession,
     page: int = 1,
     *,
     message: tuple[str, str] | None = None,

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from portal.auth.deps import CurrentTeam
@@ -11,6 +12,7 @@ from portal.core.pagination import Page, PageDep
 from portal.core.text import FreeText
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmission
+from portal.submissions.models import Submission
 from portal.submissions.schemas import (
     FinalPickState,
     QuotaPublic,
@@ -18,6 +20,7 @@ from portal.submissions.schemas import (
     SubmissionDetail,
     SubmissionPublic,
 )
+from portal.teams.models import Team
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 
@@ -35,10 +38,10 @@ def public(view: service.SubmissionView) -> SubmissionPublic:
 async def accept_upload(
     request: Request,
     session: SessionDep,
-    team,
+    team: Team,
     upload: UploadFile | None,
     note: str,
-):
+) -> tuple[Submission, service.Quota]:
     """Shared by the API and the dashboard form: upload, or audit the refusal and raise."""
     filename = upload.filename if upload else None
     try:
@@ -71,7 +74,7 @@ async def upload_submission(
     session: SessionDep,
     file: Annotated[UploadFile, File(description="One .py file, UTF-8")],
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
-):
+) -> SubmissionCreated:
     """Upload a solution. Costs one of today's uploads unless it is refused."""
     submission, quota = await accept_upload(request, session, team, file, note)
     view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
@@ -79,7 +82,9 @@ async def upload_submission(
 
 
 @router.get("", response_model=Page[SubmissionPublic])
-async def list_submissions(team: CurrentTeam, session: SessionDep, page: PageDep):
+async def list_submissions(
+    team: CurrentTeam, session: SessionDep, page: PageDep
+) -> Page[SubmissionPublic]:
     """Your submissions, newest first."""
     result = await service.list_for_team(session, team, page)
     return Page(
@@ -91,7 +96,7 @@ async def list_submissions(team: CurrentTeam, session: SessionDep, page: PageDep
 
 
 @router.get("/quota", response_model=QuotaPublic)
-async def read_quota(request: Request, team: CurrentTeam, session: SessionDep):
+async def read_quota(request: Request, team: CurrentTeam, session: SessionDep) -> QuotaPublic:
     quota = await service.quota_for(
         session, team, request.app.state.settings, request.app.state.clock()
     )
@@ -99,14 +104,14 @@ async def read_quota(request: Request, team: CurrentTeam, session: SessionDep):
 
 
 @router.get("/{submission_id}", response_model=SubmissionDetail)
-async def read_submission(submission: OwnSubmission, session: SessionDep):
+async def read_submission(submission: OwnSubmission, session: SessionDep) -> SubmissionDetail:
     view = await service.view_of(session, submission)
     results = await service.results_by_batch(session, submission)
     return SubmissionDetail(**public(view).model_dump(), results=results)
 
 
 @router.get("/{submission_id}/file", response_class=StreamingResponse)
-async def download_submission(request: Request, submission: OwnSubmission):
+async def download_submission(request: Request, submission: OwnSubmission) -> StreamingResponse:
     """The file as uploaded, as plain text (never rendered as HTML)."""
     chunks = await service.open_file(request.app.state.storage, submission)
     return StreamingResponse(
@@ -120,7 +125,9 @@ async def download_submission(request: Request, submission: OwnSubmission):
     )
 
 
-async def _toggle(request: Request, team, session, submission, final: bool) -> FinalPickState:
+async def _toggle(
+    request: Request, team: Team, session: AsyncSession, submission: Submission, final: bool
+) -> FinalPickState:
     limit = request.app.state.settings.final_picks
     used = await service.set_final(session, team, submission, final, limit=limit)
     return FinalPickState(
@@ -131,7 +138,7 @@ async def _toggle(request: Request, team, session, submission, final: bool) -> F
 @router.put("/{submission_id}/final", response_model=FinalPickState)
 async def pick_final(
     request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
-):
+) -> FinalPickState:
     """Mark as a final submission (idempotent); 409 past PORTAL_FINAL_PICKS."""
     return await _toggle(request, team, session, submission, True)
 
@@ -139,6 +146,6 @@ async def pick_final(
 @router.delete("/{submission_id}/final", response_model=FinalPickState)
 async def unpick_final(
     request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
-):
+) -> FinalPickState:
     """Unmark as a final submission (idempotent)."""
     return await _toggle(request, team, session, submission, False)

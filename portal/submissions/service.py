@@ -10,6 +10,7 @@ import ast
 import codecs
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -289,7 +290,7 @@ async def record_refusal(
     )
 
 
-def _latest_result_columns():
+def _latest_result_columns() -> sa.LateralFromClause:
     """Status and score of each submission's most recent evaluation, if any."""
     return (
         sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
@@ -408,7 +409,7 @@ async def set_final(
     return used + (1 if final else -1)
 
 
-async def open_file(storage: Storage, submission: Submission):
+async def open_file(storage: Storage, submission: Submission) -> Iterator[bytes]:
     try:
         return await run_in_threadpool(storage.get, submission.storage_key)
     except StorageUnavailable as exc:

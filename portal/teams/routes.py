@@ -31,12 +31,12 @@ AnyTeam = Annotated[Team, Depends(load_team)]
 
 
 @router.get("/me", response_model=TeamPublic)
-async def read_me(team: CurrentTeam):
+async def read_me(team: CurrentTeam) -> TeamPublic:
     return public(team)
 
 
 @router.post("/me/rotate-token", response_model=TeamWithToken)
-async def rotate_my_token(team: CurrentTeam, session: SessionDep):
+async def rotate_my_token(team: CurrentTeam, session: SessionDep) -> TeamWithToken:
     """A new token for the calling team; the old token and all sessions stop working."""
     token = await service.rotate_token(session, team, actor=team)
     return with_token(team, token)
@@ -50,7 +50,7 @@ async def list_teams(
     q: Annotated[
         FreeText | None, Query(max_length=100, description="name or email contains")
     ] = None,
-):
+) -> Page[TeamPublic]:
     result = await service.list_teams(session, q, page)
     return Page(
         items=[public(t) for t in result.items], page=page.page, size=page.size, total=result.total
@@ -58,19 +58,21 @@ async def list_teams(
 
 
 @router.post("", response_model=TeamWithToken, status_code=201)
-async def create_team(body: TeamCreate, admin: AdminTeam, session: SessionDep):
+async def create_team(body: TeamCreate, admin: AdminTeam, session: SessionDep) -> TeamWithToken:
     """Create a team. The API token in the answer is shown only this once."""
     team, token = await service.create(session, body, actor=admin)
     return with_token(team, token)
 
 
 @router.get("/{team_id}", response_model=TeamPublic)
-async def read_team(team: AnyTeam):
+async def read_team(team: AnyTeam) -> TeamPublic:
     return public(team)
 
 
 @router.patch("/{team_id}", response_model=TeamPublic)
-async def update_team(body: TeamUpdate, team: AnyTeam, admin: AdminTeam, session: SessionDep):
+async def update_team(
+    body: TeamUpdate, team: AnyTeam, admin: AdminTeam, session: SessionDep
+) -> TeamPublic:
     """Activate/deactivate (deactivation ends the team's sessions) or set a quota override."""
     if body.is_active is not None:
         await service.set_active(session, team, body.is_active, actor=admin)
@@ -82,6 +84,6 @@ async def update_team(body: TeamUpdate, team: AnyTeam, admin: AdminTeam, session
 
 
 @router.post("/{team_id}/rotate-token", response_model=TeamWithToken)
-async def rotate_token(team: AnyTeam, admin: AdminTeam, session: SessionDep):
+async def rotate_token(team: AnyTeam, admin: AdminTeam, session: SessionDep) -> TeamWithToken:
     token = await service.rotate_token(session, team, actor=admin)
     return with_token(team, token)
