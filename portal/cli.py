@@ -15,7 +15,8 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -25,6 +26,9 @@ from portal.core.services import backing_services
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from portal.seed import IssuedToken
+    from portal.teams.models import Team
 
 app = typer.Typer(
     help="Competition portal: run it, migrate it, manage teams.", no_args_is_help=True
@@ -43,14 +47,14 @@ DataDirOption = Annotated[
 ]
 
 
-def load_settings(data_dir: Path | None = None, **overrides) -> Settings:
+def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     settings = get_settings()
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     return settings.model_copy(update=overrides) if overrides else settings
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
 
@@ -97,7 +101,7 @@ def queue_prefetch(threads: int) -> int:
 def _install_sigterm_as_exit() -> None:
     # uvicorn re-raises the signal it caught after shutting down; with this handler a
     # SIGTERM unwinds through our `finally` blocks (stopping worker, Redis, PostgreSQL).
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> NoReturn:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, handler)
@@ -198,7 +202,7 @@ def _start_dev_llm(settings: Settings) -> tuple[list, Settings]:
     return servers, settings
 
 
-def _print_seeded(settings: Settings, issued) -> None:
+def _print_seeded(settings: Settings, issued: list[IssuedToken]) -> None:
     if not issued:
         typer.echo("Demo data already present (tokens were printed on the first start; ")
         typer.echo("use `portal team rotate-token --email ...` for a new one).")
@@ -307,7 +311,7 @@ def worker(
 
         # Forward Ctrl-C / SIGTERM to Dramatiq (it finishes or requeues its messages),
         # then stop the embedded servers on the way out.
-        def forward(signum, frame):
+        def forward(signum: int, frame: FrameType | None) -> None:
             process.send_signal(signum)
 
         signal.signal(signal.SIGTERM, forward)
@@ -350,7 +354,7 @@ def migrate(
     typer.echo(f"Database migrated to {revision}.")
 
 
-def _print_issued(team, token: str) -> None:
+def _print_issued(team: Team, token: str) -> None:
     typer.echo(f"{team.role.capitalize()} {team.name!r} <{team.email}> (id {team.id}).")
     typer.echo("API token (shown once; the portal keeps only a hash):")
     typer.echo(token)
@@ -388,7 +392,7 @@ def _create_team(name: str, email: str, role: str, data_dir: Path | None) -> Non
     except ValidationError as exc:
         fail(validation_summary(exc, with_field=False))
 
-    async def work(session: AsyncSession):
+    async def work(session: AsyncSession) -> tuple[Team, str]:
         return await teams.create(session, data, actor=None)
 
     team, token = run_in_transaction(load_settings(data_dir), work, migrate=True)
@@ -440,7 +444,7 @@ def team_import(
     if not rows:
         fail(f"{file} holds no teams")
 
-    async def work(session: AsyncSession):
+    async def work(session: AsyncSession) -> list[tuple[Team, str]]:
         return [await teams.create(session, data, actor=None) for data in rows]
 
     created = run_in_transaction(load_settings(data_dir), work, migrate=True)
@@ -459,7 +463,7 @@ def team_rotate_token(
     """Issue a new API token (the old one and all sessions stop working); prints it last."""
     from portal.teams import service as teams
 
-    async def work(session: AsyncSession):
+    async def work(session: AsyncSession) -> tuple[Team, str]:
         team = await teams.require_by_email(session, email)
         return team, await teams.rotate_token(session, team, actor=None)
 
@@ -470,7 +474,7 @@ def team_rotate_token(
 def _set_active(email: str, active: bool, data_dir: Path | None) -> None:
     from portal.teams import service as teams
 
-    async def work(session: AsyncSession):
+    async def work(session: AsyncSession) -> Team:
         team = await teams.require_by_email(session, email)
         await teams.set_active(session, team, active, actor=None)
         return team

@@ -49,14 +49,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "create_app needs PORTAL_DATABASE_URL and PORTAL_REDIS_URL; "
             "`portal dev` and `portal serve` fill them in for the embedded servers"
         )
+    database_url, redis_url = settings.database_url, settings.redis_url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.redis = create_redis(settings.redis_url)
-        app.state.broker = create_broker(settings.redis_url)
+        app.state.redis = create_redis(redis_url)
+        app.state.broker = create_broker(redis_url)
         app.state.llm_gateway = llm_gateway.Gateway(settings, engine, app.state.redis)
         await app.state.llm_gateway.start()
         try:
@@ -131,11 +132,12 @@ def create_gateway_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("create_gateway_app needs PORTAL_DATABASE_URL and PORTAL_REDIS_URL")
+    database_url, redis_url = settings.database_url, settings.redis_url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=5, max_overflow=10)
-        redis = create_redis(settings.redis_url)
+        engine = create_engine(database_url, pool_size=5, max_overflow=10)
+        redis = create_redis(redis_url)
         app.state.llm_gateway = llm_gateway.Gateway(settings, engine, redis)
         await app.state.llm_gateway.start()
         try:

@@ -11,12 +11,12 @@ import time
 from typing import Self
 
 import uvicorn
-from uvicorn._types import ASGIApplication
+from starlette.types import ASGIApp
 
 
 class BackgroundServer:
     def __init__(
-        self, app: ASGIApplication, host: str = "127.0.0.1", port: int = 0, name: str = "server"
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "server"
     ) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, log_level="warning", access_log=False

@@ -6,6 +6,7 @@ JSON shape (DESIGN.md): {"error": {"code", "message", "details"}, "request_id"}.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -177,7 +178,7 @@ def error_response(
     return render_error_page(request, status_code, message, headers=headers)
 
 
-def validation_message(error: dict[str, Any]) -> str:
+def validation_message(error: Mapping[str, Any]) -> str:
     """What to fix, from one pydantic error, in words a person reads."""
     context = error.get("ctx") or {}
     if error.get("type") in ("too_long", "too_short") and isinstance(error.get("input"), str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -118,7 +119,7 @@ def heartbeat(session: Session, run: ClaimedRun, worker_id: str) -> bool:
     result = session.execute(
         sa.update(EvaluationRun).where(*_mine(run, worker_id)).values(heartbeat_at=utcnow())
     )
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]  # DML gives a CursorResult
 
 
 def record(
@@ -152,7 +153,7 @@ def record(
             heartbeat_at=None,
         )
     )
-    if result.rowcount != 1:
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # DML gives a CursorResult
         return False
     settle(session, run.batch_submission_id, run.batch_id, failed_run_score)
     return True
@@ -187,7 +188,7 @@ def _requeue_or_fail(
         }
     )
     changed = session.execute(sa.update(EvaluationRun).where(*still_ours).values(**values))
-    if changed.rowcount != 1:
+    if changed.rowcount != 1:  # type: ignore[attr-defined]  # DML gives a CursorResult
         return None
     if not retry:
         settle(session, batch_submission_id, batch_id, failed_run_score)
@@ -221,6 +222,10 @@ def _attempts(count: int) -> str:
     return "1 attempt" if count == 1 else f"{count} attempts"
 
 
+@overload
+def stored_reason(reason: str) -> str: ...
+@overload
+def stored_reason(reason: None) -> None: ...
 def stored_reason(reason: str | None) -> str | None:
     return None if reason is None else shorten(safe_text(reason), REASON_LIMIT)
 

@@ -202,7 +202,7 @@ async def cancel(
         actor=actor,
         target_type="batch",
         target_id=batch.id,
-        details={"runs_cancelled": cancelled.rowcount},
+        details={"runs_cancelled": cancelled.rowcount},  # type: ignore[attr-defined]  # DML gives a CursorResult
     )
     return batch
 

@@ -17,6 +17,8 @@ import re
 import time
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from portal.core.background_server import BackgroundServer
 
 MODEL = "echo"
@@ -54,7 +56,7 @@ def reply_for(messages: list[Any]) -> tuple[str, dict[str, int]]:
     }
 
 
-async def _send_json(send, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send(
         {
@@ -69,13 +71,13 @@ async def _send_json(send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _error(message: str, code: str) -> dict[str, Any]:
+def _error(message: str, code: str | None) -> dict[str, Any]:
     return {
         "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     }
 
 
-async def _read_body(receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -84,7 +86,7 @@ async def _read_body(receive) -> bytes:
             return b"".join(chunks)
 
 
-async def echo_app(scope, receive, send) -> None:
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -148,7 +150,9 @@ async def echo_app(scope, receive, send) -> None:
     )
 
 
-async def _stream(send, completion: str, usage: dict, created: int, include_usage: bool) -> None:
+async def _stream(
+    send: Send, completion: str, usage: dict[str, int], created: int, include_usage: bool
+) -> None:
     await send(
         {
             "type": "http.response.start",

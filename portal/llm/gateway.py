@@ -13,13 +13,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,7 +34,7 @@ from portal.core.security import hash_token
 from portal.llm import run_tokens
 from portal.llm.ratelimit import RateDecision, RequestsPerMinute
 from portal.llm.upstream import UpstreamTransport
-from portal.llm.usage_log import UsageEntry, UsageRecorder
+from portal.llm.usage_log import TokenUsage, UsageEntry, UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ _INVALID_KEY = "Incorrect API key. Use your team's API token, or the run's OPENA
 class Gateway:
     """Everything the gateway routes share, built once per process in the app lifespan."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, redis) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, redis: Redis) -> None:
         self.settings = settings
         self.engine = engine
         self.redis = redis
@@ -239,7 +240,7 @@ class Gateway:
             return Caller(row.id, row.requests_per_minute, "eval", grant.batch_submission_id)
         return Caller(row.id, row.requests_per_minute)
 
-    async def _team_row(self, key: tuple[str, object]):
+    async def _team_row(self, key: tuple[str, object]) -> sa.Row[Any] | None:
         """The team behind a token hash or id, active flag and limit, briefly cached.
 
         The lookup is the largest cost of a call after the upstream itself, so each
@@ -280,7 +281,7 @@ class Gateway:
         started: float,
         *,
         refused: bool = False,
-        **usage: int,
+        **usage: Unpack[TokenUsage],
     ) -> None:
         outcome = "refused" if refused else ("allowed" if status_code < 400 else "failed")
         self.recorder.record(
@@ -325,7 +326,7 @@ def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
     )
 
 
-def _usage_tokens(usage: Any) -> dict[str, int]:
+def _usage_tokens(usage: Any) -> TokenUsage:
     if not isinstance(usage, dict):
         return {}
     return {
@@ -420,7 +421,7 @@ async def _forward_json(
         gateway.log(caller, model, error.status_code, started)
         error.headers.update(limit_headers)
         return error.response()
-    usage = {}
+    usage: TokenUsage = {}
     if upstream.is_success:
         try:
             usage = _usage_tokens(json.loads(upstream.content).get("usage"))
@@ -472,7 +473,7 @@ async def _forward_stream(
         )
 
     async def relay() -> AsyncIterator[bytes]:
-        usage: dict[str, int] = {}
+        usage: TokenUsage = {}
         status_code = 200
         event: list[str] = []
         try:
@@ -503,7 +504,7 @@ async def _forward_stream(
     )
 
 
-def _inspect_event(text: str, client_wants_usage: bool) -> tuple[dict[str, int], bool]:
+def _inspect_event(text: str, client_wants_usage: bool) -> tuple[TokenUsage, bool]:
     """(token usage if this event carries it, whether to pass the event on)."""
     if '"usage"' not in text or not text.startswith("data:"):
         return {}, True
@@ -528,9 +529,9 @@ async def list_models(request: Request) -> Response:
     try:
         upstream = await gateway.upstream("GET", "models")
     except httpx.HTTPError as exc:
-        error = _upstream_failure(exc)
-        error.headers.update(limit_headers)
-        return error.response()
+        failure = _upstream_failure(exc)
+        failure.headers.update(limit_headers)
+        return failure.response()
     return Response(
         upstream.content,
         status_code=upstream.status_code,

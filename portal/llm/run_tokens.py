@@ -54,5 +54,6 @@ async def resolve(redis: AsyncRedis, token: str) -> RunGrant | None:
     value = await redis.get(_key(token))
     if value is None:
         return None
+    assert isinstance(value, bytes)  # create_redis: decode_responses=False
     team_id, _, batch_submission_id = value.decode().partition(":")
     return RunGrant(int(team_id), int(batch_submission_id) if batch_submission_id else None)

@@ -169,7 +169,7 @@ async def report(
 
 
 async def _per_team(
-    session: AsyncSession, in_window: sa.ColumnElement[bool], default_rpm: int
+    session: AsyncSession, in_window: list[sa.ColumnElement[bool]], default_rpm: int
 ) -> list[TeamUsage]:
     rows = await session.execute(
         sa.select(

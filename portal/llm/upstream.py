@@ -212,6 +212,7 @@ def _request_head(request: httpx.Request) -> bytes:
 async def _request_body(request: httpx.Request) -> bytes:
     if isinstance(request.stream, httpx.ByteStream):
         return request.content
+    assert isinstance(request.stream, httpx.AsyncByteStream)  # built by an async client
     return b"".join([chunk async for chunk in request.stream])
 
 

@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -33,14 +34,23 @@ logger = logging.getLogger(__name__)
 # About 50 MB of entries: hours of traffic at the default limits.
 MAX_BUFFERED = 200_000
 
-_INSERT = sa.insert(LlmUsageLog.__table__)
+# Declarative sets __table__ on every table class; SQLModel's typing does not declare it.
+_TABLE: sa.Table = LlmUsageLog.__table__  # type: ignore[attr-defined]
+_INSERT = sa.insert(_TABLE)
 
 # Every text column with its length limit (None: unbounded), read from the table itself.
 _TEXT_COLUMNS = {
     column.name: getattr(column.type, "length", None)
-    for column in LlmUsageLog.__table__.columns
+    for column in _TABLE.columns
     if isinstance(column.type, sa.String)
 }
+
+
+class TokenUsage(TypedDict, total=False):
+    """The tokens an upstream answer reports (neither when it reports none)."""
+
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @dataclass
@@ -155,8 +165,10 @@ class UsageRecorder:
                     dropped.append((row, exc))
         # Counted once the others are in: a rolled-back attempt drops nothing.
         self.refused += len(dropped)
-        for row, exc in dropped:
-            logger.error("llm usage log: entry dropped, the database refuses it (%r): %r", exc, row)
+        for row, refusal in dropped:
+            logger.error(
+                "llm usage log: entry dropped, the database refuses it (%r): %r", refusal, row
+            )
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -166,7 +178,7 @@ class UsageRecorder:
                 await self.flush()
 
 
-def _refuses_the_data(exc: Exception) -> bool:
+def _refuses_the_data(exc: BaseException) -> bool:
     """Whether `exc` is about a row's values (a constraint, a value the column cannot
     hold, text the driver cannot encode), so writing that row again can never work."""
     if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.selectable import LateralFromClause
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
@@ -290,7 +291,7 @@ async def record_refusal(
     )
 
 
-def _latest_result_columns() -> sa.LateralFromClause:
+def _latest_result_columns() -> LateralFromClause:
     """Status and score of each submission's most recent evaluation, if any."""
     return (
         sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
