@@ -151,8 +151,12 @@ async def batch_action(
 ) -> Response:
     broker = request.app.state.broker
     response = redirect(request, f"/admin/batches/{batch_id}")
-    run = {"start": service.start, "cancel": service.cancel, "rerun-failed": service.rerun_failed}
-    outcome = await form_action(session, run[action], session, batch_id, actor=admin, broker=broker)
+    perform = {
+        "start": service.start,
+        "cancel": service.cancel,
+        "rerun-failed": service.rerun_failed,
+    }[action]
+    outcome = await form_action(session, perform, session, batch_id, actor=admin, broker=broker)
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response

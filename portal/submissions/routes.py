@@ -42,8 +42,8 @@ async def accept_upload(
     """Shared by the API and the dashboard form: the upload, or its refusal, audited.
 
     A form action (portal.core.forms): a refused upload leaves no row and takes no quota
-    whether the API raises the refusal or the dashboard shows it. The body was read (and
-    its size cap enforced) before the handler ran, so the refusals here are PortalErrors.
+    whether the API raises the refusal or the dashboard shows it. Every refusal here is a
+    PortalError (a file over the size limit too), so both answer it the same way.
     """
     filename = upload.filename if upload else None
 
