@@ -19,10 +19,11 @@ from portal.llm.usage_log import UsageEntry, UsageRecorder
 from portal.main import create_app
 from portal.teams import service as teams_service
 from portal.teams.models import Team
-from tests.conftest import make_client, room_in_the_minute
-from tests.factories import TeamFactory
-from tests.live import portal_process
-from tests.servers import OK, ScriptedServer
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import TeamFactory
+from tests.fixtures.live import portal_process
+from tests.fixtures.servers import OK, ScriptedServer
+from tests.fixtures.services import room_in_the_minute
 
 
 @pytest.fixture(autouse=True)

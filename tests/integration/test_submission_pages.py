@@ -6,8 +6,8 @@ import re
 import pytest
 
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.factories import browser_login
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login
 
 HX = {"HX-Request": "true"}
 

@@ -10,7 +10,8 @@ import pytest
 
 from portal.core.db import psycopg_conninfo
 from portal.main import create_app
-from tests.conftest import make_client
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login
 
 
 def py_file(body: str = "print('hello')\n", name: str = "solution.py") -> dict:
@@ -345,8 +346,6 @@ async def test_detail_and_download_serve_the_file_as_plain_text(client, teams):
 
 
 async def test_another_teams_submission_is_404_everywhere(client, teams):
-    from tests.factories import browser_login
-
     alpha = await teams.create()
     beta = await teams.create()
     created = (await client.post("/api/v1/submissions", files=py_file(), headers=alpha.auth)).json()
