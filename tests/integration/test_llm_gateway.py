@@ -1,4 +1,10 @@
-"""The LLM gateway against the real stand-in model, Redis and PostgreSQL."""
+"""The LLM gateway against the real stand-in model, Redis and PostgreSQL.
+
+Over 400 lines on purpose: every rule of one endpoint (tokens, the per-minute limit,
+streaming, malformed calls, the buffered usage log and its shutdown) checked against the
+same real services, sharing the call and usage-row helpers at the top. Upstream
+connection handling lives in test_llm_upstream, the usage reports in test_llm_usage.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Uploads, the daily quota, lists, detail, downloads and final picks, end to end."""
+"""Uploads, the daily quota, lists, detail, downloads and final picks, end to end.
+
+Over 400 lines on purpose: one team's submission journey through the JSON API, in the
+order a team meets it, with the upload helpers at the top shared by every test. The
+pages have their own module (test_submission_pages), the pure upload checks theirs
+(tests/unit/test_validate_source).
+"""
 
 import asyncio
 import codecs
