@@ -4,7 +4,6 @@ import codecs
 
 import pytest
 
-from portal.core.bodylimit import PayloadTooLarge
 from portal.submissions.service import InvalidSubmission, validate_source
 
 LIMIT = 1024
@@ -51,10 +50,11 @@ def test_an_empty_file_is_refused_even_with_a_byte_order_mark(content):
 
 
 def test_a_file_over_the_limit_is_refused_with_the_limit_in_readable_units():
-    with pytest.raises(PayloadTooLarge) as refused:
-        validate_source("solution.py", b"#" * (LIMIT + 1), LIMIT)
-    assert refused.value.status_code == 413
-    assert "larger than the 1 KiB limit" in refused.value.detail
+    error = refusal("solution.py", b"#" * (LIMIT + 1))
+    assert (error.code, error.status_code) == ("payload_too_large", 413)
+    assert error.message == (
+        "The file is larger than the 1 KiB limit (PORTAL_MAX_UPLOAD_BYTES). Upload a smaller file."
+    )
 
 
 def test_a_nul_byte_is_refused_with_its_position():
