@@ -12,7 +12,7 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
-async def public(session, batch, progress: dict | None = None) -> BatchPublic:
+async def public(session, batch, progress: BatchProgress | None = None) -> BatchPublic:
     if progress is None:
         progress = await service.progress(session, batch.id)
     return BatchPublic(
@@ -29,7 +29,7 @@ async def public(session, batch, progress: dict | None = None) -> BatchPublic:
                 "finished_at",
             }
         ),
-        progress=BatchProgress(**progress),
+        progress=progress,
     )
 
 

@@ -51,10 +51,7 @@ async def list_teams(
         FreeText | None, Query(max_length=100, description="name or email contains")
     ] = None,
 ):
-    result = await service.list_teams(session, q, page)
-    return Page(
-        items=[public(t) for t in result.items], page=page.page, size=page.size, total=result.total
-    )
+    return (await service.list_teams(session, q, page)).map(public)
 
 
 @router.post("", response_model=TeamWithToken, status_code=201)
