@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1/teams", tags=["teams"])
 
 
 def public(team: Team) -> TeamPublic:
-    return TeamPublic.model_validate(team, from_attributes=True)
+    return TeamPublic.model_validate(team)
 
 
 def with_token(team: Team, token: str) -> TeamWithToken:
