@@ -7,9 +7,7 @@ from portal.core.pagination import PageParams, paginate
 from portal.teams.models import Team
 
 
-async def test_pages_of_a_filtered_list_hold_each_match_once_and_total_counts_them(
-    client, teams
-):
+async def test_pages_of_a_filtered_list_hold_each_match_once_and_total_counts_them(client, teams):
     admin = await teams.admin()
     blue = {(await teams.create(name=f"Blue {n}")).id for n in range(7)}
     for n in range(3):
