@@ -14,11 +14,11 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
-async def public(
-    session: AsyncSession, batch: EvaluationBatch, progress: dict | None = None
-) -> BatchPublic:
-    if progress is None:
-        progress = await service.progress(session, batch.id)
+async def public(session: AsyncSession, batch: EvaluationBatch) -> BatchPublic:
+    return with_progress(batch, await service.progress(session, batch.id))
+
+
+def with_progress(batch: EvaluationBatch, progress: BatchProgress) -> BatchPublic:
     return BatchPublic(
         **batch.model_dump(
             include={
@@ -33,7 +33,7 @@ async def public(
                 "finished_at",
             }
         ),
-        progress=BatchProgress(**progress),
+        progress=progress,
     )
 
 
@@ -41,8 +41,7 @@ async def public(
 async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep) -> Page[BatchPublic]:
     result = await service.list_batches(session, page)
     progress = await service.progress_of(session, [batch.id for batch in result.items])
-    items = [await public(session, batch, progress[batch.id]) for batch in result.items]
-    return Page(items=items, page=result.page, size=result.size, total=result.total)
+    return result.map(lambda batch: with_progress(batch, progress[batch.id]))
 
 
 @router.post("", response_model=BatchPublic, status_code=201)

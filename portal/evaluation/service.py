@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import service as audit
 from portal.core.db import after_commit
 from portal.core.errors import Conflict, NotFound
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, first_column, paginate
 from portal.core.time import utcnow
 from portal.evaluation.models import (
     BatchStatus,
@@ -26,7 +26,7 @@ from portal.evaluation.models import (
 )
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE, FAILED
-from portal.evaluation.schemas import BatchCreate
+from portal.evaluation.schemas import BatchCreate, BatchProgress, RunView
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -84,7 +84,10 @@ async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Sub
     picks = list(
         await session.scalars(
             sa.select(Submission)
-            .where(col(Submission.team_id).in_(active_participants), col(Submission.is_final))
+            .where(
+                col(Submission.team_id).in_(active_participants),
+                col(Submission.is_final),
+            )
             .order_by(col(Submission.team_id), col(Submission.id))
         )
     )
@@ -94,7 +97,9 @@ async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Sub
         .ext(distinct_on(col(Submission.team_id)))
         .where(col(Submission.team_id).in_(active_participants))
         .order_by(
-            col(Submission.team_id), col(Submission.created_at).desc(), col(Submission.id).desc()
+            col(Submission.team_id),
+            col(Submission.created_at).desc(),
+            col(Submission.id).desc(),
         )
     )
     return picks + [s for s in latest if s.team_id not in picked_teams]
@@ -179,7 +184,10 @@ async def cancel(
     # Running runs flip too: their worker's next heartbeat sees it and kills the container.
     cancelled = await session.execute(
         sa.update(EvaluationRun)
-        .where(col(EvaluationRun.batch_id) == batch.id, col(EvaluationRun.status).in_(ACTIVE))
+        .where(
+            col(EvaluationRun.batch_id) == batch.id,
+            col(EvaluationRun.status).in_(ACTIVE),
+        )
         .values(
             status=RunStatus.cancelled,
             reason="Cancelled by an organizer.",
@@ -189,7 +197,10 @@ async def cancel(
     )
     await session.execute(
         sa.update(BatchSubmission)
-        .where(col(BatchSubmission.batch_id) == batch.id, col(BatchSubmission.status).in_(ACTIVE))
+        .where(
+            col(BatchSubmission.batch_id) == batch.id,
+            col(BatchSubmission.status).in_(ACTIVE),
+        )
         .values(status=RunStatus.cancelled, finished_at=now)
     )
     batch.status = BatchStatus.cancelled
@@ -216,7 +227,10 @@ async def rerun_failed(
         raise Conflict("Start the batch first.", code="batch_not_started")
     result = await session.execute(
         sa.update(EvaluationRun)
-        .where(col(EvaluationRun.batch_id) == batch.id, col(EvaluationRun.status).in_(FAILED))
+        .where(
+            col(EvaluationRun.batch_id) == batch.id,
+            col(EvaluationRun.status).in_(FAILED),
+        )
         .values(
             status=RunStatus.queued,
             attempts=0,
@@ -231,7 +245,10 @@ async def rerun_failed(
             finished_at=None,
             details={},
         )
-        .returning(col(EvaluationRun.id), col(EvaluationRun.batch_submission_id))
+        .returning(
+            col(EvaluationRun.id),
+            col(EvaluationRun.batch_submission_id),
+        )
     )
     rows = result.all()
     if not rows:
@@ -263,14 +280,18 @@ async def rerun_failed(
     return batch
 
 
-async def progress(session: AsyncSession, batch_id: int) -> dict:
+async def progress(session: AsyncSession, batch_id: int) -> BatchProgress:
     return (await progress_of(session, [batch_id]))[batch_id]
 
 
-async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, dict]:
+async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, BatchProgress]:
     """Runs done / total per batch, for a whole page of batches in one grouped query."""
     rows = await session.execute(
-        sa.select(col(EvaluationRun.batch_id), col(EvaluationRun.status), sa.func.count())
+        sa.select(
+            col(EvaluationRun.batch_id),
+            col(EvaluationRun.status),
+            sa.func.count(),
+        )
         .where(col(EvaluationRun.batch_id).in_(batch_ids))
         .group_by(col(EvaluationRun.batch_id), col(EvaluationRun.status))
     )
@@ -280,26 +301,20 @@ async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, 
     return {batch_id: _progress(batch_counts) for batch_id, batch_counts in counts.items()}
 
 
-def _progress(counts: dict[str, int]) -> dict:
+def _progress(counts: dict[str, int]) -> BatchProgress:
     total = sum(counts.values())
     done = total - sum(counts.get(status, 0) for status in ACTIVE)
-    return {
-        "total": total,
-        "done": done,
-        "counts": counts,
-        "percent": int(100 * done / total) if total else 0,
-    }
+    return BatchProgress(
+        total=total,
+        done=done,
+        counts=counts,
+        percent=int(100 * done / total) if total else 0,
+    )
 
 
 async def list_batches(session: AsyncSession, page: PageParams) -> Page[EvaluationBatch]:
-    total = await session.scalar(sa.select(sa.func.count()).select_from(EvaluationBatch))
-    batches = await session.scalars(
-        sa.select(EvaluationBatch)
-        .order_by(col(EvaluationBatch.id).desc())
-        .offset(page.offset)
-        .limit(page.size)
-    )
-    return Page(items=list(batches), page=page.page, size=page.size, total=total or 0)
+    statement = sa.select(EvaluationBatch).order_by(col(EvaluationBatch.id).desc())
+    return await paginate(session, statement, page, first_column)
 
 
 RUN_COLUMNS = (
@@ -321,7 +336,7 @@ async def list_runs(
     submission_id: int | None = None,
     include_log: bool = False,
     limit: int = 500,
-) -> list[dict]:
+) -> list[RunView]:
     """Runs of a batch and/or a submission, in queue order. Logs (up to the log cap each)
     are loaded only when asked for: the admin's polled run table never shows them."""
     conditions = []
@@ -337,10 +352,16 @@ async def list_runs(
             col(Team.id).label("team_id"),
             col(Team.name).label("team_name"),
         )
-        .join(BatchSubmission, col(BatchSubmission.id) == EvaluationRun.batch_submission_id)
+        .join(
+            BatchSubmission,
+            col(BatchSubmission.id) == EvaluationRun.batch_submission_id,
+        )
         .join(Team, col(Team.id) == BatchSubmission.team_id)
         .where(*conditions)
-        .order_by(col(EvaluationRun.batch_id), col(EvaluationRun.queue_position))
+        .order_by(
+            col(EvaluationRun.batch_id),
+            col(EvaluationRun.queue_position),
+        )
         .limit(limit)
     )
-    return [dict(row._mapping) for row in rows]
+    return [RunView.model_validate(row) for row in rows]

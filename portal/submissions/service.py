@@ -2,6 +2,10 @@
 
 Takes a session, never commits: the request's transaction makes the quota increment,
 the submission row and the audit row land together or not at all.
+
+About 400 lines, kept as one module: an upload's rules (validation, the quota row
+lock, the duplicate check, storage) and the final picks share the team's quota and
+submission rows, and read best top to bottom in the order an upload meets them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -26,11 +31,13 @@ from portal.audit import service as audit
 from portal.core.bodylimit import too_large_message
 from portal.core.config import Settings
 from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, paginate
 from portal.core.storage import Storage, StorageUnavailable, content_key
 from portal.core.time import competition_day, next_midnight
+from portal.evaluation import service as evaluation
 from portal.evaluation.models import BatchSubmission, EvaluationBatch
 from portal.submissions.models import Submission, SubmissionQuota
+from portal.submissions.schemas import BatchResultPublic, BatchResultRuns
 from portal.teams.models import Team
 
 NOT_EVALUATED = "not evaluated"
@@ -52,14 +59,6 @@ class Quota:
     def remaining(self) -> int:
         return max(0, self.limit - self.used)
 
-    def as_dict(self) -> dict:
-        return {
-            "used": self.used,
-            "limit": self.limit,
-            "remaining": self.remaining,
-            "resets_at": self.resets_at,
-        }
-
 
 @dataclass(frozen=True)
 class SubmissionView:
@@ -80,7 +79,8 @@ async def quota_for(session: AsyncSession, team: Team, settings: Settings, now: 
     day = competition_day(now, settings.timezone)
     used = await session.scalar(
         sa.select(col(SubmissionQuota.used)).where(
-            col(SubmissionQuota.team_id) == team.id, col(SubmissionQuota.day) == day
+            col(SubmissionQuota.team_id) == team.id,
+            col(SubmissionQuota.day) == day,
         )
     )
     return Quota(used or 0, daily_limit(team, settings), next_midnight(now, settings.timezone))
@@ -155,7 +155,10 @@ async def _increment_quota(
             insert(SubmissionQuota)
             .values(team_id=team.id, day=day, used=1)
             .on_conflict_do_update(
-                index_elements=[col(SubmissionQuota.team_id), col(SubmissionQuota.day)],
+                index_elements=[
+                    col(SubmissionQuota.team_id),
+                    col(SubmissionQuota.day),
+                ],
                 set_={"used": col(SubmissionQuota.used) + 1},
                 where=col(SubmissionQuota.used) < limit,
             )
@@ -182,7 +185,8 @@ async def _increment_quota(
 async def find_duplicate(session: AsyncSession, team: Team, sha256: str) -> Submission | None:
     return await session.scalar(
         sa.select(Submission).where(
-            col(Submission.team_id) == team.id, col(Submission.sha256) == sha256
+            col(Submission.team_id) == team.id,
+            col(Submission.sha256) == sha256,
         )
     )
 
@@ -295,7 +299,10 @@ async def record_refusal(
 def _latest_result_columns() -> LateralFromClause:
     """Status and score of each submission's most recent evaluation, if any."""
     return (
-        sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
+        sa.select(
+            col(BatchSubmission.status),
+            col(BatchSubmission.mean_score),
+        )
         .where(col(BatchSubmission.submission_id) == Submission.id)
         .order_by(col(BatchSubmission.id).desc())
         .limit(1)
@@ -306,20 +313,22 @@ def _latest_result_columns() -> LateralFromClause:
 async def list_for_team(
     session: AsyncSession, team: Team, page: PageParams
 ) -> Page[SubmissionView]:
-    total = await session.scalar(
-        sa.select(sa.func.count()).select_from(Submission).where(col(Submission.team_id) == team.id)
-    )
     latest = _latest_result_columns()
-    rows = await session.execute(
+    statement = (
         sa.select(Submission, latest.c.status, latest.c.mean_score)
         .outerjoin(latest, sa.true())
         .where(col(Submission.team_id) == team.id)
-        .order_by(col(Submission.created_at).desc(), col(Submission.id).desc())
-        .offset(page.offset)
-        .limit(page.size)
+        .order_by(
+            col(Submission.created_at).desc(),
+            col(Submission.id).desc(),
+        )
     )
-    items = [SubmissionView(sub, status or NOT_EVALUATED, score) for sub, status, score in rows]
-    return Page(items=items, page=page.page, size=page.size, total=total or 0)
+    return await paginate(
+        session,
+        statement,
+        page,
+        lambda row: SubmissionView(row[0], row.status or NOT_EVALUATED, row.mean_score),
+    )
 
 
 async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Submission:
@@ -332,7 +341,10 @@ async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Subm
 
 async def view_of(session: AsyncSession, submission: Submission) -> SubmissionView:
     latest = await session.execute(
-        sa.select(col(BatchSubmission.status), col(BatchSubmission.mean_score))
+        sa.select(
+            col(BatchSubmission.status),
+            col(BatchSubmission.mean_score),
+        )
         .where(col(BatchSubmission.submission_id) == submission.id)
         .order_by(col(BatchSubmission.id).desc())
         .limit(1)
@@ -341,23 +353,34 @@ async def view_of(session: AsyncSession, submission: Submission) -> SubmissionVi
     return SubmissionView(submission, row[0] if row else NOT_EVALUATED, row[1] if row else None)
 
 
-async def results_by_batch(session: AsyncSession, submission: Submission) -> list[dict]:
-    rows = await session.execute(
-        sa.select(BatchSubmission, col(EvaluationBatch.name))
+async def results_by_batch(
+    session: AsyncSession, submission: Submission
+) -> list[BatchResultPublic]:
+    rows: sa.Result[*tuple[Any, ...]] = await session.execute(
+        sa.select(
+            col(BatchSubmission.batch_id),
+            col(EvaluationBatch.name).label("batch_name"),
+            col(BatchSubmission.status),
+            col(BatchSubmission.mean_score),
+            col(BatchSubmission.reason),
+            col(BatchSubmission.finished_at),
+        )
         .join(EvaluationBatch, col(EvaluationBatch.id) == BatchSubmission.batch_id)
         .where(col(BatchSubmission.submission_id) == submission.id)
         .order_by(col(BatchSubmission.batch_id).desc())
     )
+    return [BatchResultPublic.model_validate(row) for row in rows]
+
+
+async def results_with_runs(session: AsyncSession, submission: Submission) -> list[BatchResultRuns]:
+    """Each batch's result with its runs and their logs, for the submission's page."""
+    results = await results_by_batch(session, submission)
+    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
     return [
-        {
-            "batch_id": run.batch_id,
-            "batch_name": name,
-            "status": run.status,
-            "mean_score": run.mean_score,
-            "reason": run.reason,
-            "finished_at": run.finished_at,
-        }
-        for run, name in rows
+        BatchResultRuns(
+            **result.model_dump(), runs=[run for run in runs if run.batch_id == result.batch_id]
+        )
+        for result in results
     ]
 
 
@@ -366,7 +389,10 @@ async def count_picks(session: AsyncSession, team: Team) -> int:
         await session.scalar(
             sa.select(sa.func.count())
             .select_from(Submission)
-            .where(col(Submission.team_id) == team.id, col(Submission.is_final))
+            .where(
+                col(Submission.team_id) == team.id,
+                col(Submission.is_final),
+            )
         )
         or 0
     )
