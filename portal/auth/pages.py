@@ -1,27 +1,21 @@
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.auth import service
 from portal.auth.deps import OptionalTeam, verify_csrf
+from portal.core.cookies import flash, set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
+from portal.core.htmx import NEXT_MAX_CHARS, redirect
 from portal.core.security import SESSION_COOKIE, SessionSigner
-from portal.core.templating import flash, is_htmx, render, set_session_cookie
+from portal.core.templating import render
 from portal.core.text import FreeText, NameText
 from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
-NEXT_MAX_CHARS = 500  # where to go after logging in: a path and query, never longer
-
-
-def redirect(request: Request, url: str) -> Response:
-    """303 for plain forms; HX-Redirect for HTMX so the whole page changes."""
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 def home_for(team: Team) -> str:
@@ -40,21 +34,6 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
-
-
-def login_redirect(request: Request) -> Response:
-    # Back to the page after logging in; without its query if that makes it too long
-    # for the login form, and to the home page if even the path is.
-    path, query = request.url.path, request.url.query
-    url = "/login"
-    for target in (f"{path}?{query}" if query else path, path):
-        if len(target) <= NEXT_MAX_CHARS:
-            url = f"/login?next={quote(target, safe='')}"
-            break
-    response = redirect(request, url)
-    if getattr(request.state, "viewer", None) is not None:
-        flash(request, response, "That page needs an admin account.", "error")
-    return response
 
 
 @router.get("/")

@@ -3,9 +3,9 @@ from fastapi import APIRouter, Request, Response
 from portal.auth import service
 from portal.auth.deps import OptionalTeam
 from portal.auth.schemas import LoginRequest, LoginResponse
+from portal.core.cookies import set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.security import SESSION_COOKIE, SessionSigner
-from portal.core.templating import set_session_cookie
 from portal.teams.schemas import TeamPublic
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

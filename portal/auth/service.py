@@ -8,7 +8,8 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.audit import service as audit
-from portal.auth.deps import REVOKED_SESSION_PREFIX, session_data
+from portal.auth.deps import REVOKED_SESSION_PREFIX
+from portal.core.cookies import session_data
 from portal.core.errors import TooManyRequests, Unauthorized
 from portal.core.ratelimit import FailureCounter
 from portal.teams import service as teams

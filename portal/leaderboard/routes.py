@@ -16,10 +16,12 @@ from pydantic import BaseModel
 
 from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
+from portal.core.deps import RedisDep
 from portal.core.errors import NotFound
+from portal.core.htmx import VARY_HTMX, wants_fragment
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
 from portal.core.params import OptionalRowId
-from portal.core.templating import render, wants_fragment
+from portal.core.templating import render
 from portal.core.text import FreeText
 from portal.leaderboard import service
 
@@ -40,7 +42,7 @@ def etag(version: int, *parts: object) -> str:
 
 def cache_headers(tag: str) -> dict[str, str]:
     # no-cache (not no-store): browsers keep the copy and revalidate it with the ETag.
-    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": "HX-Request"}
+    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": VARY_HTMX}
 
 
 def not_modified(request: Request, tag: str) -> Response | None:
@@ -69,7 +71,7 @@ class LeaderboardPublic(Page[BoardRowPublic]):
     version: int
 
 
-async def _context(request, session, batch, q, page, size, state=None, **extra):
+async def _context(request, session, batch, q, page, size, state, **extra):
     """What a board shows. `batch` is the one asked for: None follows the latest."""
     chosen, previous, batches = await service.choose_batch(session, batch)
     params = PageParams(page=page, size=size)
@@ -79,8 +81,9 @@ async def _context(request, session, batch, q, page, size, state=None, **extra):
         else Page(items=[], page=page, size=size, total=0)
     )
     done, total = await service.batch_progress(session, chosen.id) if chosen else (0, 0)
-    # Callers that already read the board's state for the ETag pass it in.
-    version, refreshed_at = state or await service.state(request.app.state.redis)
+    # `state` (version, refreshed_at) is read once by the caller, so an ETag made from
+    # it describes exactly this page.
+    version, refreshed_at = state
     return {
         "batch": chosen,
         "pinned": batch,
@@ -104,13 +107,14 @@ async def _context(request, session, batch, q, page, size, state=None, **extra):
 async def leaderboard_api(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ):
     """The board of a batch (default: the latest started), public, with an ETag."""
-    state = await service.state(request.app.state.redis)
+    state = await service.state(redis)
     version = state[0]
     tag = etag(version, "api", batch, q, page, size)
     if cached := not_modified(request, tag):
@@ -141,11 +145,12 @@ async def leaderboard_api(
 async def leaderboard_page(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    state = await service.state(request.app.state.redis)
+    state = await service.state(redis)
     fragment = wants_fragment(request)
     tag = etag(state[0], "page", fragment, batch, q, page)
     if cached := not_modified(request, tag):
@@ -161,6 +166,7 @@ async def leaderboard_page(
 async def projector(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     since: Annotated[float, Query(ge=0)] = 0,
 ) -> Response:
@@ -170,14 +176,18 @@ async def projector(
     event and left alone, so it always shows the latest started batch's board."""
     now = time.time()
     turn = since and now - since >= PROJECTOR_PAGE_SECONDS
-    context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
+    context = await _context(
+        request, session, None, "", page, PROJECTOR_PAGE_SIZE, await service.state(redis)
+    )
     pages = context["rows"].pages
     if turn:
         page, since = (page % pages) + 1, now
     elif page > pages:
         page, since = 1, now  # a newer batch has fewer teams: start again from the top
     if page != context["rows"].page:
-        context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
+        context = await _context(
+            request, session, None, "", page, PROJECTOR_PAGE_SIZE, await service.state(redis)
+        )
     context.update(page_started=since or now, pages=pages)
     return render(
         request,

@@ -7,16 +7,18 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from portal.auth.deps import PageTeam
-from portal.auth.pages import redirect
+from portal.core.config import Settings
+from portal.core.cookies import flash
 from portal.core.db import SessionDep
+from portal.core.deps import Clock, ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
+from portal.core.htmx import is_htmx, redirect
 from portal.core.pagination import MAX_PAGE, PageParams
-from portal.core.templating import flash, humanize_duration, is_htmx, render
+from portal.core.templating import humanize_duration, render
 from portal.core.text import FreeText, NameText
 from portal.evaluation import service as evaluation
 from portal.submissions import service
-from portal.submissions.deps import OwnSubmissionPage
-from portal.submissions.routes import accept_upload
+from portal.submissions.deps import OwnSubmissionPage, UploaderDep
 
 router = APIRouter(include_in_schema=False)
 SUBMISSIONS_PER_PAGE = 20
@@ -27,14 +29,15 @@ async def _dashboard(
     request: Request,
     team,
     session,
+    settings: Settings,
+    clock: Clock,
     page: int = 1,
     *,
     message: tuple[str, str] | None = None,
     status_code: int = 200,
     block: str | None = "submissions_panel",
 ) -> Response:
-    settings = request.app.state.settings
-    now = request.app.state.clock()
+    now = clock()
     quota = await service.quota_for(session, team, settings, now)
     submissions = await service.list_for_team(
         session, team, PageParams(page=page, size=SUBMISSIONS_PER_PAGE)
@@ -62,9 +65,11 @@ async def dashboard(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    return await _dashboard(request, team, session, page)
+    return await _dashboard(request, team, session, settings, clock, page)
 
 
 @router.post("/submissions")
@@ -72,18 +77,27 @@ async def upload_form(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    uploader: UploaderDep,
     file: Annotated[UploadFile | None, File()] = None,
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
     upload = file if file is not None and file.filename else None
     try:
-        submission, quota = await accept_upload(request, session, team, upload, note)
+        submission, quota = await uploader.accept(session, team, upload, note)
     except (PortalError, HTTPException) as exc:
         message = exc.message if isinstance(exc, PortalError) else str(exc.detail)
         if is_htmx(request):
             # The refusal wrote nothing (accept_upload); re-render the panel with the reason.
             return await _dashboard(
-                request, team, session, message=("error", message), status_code=exc.status_code
+                request,
+                team,
+                session,
+                settings,
+                clock,
+                message=("error", message),
+                status_code=exc.status_code,
             )
         response = redirect(request, "/dashboard")
         flash(request, response, message, "error")
@@ -92,7 +106,9 @@ async def upload_form(
         f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
     )
     if is_htmx(request):
-        return await _dashboard(request, team, session, message=("success", text), status_code=201)
+        return await _dashboard(
+            request, team, session, settings, clock, message=("success", text), status_code=201
+        )
     response = redirect(request, "/dashboard")
     flash(request, response, text, "success")
     return response
@@ -103,11 +119,12 @@ async def toggle_final_form(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
     submission: OwnSubmissionPage,
     final: Annotated[bool, Form()],
     back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
-    limit = request.app.state.settings.final_picks
+    limit = settings.final_picks
     error = None
     try:
         await service.set_final(session, team, submission, final, limit=limit)
@@ -137,7 +154,12 @@ async def toggle_final_form(
 
 @router.get("/submissions/{submission_id}")
 async def submission_page(
-    request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    submission: OwnSubmissionPage,
 ) -> Response:
     results = await service.results_by_batch(session, submission)
     runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
@@ -150,10 +172,10 @@ async def submission_page(
         "results": results,
         "live": live,
         "picks_used": await service.count_picks(session, team),
-        "picks_limit": request.app.state.settings.final_picks,
+        "picks_limit": settings.final_picks,
     }
     if not is_htmx(request):
-        chunks = await service.open_file(request.app.state.storage, submission)
+        chunks = await service.open_file(storage, submission)
         source = b"".join(chunks)
         context["source"] = source[:SOURCE_PREVIEW_BYTES].decode("utf-8", errors="replace")
         context["truncated"] = len(source) > SOURCE_PREVIEW_BYTES

@@ -1,16 +1,16 @@
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
-from starlette.exceptions import HTTPException
 
 from portal.auth.deps import CurrentTeam
+from portal.core.config import Settings
 from portal.core.db import SessionDep
-from portal.core.errors import PortalError
+from portal.core.deps import ClockDep, SettingsDep, StorageDep
 from portal.core.pagination import Page, PageDep
 from portal.core.text import FreeText
 from portal.submissions import service
-from portal.submissions.deps import OwnSubmission
+from portal.submissions.deps import OwnSubmission, UploaderDep
 from portal.submissions.schemas import (
     FinalPickState,
     QuotaPublic,
@@ -32,48 +32,16 @@ def public(view: service.SubmissionView) -> SubmissionPublic:
     )
 
 
-async def accept_upload(
-    request: Request,
-    session: SessionDep,
-    team,
-    upload: UploadFile | None,
-    note: str,
-):
-    """Shared by the API and the dashboard form: upload, or audit the refusal and raise."""
-    filename = upload.filename if upload else None
-    try:
-        if upload is None:
-            raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
-        content = await upload.read(request.app.state.settings.max_upload_bytes + 1)
-        # A savepoint, because the dashboard answers a refusal with a page and its
-        # request's transaction then commits: a refused upload must leave nothing
-        # behind (no row, no quota taken), whoever owns the transaction.
-        async with session.begin_nested():
-            return await service.upload(
-                session,
-                team=team,
-                filename=filename,
-                content=content,
-                note=note,
-                settings=request.app.state.settings,
-                storage=request.app.state.storage,
-                now=request.app.state.clock(),
-            )
-    except (PortalError, HTTPException) as exc:
-        await service.record_refusal(request.app.state.sessionmaker, team, exc, filename)
-        raise
-
-
 @router.post("", response_model=SubmissionCreated, status_code=201)
 async def upload_submission(
-    request: Request,
     team: CurrentTeam,
     session: SessionDep,
+    uploader: UploaderDep,
     file: Annotated[UploadFile, File(description="One .py file, UTF-8")],
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ):
     """Upload a solution. Costs one of today's uploads unless it is refused."""
-    submission, quota = await accept_upload(request, session, team, file, note)
+    submission, quota = await uploader.accept(session, team, file, note)
     view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
     return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic(**quota.as_dict()))
 
@@ -91,10 +59,10 @@ async def list_submissions(team: CurrentTeam, session: SessionDep, page: PageDep
 
 
 @router.get("/quota", response_model=QuotaPublic)
-async def read_quota(request: Request, team: CurrentTeam, session: SessionDep):
-    quota = await service.quota_for(
-        session, team, request.app.state.settings, request.app.state.clock()
-    )
+async def read_quota(
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, clock: ClockDep
+):
+    quota = await service.quota_for(session, team, settings, clock())
     return QuotaPublic(**quota.as_dict())
 
 
@@ -106,9 +74,9 @@ async def read_submission(submission: OwnSubmission, session: SessionDep):
 
 
 @router.get("/{submission_id}/file", response_class=StreamingResponse)
-async def download_submission(request: Request, submission: OwnSubmission):
+async def download_submission(submission: OwnSubmission, storage: StorageDep):
     """The file as uploaded, as plain text (never rendered as HTML)."""
-    chunks = await service.open_file(request.app.state.storage, submission)
+    chunks = await service.open_file(storage, submission)
     return StreamingResponse(
         chunks,
         media_type="text/plain; charset=utf-8",
@@ -120,8 +88,8 @@ async def download_submission(request: Request, submission: OwnSubmission):
     )
 
 
-async def _toggle(request: Request, team, session, submission, final: bool) -> FinalPickState:
-    limit = request.app.state.settings.final_picks
+async def _toggle(team, session, settings: Settings, submission, final: bool) -> FinalPickState:
+    limit = settings.final_picks
     used = await service.set_final(session, team, submission, final, limit=limit)
     return FinalPickState(
         submission_id=submission.id, is_final=final, picks_used=used, picks_limit=limit
@@ -130,15 +98,15 @@ async def _toggle(request: Request, team, session, submission, final: bool) -> F
 
 @router.put("/{submission_id}/final", response_model=FinalPickState)
 async def pick_final(
-    request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
 ):
     """Mark as a final submission (idempotent); 409 past PORTAL_FINAL_PICKS."""
-    return await _toggle(request, team, session, submission, True)
+    return await _toggle(team, session, settings, submission, True)
 
 
 @router.delete("/{submission_id}/final", response_model=FinalPickState)
 async def unpick_final(
-    request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
 ):
     """Unmark as a final submission (idempotent)."""
-    return await _toggle(request, team, session, submission, False)
+    return await _toggle(team, session, settings, submission, False)
