@@ -6,7 +6,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from portal.auth import service
 from portal.auth.deps import OptionalTeam, verify_csrf
-from portal.core.cookies import flash, set_session_cookie
+from portal.core.cookies import flash, session_data, set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.htmx import NEXT_MAX_CHARS, redirect
@@ -55,6 +55,7 @@ async def login_page(
 async def login_submit(
     request: Request,
     session: SessionDep,
+    logins: service.LoginsDep,
     email: Annotated[NameText, Form(max_length=254)] = "",
     api_token: Annotated[NameText, Form(max_length=200)] = "",
     next: Annotated[FreeText, Form(max_length=NEXT_MAX_CHARS)] = "",
@@ -68,7 +69,7 @@ async def login_submit(
             status_code=400,
         )
     try:
-        team = await service.login(request, session, email, api_token)
+        team = await logins.login(session, email, api_token, service.client_ip(request))
     except PortalError as exc:
         return render(
             request,
@@ -84,9 +85,11 @@ async def login_submit(
 
 
 @router.post("/logout")
-async def logout_submit(request: Request, session: SessionDep, team: OptionalTeam) -> Response:
+async def logout_submit(
+    request: Request, session: SessionDep, team: OptionalTeam, logins: service.LoginsDep
+) -> Response:
     await verify_csrf(request)
-    await service.logout(request, session, team)
+    await logins.logout(session, team, session_data(request))
     response = redirect(request, "/login")
     response.delete_cookie(SESSION_COOKIE)
     flash(request, response, "You are logged out.", "info")
