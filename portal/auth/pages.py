@@ -9,6 +9,7 @@ from portal.auth.deps import OptionalTeam, verify_csrf
 from portal.core.cookies import flash, session_data, set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.htmx import NEXT_MAX_CHARS, redirect
 from portal.core.security import SESSION_COOKIE, SessionSigner
 from portal.core.templating import render
@@ -68,15 +69,16 @@ async def login_submit(
             {"error": "Enter both your email and your API token.", "email": email, "next": next},
             status_code=400,
         )
-    try:
-        team = await logins.login(session, email, api_token, service.client_ip(request))
-    except PortalError as exc:
+    team = await form_action(
+        session, logins.login, session, email, api_token, service.client_ip(request)
+    )
+    if isinstance(team, PortalError):
         return render(
             request,
             "login.html",
-            {"error": exc.message, "email": email, "next": next},
-            status_code=exc.status_code,
-            headers=exc.headers,
+            {"error": team.message, "email": email, "next": next},
+            status_code=team.status_code,
+            headers=team.headers,
         )
     response = redirect(request, safe_next(next) or home_for(team))
     set_session_cookie(request, response, SessionSigner.new_login(team.id, team.session_epoch))
@@ -89,8 +91,12 @@ async def logout_submit(
     request: Request, session: SessionDep, team: OptionalTeam, logins: service.LoginsDep
 ) -> Response:
     await verify_csrf(request)
-    await logins.logout(session, team, session_data(request))
+    outcome = await form_action(session, logins.logout, session, team, session_data(request))
     response = redirect(request, "/login")
+    # The cookie goes either way: leaving was asked for, and a forgotten cookie is harmless.
     response.delete_cookie(SESSION_COOKIE)
-    flash(request, response, "You are logged out.", "info")
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+    else:
+        flash(request, response, "You are logged out.", "info")
     return response

@@ -9,6 +9,8 @@ from portal.core.config import Settings
 from portal.core.cookies import flash
 from portal.core.db import SessionDep
 from portal.core.deps import SettingsDep
+from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.htmx import redirect
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import whole_number
@@ -87,7 +89,10 @@ async def rate_limit_submit(
             "error",
         )
         return response
-    await service.set_rate_limit(session, team, limit, actor=admin)
+    outcome = await form_action(session, service.set_rate_limit, session, team, limit, actor=admin)
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+        return response
     shown = limit if limit is not None else f"the default ({settings.llm_rpm})"
     flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")
     return response

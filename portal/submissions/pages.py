@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException
 
 from portal.auth.deps import PageTeam
 from portal.core.config import Settings
@@ -12,6 +11,7 @@ from portal.core.cookies import flash
 from portal.core.db import SessionDep
 from portal.core.deps import Clock, ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.htmx import is_htmx, redirect
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import humanize_duration, render
@@ -84,24 +84,23 @@ async def upload_form(
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
     upload = file if file is not None and file.filename else None
-    try:
-        submission, quota = await uploader.accept(session, team, upload, note)
-    except (PortalError, HTTPException) as exc:
-        message = exc.message if isinstance(exc, PortalError) else str(exc.detail)
+    outcome = await uploader.accept(session, team, upload, note)
+    if isinstance(outcome, PortalError):
         if is_htmx(request):
-            # The refusal wrote nothing (accept_upload); re-render the panel with the reason.
+            # The refusal wrote nothing (a form action); re-render the panel with the reason.
             return await _dashboard(
                 request,
                 team,
                 session,
                 settings,
                 clock,
-                message=("error", message),
-                status_code=exc.status_code,
+                message=("error", outcome.message),
+                status_code=outcome.status_code,
             )
         response = redirect(request, "/dashboard")
-        flash(request, response, message, "error")
+        flash(request, response, outcome.message, "error")
         return response
+    submission, quota = outcome
     text = (
         f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
     )
@@ -125,11 +124,10 @@ async def toggle_final_form(
     back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
     limit = settings.final_picks
-    error = None
-    try:
-        await service.set_final(session, team, submission, final, limit=limit)
-    except PortalError as exc:
-        error = exc
+    outcome = await form_action(
+        session, service.set_final, session, team, submission, final, limit=limit
+    )
+    error = outcome if isinstance(outcome, PortalError) else None
     if not is_htmx(request):
         response = redirect(
             request, f"/submissions/{submission.id}" if back == "detail" else "/dashboard"

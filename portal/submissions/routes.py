@@ -7,6 +7,7 @@ from portal.auth.deps import CurrentTeam
 from portal.core.config import Settings
 from portal.core.db import SessionDep
 from portal.core.deps import ClockDep, SettingsDep, StorageDep
+from portal.core.errors import PortalError
 from portal.core.pagination import Page, PageDep
 from portal.core.text import FreeText
 from portal.submissions import service
@@ -41,7 +42,10 @@ async def upload_submission(
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ):
     """Upload a solution. Costs one of today's uploads unless it is refused."""
-    submission, quota = await uploader.accept(session, team, file, note)
+    outcome = await uploader.accept(session, team, file, note)
+    if isinstance(outcome, PortalError):
+        raise outcome
+    submission, quota = outcome
     view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
     return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic(**quota.as_dict()))
 
