@@ -16,7 +16,6 @@ from portal.core.htmx import is_htmx, redirect
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import humanize_duration, render
 from portal.core.text import FreeText, NameText
-from portal.evaluation import service as evaluation
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmissionPage, UploaderDep
 
@@ -159,11 +158,8 @@ async def submission_page(
     storage: StorageDep,
     submission: OwnSubmissionPage,
 ) -> Response:
-    results = await service.results_by_batch(session, submission)
-    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
-    for result in results:
-        result["runs"] = [run for run in runs if run["batch_id"] == result["batch_id"]]
-    live = any(run["status"] in ("queued", "running") for r in results for run in r["runs"])
+    results = await service.results_with_runs(session, submission)
+    live = any(run.status in ("queued", "running") for r in results for run in r.runs)
     context = {
         "team": team,
         "view": await service.view_of(session, submission),
