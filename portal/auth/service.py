@@ -12,7 +12,7 @@ from portal.audit import service as audit
 from portal.auth.deps import REVOKED_SESSION_PREFIX
 from portal.core.deps import RedisDep, SessionmakerDep, SettingsDep
 from portal.core.errors import TooManyRequests, Unauthorized
-from portal.core.ratelimit import FailureCounter
+from portal.core.ratelimit import FailureCounter, record_together
 from portal.core.security import SessionData
 from portal.teams import service as teams
 from portal.teams.models import Team
@@ -68,8 +68,7 @@ class Logins:
         """
         email = email.strip().lower()
         by_ip, by_email = self._counters()
-        ip_state = await by_ip.record(ip)
-        email_state = await by_email.record(email)
+        ip_state, email_state = await record_together(self.redis, [(by_ip, ip), (by_email, email)])
         throttled = next((s for s in (ip_state, email_state) if s.exceeded), None)
         if throttled is not None:
             await self._audit_failure(email, "throttled")
