@@ -8,6 +8,7 @@ from portal.auth import service
 from portal.auth.deps import OptionalTeam, verify_csrf
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.security import SESSION_COOKIE, SessionSigner
 from portal.core.templating import flash, is_htmx, render, set_session_cookie
 from portal.core.text import FreeText, NameText
@@ -88,15 +89,14 @@ async def login_submit(
             {"error": "Enter both your email and your API token.", "email": email, "next": next},
             status_code=400,
         )
-    try:
-        team = await service.login(request, session, email, api_token)
-    except PortalError as exc:
+    team = await form_action(session, service.login, request, session, email, api_token)
+    if isinstance(team, PortalError):
         return render(
             request,
             "login.html",
-            {"error": exc.message, "email": email, "next": next},
-            status_code=exc.status_code,
-            headers=exc.headers,
+            {"error": team.message, "email": email, "next": next},
+            status_code=team.status_code,
+            headers=team.headers,
         )
     response = redirect(request, safe_next(next) or home_for(team))
     set_session_cookie(request, response, SessionSigner.new_login(team.id, team.session_epoch))
@@ -107,8 +107,12 @@ async def login_submit(
 @router.post("/logout")
 async def logout_submit(request: Request, session: SessionDep, team: OptionalTeam) -> Response:
     await verify_csrf(request)
-    await service.logout(request, session, team)
+    outcome = await form_action(session, service.logout, request, session, team)
     response = redirect(request, "/login")
+    # The cookie goes either way: leaving was asked for, and a forgotten cookie is harmless.
     response.delete_cookie(SESSION_COOKIE)
-    flash(request, response, "You are logged out.", "info")
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+    else:
+        flash(request, response, "You are logged out.", "info")
     return response

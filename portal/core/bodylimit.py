@@ -18,12 +18,15 @@ class PayloadTooLarge(HTTPException):
     """An HTTPException, so FastAPI's body parsing lets it through instead of a 400."""
 
     def __init__(self, limit_bytes: int) -> None:
-        super().__init__(
-            413,
-            f"The file is larger than the {format_size(limit_bytes)} limit "
-            "(PORTAL_MAX_UPLOAD_BYTES). Upload a smaller file.",
-        )
+        super().__init__(413, too_large_message(limit_bytes))
         self.limit_bytes = limit_bytes
+
+
+def too_large_message(limit_bytes: int) -> str:
+    return (
+        f"The file is larger than the {format_size(limit_bytes)} limit "
+        "(PORTAL_MAX_UPLOAD_BYTES). Upload a smaller file."
+    )
 
 
 def format_size(size: int) -> str:

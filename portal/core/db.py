@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -72,6 +73,29 @@ async def commit(session: AsyncSession) -> None:
         result = callback()
         if result is not None:
             await result
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A SAVEPOINT whose rollback also drops the jobs queued (`after_commit`) inside it.
+
+    An action that fails here leaves the request's transaction as it was before the
+    action, background jobs included, so the request can still answer and commit.
+    """
+    queued: list[AfterCommit] = session.info.setdefault("after_commit", [])
+    queued_before = len(queued)
+    nested = await session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        # Inactive when the action itself rolled back the whole transaction (a failed
+        # login hands its connection back that way); then there is nothing left to undo.
+        if nested.is_active:
+            await nested.rollback()
+        del queued[queued_before:]
+        raise
+    if nested.is_active:
+        await nested.commit()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -10,12 +10,13 @@ from portal.auth.deps import PageAdmin
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
+from portal.core.forms import form_action
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import flash, render
 from portal.core.text import FreeText, NameText
 from portal.evaluation import service
-from portal.evaluation.models import BatchStatus
+from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.evaluation.schemas import MAX_SEEDS, BatchCreate
 
 router = APIRouter(include_in_schema=False)
@@ -81,11 +82,6 @@ async def create_batch_submit(
     values = {"name": name, "seeds": seeds, "selection": selection}
     try:
         data = BatchCreate(name=name, seeds=parse_seeds(seeds), selection=selection)
-        batch = await service.create(
-            session, data, actor=admin, kit=request.app.state.settings.eval_kit
-        )
-        if start_now:
-            await service.start(session, batch.id, actor=admin, broker=request.app.state.broker)
     except ValidationError as exc:
         return await _list(
             request,
@@ -94,14 +90,28 @@ async def create_batch_submit(
             form_values=values,
             status_code=422,
         )
-    except (ValueError, PortalError) as exc:
-        message = exc.message if isinstance(exc, PortalError) else str(exc)
+    except ValueError as exc:
+        return await _list(
+            request, session, form_error=str(exc), form_values=values, status_code=422
+        )
+
+    async def create_and_maybe_start() -> EvaluationBatch:
+        # One action: a start that fails leaves no draft batch behind the error.
+        batch = await service.create(
+            session, data, actor=admin, kit=request.app.state.settings.eval_kit
+        )
+        if start_now:
+            await service.start(session, batch.id, actor=admin, broker=request.app.state.broker)
+        return batch
+
+    batch = await form_action(session, create_and_maybe_start)
+    if isinstance(batch, PortalError):
         return await _list(
             request,
             session,
-            form_error=message,
+            form_error=batch.message,
             form_values=values,
-            status_code=getattr(exc, "status_code", 422),
+            status_code=batch.status_code,
         )
     response = redirect(request, f"/admin/batches/{batch.id}")
     flash(
@@ -141,15 +151,14 @@ async def batch_action(
 ) -> Response:
     broker = request.app.state.broker
     response = redirect(request, f"/admin/batches/{batch_id}")
-    try:
-        if action == "start":
-            await service.start(session, batch_id, actor=admin, broker=broker)
-        elif action == "cancel":
-            await service.cancel(session, batch_id, actor=admin, broker=request.app.state.broker)
-        else:
-            await service.rerun_failed(session, batch_id, actor=admin, broker=broker)
-    except PortalError as exc:
-        flash(request, response, exc.message, "error")
+    perform = {
+        "start": service.start,
+        "cancel": service.cancel,
+        "rerun-failed": service.rerun_failed,
+    }[action]
+    outcome = await form_action(session, perform, session, batch_id, actor=admin, broker=broker)
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
         return response
     done = {"start": "started", "cancel": "cancelled", "rerun-failed": "failed runs re-queued"}
     flash(request, response, f"Batch #{batch_id} {done[action]}.", "success")

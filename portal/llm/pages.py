@@ -7,6 +7,8 @@ from fastapi.responses import Response
 from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
+from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import whole_number
 from portal.core.templating import flash, render
@@ -77,7 +79,10 @@ async def rate_limit_submit(
             "error",
         )
         return response
-    await service.set_rate_limit(session, team, limit, actor=admin)
+    outcome = await form_action(session, service.set_rate_limit, session, team, limit, actor=admin)
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+        return response
     shown = limit if limit is not None else f"the default ({request.app.state.settings.llm_rpm})"
     flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")
     return response

@@ -4,12 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException
 
 from portal.auth.deps import PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import flash, humanize_duration, is_htmx, render
 from portal.core.text import FreeText, NameText
@@ -76,18 +76,21 @@ async def upload_form(
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
     upload = file if file is not None and file.filename else None
-    try:
-        submission, quota = await accept_upload(request, session, team, upload, note)
-    except (PortalError, HTTPException) as exc:
-        message = exc.message if isinstance(exc, PortalError) else str(exc.detail)
+    outcome = await accept_upload(request, session, team, upload, note)
+    if isinstance(outcome, PortalError):
         if is_htmx(request):
-            # The refusal wrote nothing (accept_upload); re-render the panel with the reason.
+            # The refusal wrote nothing (a form action); re-render the panel with the reason.
             return await _dashboard(
-                request, team, session, message=("error", message), status_code=exc.status_code
+                request,
+                team,
+                session,
+                message=("error", outcome.message),
+                status_code=outcome.status_code,
             )
         response = redirect(request, "/dashboard")
-        flash(request, response, message, "error")
+        flash(request, response, outcome.message, "error")
         return response
+    submission, quota = outcome
     text = (
         f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
     )
@@ -108,11 +111,10 @@ async def toggle_final_form(
     back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
     limit = request.app.state.settings.final_picks
-    error = None
-    try:
-        await service.set_final(session, team, submission, final, limit=limit)
-    except PortalError as exc:
-        error = exc
+    outcome = await form_action(
+        session, service.set_final, session, team, submission, final, limit=limit
+    )
+    error = outcome if isinstance(outcome, PortalError) else None
     if not is_htmx(request):
         response = redirect(
             request, f"/submissions/{submission.id}" if back == "detail" else "/dashboard"

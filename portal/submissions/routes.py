@@ -2,11 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
-from starlette.exceptions import HTTPException
 
 from portal.auth.deps import CurrentTeam
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
+from portal.core.forms import form_action
 from portal.core.pagination import Page, PageDep
 from portal.core.text import FreeText
 from portal.submissions import service
@@ -38,30 +38,34 @@ async def accept_upload(
     team,
     upload: UploadFile | None,
     note: str,
-):
-    """Shared by the API and the dashboard form: upload, or audit the refusal and raise."""
+) -> tuple[service.Submission, service.Quota] | PortalError:
+    """Shared by the API and the dashboard form: the upload, or its refusal, audited.
+
+    A form action (portal.core.forms): a refused upload leaves no row and takes no quota
+    whether the API raises the refusal or the dashboard shows it. Every refusal here is a
+    PortalError (a file over the size limit too), so both answer it the same way.
+    """
     filename = upload.filename if upload else None
-    try:
+
+    async def upload_it() -> tuple[service.Submission, service.Quota]:
         if upload is None:
             raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
         content = await upload.read(request.app.state.settings.max_upload_bytes + 1)
-        # A savepoint, because the dashboard answers a refusal with a page and its
-        # request's transaction then commits: a refused upload must leave nothing
-        # behind (no row, no quota taken), whoever owns the transaction.
-        async with session.begin_nested():
-            return await service.upload(
-                session,
-                team=team,
-                filename=filename,
-                content=content,
-                note=note,
-                settings=request.app.state.settings,
-                storage=request.app.state.storage,
-                now=request.app.state.clock(),
-            )
-    except (PortalError, HTTPException) as exc:
-        await service.record_refusal(request.app.state.sessionmaker, team, exc, filename)
-        raise
+        return await service.upload(
+            session,
+            team=team,
+            filename=filename,
+            content=content,
+            note=note,
+            settings=request.app.state.settings,
+            storage=request.app.state.storage,
+            now=request.app.state.clock(),
+        )
+
+    outcome = await form_action(session, upload_it)
+    if isinstance(outcome, PortalError):
+        await service.record_refusal(request.app.state.sessionmaker, team, outcome, filename)
+    return outcome
 
 
 @router.post("", response_model=SubmissionCreated, status_code=201)
@@ -73,7 +77,10 @@ async def upload_submission(
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ):
     """Upload a solution. Costs one of today's uploads unless it is refused."""
-    submission, quota = await accept_upload(request, session, team, file, note)
+    outcome = await accept_upload(request, session, team, file, note)
+    if isinstance(outcome, PortalError):
+        raise outcome
+    submission, quota = outcome
     view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
     return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic(**quota.as_dict()))
 

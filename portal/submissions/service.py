@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from portal.audit import service as audit
-from portal.core.bodylimit import too_large
+from portal.core.bodylimit import too_large_message
 from portal.core.config import Settings
 from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
 from portal.core.pagination import Page, PageParams
@@ -102,7 +102,10 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
             "The file is empty. Upload a .py file with your solution.", code="empty_file"
         )
     if len(content) > max_bytes:
-        raise too_large(max_bytes)
+        # A PortalError like every other refusal of the file, so a form shows it.
+        raise InvalidSubmission(
+            too_large_message(max_bytes), code="payload_too_large", status_code=413
+        )
     nul_at = content.find(b"\x00")
     if nul_at >= 0:
         raise InvalidSubmission(
@@ -266,12 +269,10 @@ async def upload(
 async def record_refusal(
     sessionmaker: async_sessionmaker[AsyncSession],
     team: Team,
-    error: PortalError | Exception,
+    error: PortalError,
     filename: str | None,
 ) -> None:
     """A refused upload leaves an audit row even though its transaction rolls back."""
-    code = getattr(error, "code", None) or f"http_{getattr(error, 'status_code', 'error')}"
-    message = getattr(error, "message", None) or getattr(error, "detail", str(error))
     await audit.record_now(
         sessionmaker,
         "submission.upload_refused",
@@ -279,8 +280,8 @@ async def record_refusal(
         target_type="team",
         target_id=team.id,
         details={
-            "reason": code,
-            "message": str(message)[:300],
+            "reason": error.code,
+            "message": error.message[:300],
             "filename": display_filename(filename),
         },
     )

@@ -8,6 +8,7 @@ from portal.auth.deps import PageAdmin, PageTeam
 from portal.auth.pages import redirect
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
+from portal.core.forms import form_action
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import flash, render
@@ -23,7 +24,11 @@ TEAMS_PER_PAGE = 25
 
 @router.post("/dashboard/rotate-token")
 async def rotate_own_token(request: Request, team: PageTeam, session: SessionDep) -> Response:
-    token = await service.rotate_token(session, team, actor=team)
+    token = await form_action(session, service.rotate_token, session, team, actor=team)
+    if isinstance(token, PortalError):
+        response = redirect(request, "/dashboard")
+        flash(request, response, token.message, "error")
+        return response
     # Rotation ends every session, this one included: show the token, then log in again.
     return render(request, "token_issued.html", {"team": team, "token": token, "own": True})
 
@@ -82,7 +87,6 @@ async def create_team_submit(
     values = {"name": name, "email": email, "role": role}
     try:
         data = TeamCreate(name=name, email=email, role=role)
-        team, token = await service.create(session, data, actor=admin)
     except ValidationError as exc:
         return await _teams_page(
             request,
@@ -93,16 +97,18 @@ async def create_team_submit(
             form_values=values,
             status_code=422,
         )
-    except PortalError as exc:
+    created = await form_action(session, service.create, session, data, actor=admin)
+    if isinstance(created, PortalError):
         return await _teams_page(
             request,
             session,
             "",
             1,
-            form_error=exc.message,
+            form_error=created.message,
             form_values=values,
-            status_code=exc.status_code,
+            status_code=created.status_code,
         )
+    team, token = created
     return await _teams_page(
         request,
         session,
@@ -122,13 +128,11 @@ async def set_active_submit(
     active: Annotated[bool, Form()],
 ) -> Response:
     team = await service.get(session, team_id)
-    try:
-        await service.set_active(session, team, active, actor=admin)
-    except PortalError as exc:
-        response = redirect(request, "/admin/teams")
-        flash(request, response, exc.message, "error")
-        return response
     response = redirect(request, "/admin/teams")
+    outcome = await form_action(session, service.set_active, session, team, active, actor=admin)
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+        return response
     verb = "activated" if active else "deactivated (its sessions ended)"
     flash(request, response, f"{team.name} {verb}.", "success")
     return response
@@ -142,7 +146,11 @@ async def rotate_token_submit(
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     team = await service.get(session, team_id)
-    token = await service.rotate_token(session, team, actor=admin)
+    token = await form_action(session, service.rotate_token, session, team, actor=admin)
+    if isinstance(token, PortalError):
+        response = redirect(request, "/admin/teams")
+        flash(request, response, token.message, "error")
+        return response
     if team.id == admin.id:
         return render(request, "token_issued.html", {"team": team, "token": token, "own": True})
     return await _teams_page(
@@ -166,7 +174,12 @@ async def quota_override_submit(
     if value and limit is None:
         flash(request, response, f"'{value}' is not a number of uploads (0 or more).", "error")
         return response
-    await service.set_daily_submission_limit(session, team, limit, actor=admin)
+    outcome = await form_action(
+        session, service.set_daily_submission_limit, session, team, limit, actor=admin
+    )
+    if isinstance(outcome, PortalError):
+        flash(request, response, outcome.message, "error")
+        return response
     shown = limit if limit is not None else "the default"
     flash(request, response, f"{team.name}: daily upload limit set to {shown}.", "success")
     return response

@@ -5,8 +5,6 @@ import re
 
 import pytest
 
-from portal.main import create_app
-from tests.conftest import make_client
 from tests.factories import browser_login
 
 HX = {"HX-Request": "true"}
@@ -95,25 +93,6 @@ async def test_a_double_click_on_upload_accepts_the_file_once(
     page = await client.get("/dashboard")
     assert "4 of 5</strong> uploads left today" in page.text
     assert page.text.count('<span class="filename">twice.py</span>') == 1
-
-
-async def test_storage_down_on_the_dashboard_saves_nothing_and_says_so(settings, teams, tmp_path):
-    blocked = tmp_path / "storage-is-a-file"
-    blocked.write_text("not a directory")
-    app = create_app(settings.model_copy(update={"storage_local_dir": blocked}))
-    alpha = await teams.create()
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        csrf = await browser_login(client, alpha)
-        response = await client.post(
-            "/submissions",
-            files=upload_body("lost.py", "lost = 1\n"),
-            headers={**HX, "X-CSRF-Token": csrf},
-        )
-        assert response.status_code == 503
-        assert "nothing was saved and no quota was used" in response.text
-        page = await client.get("/dashboard")
-    assert "5 of 5</strong> uploads left today" in page.text
-    assert "lost.py" not in page.text
 
 
 async def test_upload_without_csrf_token_is_refused(client, teams):
