@@ -9,43 +9,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-import redis as sync_redis
 
 from portal.core import migrations
 from portal.core.config import Settings
-from portal.core.db import psycopg_conninfo
 from portal.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from portal.llm.echo import EchoServer
 from portal.main import create_app
-from tests.factories import TeamFactory
-
-TABLES = (
-    "llm_usage_log",
-    "llm_usage_rate_limit",
-    "evaluation_run",
-    "batch_submission",
-    "evaluation_batch",
-    "submission_quota",
-    "submission",
-    "audit_log",
-    "team",
+from tests.fixtures.clients import make_client
+from tests.fixtures.environment import (
+    ARTIFACTS,
+    EVAL_IMAGE,
+    skip_without_browser,
+    skip_without_docker,
 )
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@dataclass(frozen=True)
-class TestServices:
-    database_url: str
-    redis_url: str
+from tests.fixtures.evaluation import running_eval_worker
+from tests.fixtures.factories import TeamFactory
+from tests.fixtures.services import TestServices, reset
 
 
 @pytest.fixture(scope="session")
@@ -79,19 +63,9 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     services: TestServices = request.getfixturevalue("services")
-    _reset(services)
+    reset(services)
     yield
-    _reset(services)
-
-
-def _reset(services: TestServices) -> None:
-    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
-        # The audit log refuses TRUNCATE; replica mode skips triggers, for test cleanup only.
-        conn.execute("SET session_replication_role = replica")
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    client = sync_redis.Redis.from_url(services.redis_url)
-    client.flushdb()
-    client.close()
+    reset(services)
 
 
 @pytest.fixture(scope="session")
@@ -123,11 +97,6 @@ async def app(settings: Settings):
         yield application
 
 
-def make_client(app, *, ip: str = "127.0.0.1") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
-
-
 @pytest.fixture
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(app) as http:
@@ -137,17 +106,6 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def teams(app) -> TeamFactory:
     return TeamFactory(app.state.sessionmaker)
-
-
-def room_in_the_minute(redis_url: str, seconds_needed: float = 10) -> None:
-    """Wait, if need be, so a burst of gateway calls lands in one of Redis's minute
-    buckets: a burst that straddles two minutes gets two budgets."""
-    client = sync_redis.Redis.from_url(redis_url)
-    seconds, microseconds = client.time()
-    client.close()
-    into_minute = seconds % 60 + microseconds / 1e6
-    if 60 - into_minute < seconds_needed:
-        time.sleep(60 - into_minute + 0.05)
 
 
 @pytest.fixture
@@ -160,20 +118,6 @@ def teams_for():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-def skip_without_browser(reason: str) -> None:
-    """No browser here: skip, unless CI said one must be there (then fail)."""
-    if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (PORTAL_REQUIRE_BROWSER=1 requires a browser)")
-    pytest.skip(f"missing browser: {reason}")
-
-
-def skip_without_docker(reason: str) -> None:
-    """No Docker engine here: skip, unless CI said one must be there (then fail)."""
-    if os.environ.get("PORTAL_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{reason} (PORTAL_REQUIRE_DOCKER=1 requires a Docker engine)")
-    pytest.skip(f"missing Docker engine: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -199,9 +143,6 @@ def docker_client():
         skip_without_docker(f"no Docker engine is reachable ({exc})")
     yield client
     client.close()
-
-
-EVAL_IMAGE = os.environ.get("PORTAL_EVAL_IMAGE", "portal-eval:latest")
 
 
 @pytest.fixture(scope="session")
@@ -232,24 +173,6 @@ def eval_settings(settings, eval_image):
             "worker_threads": 2,
         }
     )
-
-
-@contextmanager
-def running_eval_worker(settings) -> Iterator:
-    """A real Dramatiq worker (threads in this process) on the test Redis and database."""
-    import dramatiq
-
-    from worker.tasks import setup
-
-    broker, context = setup(settings)
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.queue_prefetch = 3
-    worker.start()
-    try:
-        yield context
-    finally:
-        worker.stop()
-        broker.close()
 
 
 @pytest.fixture

@@ -2,6 +2,10 @@
 
 Takes a session, never commits: the request's transaction makes the quota increment,
 the submission row and the audit row land together or not at all.
+
+About 400 lines, kept as one module: an upload's rules (validation, the quota row
+lock, the duplicate check, storage) and the final picks share the team's quota and
+submission rows, and read best top to bottom in the order an upload meets them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.live import portal_process
+from tests.fixtures.live import portal_process
 
 
 @pytest.fixture

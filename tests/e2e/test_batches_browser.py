@@ -5,17 +5,9 @@ import re
 from playwright.async_api import expect
 
 from portal.teams.models import Role
-from tests.e2e.test_login_browser import collect_script_errors
-from tests.evaluation_helpers import example, upload
-from tests.factories import TeamFactory
-
-
-async def _log_in(page, base_url, email, token, landing):
-    await page.goto(f"{base_url}/login")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name="Log in").click()
-    await page.wait_for_url(re.compile(landing))
+from tests.fixtures.browser import collect_script_errors, log_in
+from tests.fixtures.evaluation import example, upload
+from tests.fixtures.factories import TeamFactory
 
 
 async def test_admin_runs_a_batch_and_watches_it_finish(
@@ -35,7 +27,7 @@ async def test_admin_runs_a_batch_and_watches_it_finish(
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     errors = collect_script_errors(page)
-    await _log_in(page, live_server, admin.email, admin.token, r"/admin/teams$")
+    await log_in(page, live_server, admin.email, admin.token, r"/admin/teams$")
     await page.get_by_role("link", name="Batches").click()
     await page.get_by_label("Name").fill("Round 1")
     await page.get_by_label("Seeds").fill("1-4")
@@ -49,7 +41,7 @@ async def test_admin_runs_a_batch_and_watches_it_finish(
     assert await page.locator("#batch-live[hx-trigger]").count() == 0
     await page.get_by_role("button", name="Log out").click()
 
-    await _log_in(page, live_server, alpha.email, alpha.token, r"/dashboard$")
+    await log_in(page, live_server, alpha.email, alpha.token, r"/dashboard$")
     await page.goto(f"{live_server}/submissions/{alpha_submission}")
     results = page.locator("#results")
     await expect(results.get_by_text("Round 1")).to_be_visible()

@@ -4,7 +4,7 @@ alive with the first batch and moves on to every newer one by itself."""
 import pytest
 from playwright.async_api import expect
 
-from tests.integration.test_leaderboard import seed_board
+from tests.fixtures.leaderboard import seed_board
 
 # Polls run every 2 s; give a few of them, so a slow machine is not a failure.
 A_FEW_POLLS_MS = 15_000

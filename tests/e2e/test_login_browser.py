@@ -5,20 +5,8 @@ import re
 from playwright.async_api import expect
 
 from portal.teams.models import Role
-from tests.factories import TeamFactory
-
-
-def collect_script_errors(page) -> list[str]:
-    """Script errors and CSP violations seen by the page (a 401 or 404 is not one)."""
-    errors: list[str] = []
-
-    def on_console(message) -> None:
-        if "Content Security Policy" in message.text:
-            errors.append(message.text)
-
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", on_console)
-    return errors
+from tests.fixtures.browser import collect_script_errors
+from tests.fixtures.factories import TeamFactory
 
 
 async def _make_accounts(app):

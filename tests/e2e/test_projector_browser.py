@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from tests.integration.test_leaderboard import seed_board
+from tests.fixtures.leaderboard import seed_board
 
 
 @pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 720)])

@@ -4,8 +4,8 @@ import re
 
 from playwright.async_api import expect
 
-from tests.e2e.test_login_browser import collect_script_errors
-from tests.factories import TeamFactory
+from tests.fixtures.browser import collect_script_errors
+from tests.fixtures.factories import TeamFactory
 
 
 async def _log_in(page, base_url, email, token):

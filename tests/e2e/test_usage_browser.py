@@ -3,9 +3,8 @@
 import httpx
 from playwright.async_api import expect
 
-from tests.conftest import room_in_the_minute
-from tests.e2e.test_batches_browser import _log_in
-from tests.e2e.test_login_browser import collect_script_errors
+from tests.fixtures.browser import collect_script_errors, log_in
+from tests.fixtures.services import room_in_the_minute
 
 
 async def test_usage_page_shows_the_chart_and_updates_itself(
@@ -24,7 +23,7 @@ async def test_usage_page_shows_the_chart_and_updates_itself(
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     errors = collect_script_errors(page)
-    await _log_in(page, live_server, team.email, team.token, r"/dashboard$")
+    await log_in(page, live_server, team.email, team.token, r"/dashboard$")
     await page.get_by_role("link", name="LLM usage").click()
     totals = page.locator(".usage-totals")
     await expect(totals.locator("div", has_text="Calls").locator("dd").first).to_have_text("12")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live import fuzzing_env, portal_process
+from tests.fixtures.live import fuzzing_env, portal_process
 
 
 @pytest.fixture(scope="module")

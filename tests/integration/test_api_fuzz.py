@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from tests.live import route_table_app
+from tests.fixtures.live import route_table_app
 
 # Bounded for CI: enough to walk every operation's parameters and bodies.
 EXAMPLES = 25

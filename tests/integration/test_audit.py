@@ -5,8 +5,8 @@ from datetime import date, timedelta
 import pytest
 
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.factories import TeamFactory, browser_login
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import TeamFactory, browser_login
 
 
 async def test_team_actions_are_audited_with_actor_and_target(client, teams):

@@ -6,8 +6,8 @@ import psycopg
 
 from portal.core.db import psycopg_conninfo
 from portal.core.security import SESSION_COOKIE
-from tests.conftest import make_client
-from tests.factories import browser_login, csrf_from_login_page
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login, csrf_from_login_page
 
 
 async def test_login_page_has_labelled_inputs_and_button(client):

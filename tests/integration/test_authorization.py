@@ -3,10 +3,10 @@
 import re
 
 import pytest
-from fastapi.routing import APIRoute
 
 from portal.auth.deps import page_admin, require_admin, verify_csrf
-from tests.factories import browser_login
+from tests.fixtures.factories import browser_login
+from tests.fixtures.routes import api_routes
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # JSON-only login needs no CSRF token (see test_json_login_refuses_a_form_encoded_body).
@@ -21,17 +21,6 @@ def _dependency_calls(dependant) -> set:
     for sub in dependant.dependencies:
         calls |= _dependency_calls(sub)
     return calls
-
-
-def api_routes(app):
-    """Every APIRoute, including those of included routers (FastAPI keeps them nested)."""
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "effective_route_contexts"):
-            for context in route.effective_route_contexts():
-                if isinstance(context.original_route, APIRoute):
-                    yield context.original_route
 
 
 def _routes(app):

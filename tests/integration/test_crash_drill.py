@@ -4,8 +4,8 @@ import asyncio
 import os
 import signal
 
-from tests.drills import SLOW_BUT_VALID, run_counts, start_worker
-from tests.evaluation_helpers import upload, wait_for_batch
+from tests.fixtures.drills import SLOW_BUT_VALID, run_counts, start_worker
+from tests.fixtures.evaluation import upload, wait_for_batch
 
 
 def counts(services) -> dict:

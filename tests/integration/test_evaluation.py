@@ -3,7 +3,7 @@
 import psycopg
 
 from portal.core.db import psycopg_conninfo
-from tests.evaluation_helpers import (
+from tests.fixtures.evaluation import (
     ONE_MIB_FILE,
     example,
     fill_work,
@@ -11,7 +11,8 @@ from tests.evaluation_helpers import (
     upload,
     wait_for_batch,
 )
-from tests.factories import browser_login
+from tests.fixtures.factories import browser_login
+from tests.fixtures.leaderboard import seed_board
 
 
 async def test_default_kit_scores_the_examples_in_a_clear_order(client, teams, eval_worker):
@@ -182,9 +183,6 @@ async def test_batch_input_is_validated_and_actions_audited(client, teams, servi
 
 
 async def test_the_live_results_fragment_keeps_polling_its_own_submission(client, teams, services):
-    from tests.factories import browser_login
-    from tests.integration.test_leaderboard import seed_board
-
     team = await teams.create(name="Poller")
     seed_board(services, {"Poller": [("scored", 1.0), ("running", None)]})
     await browser_login(client, team)
@@ -198,9 +196,6 @@ async def test_the_live_results_fragment_keeps_polling_its_own_submission(client
 
 
 async def test_the_batch_list_shows_each_batchs_own_progress(client, teams, services):
-    from tests.factories import browser_login
-    from tests.integration.test_leaderboard import seed_board
-
     admin = await teams.admin()
     await teams.create(name="Ada")
     await teams.create(name="Bo")

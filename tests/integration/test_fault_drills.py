@@ -13,8 +13,8 @@ import pytest
 from portal.core import migrations
 from portal.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.drills import (
+from tests.fixtures.clients import make_client
+from tests.fixtures.drills import (
     assert_each_run_once,
     kill_group,
     slow_batch,
@@ -22,8 +22,8 @@ from tests.drills import (
     wait_for_runs,
     watchdog_actions,
 )
-from tests.evaluation_helpers import wait_for_batch
-from tests.factories import TeamFactory
+from tests.fixtures.evaluation import wait_for_batch
+from tests.fixtures.factories import TeamFactory
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from portal.core.db import after_commit, commit, psycopg_conninfo
 from portal.core.errors import Conflict
 from portal.core.forms import form_action
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.factories import browser_login, csrf_from_login_page
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login, csrf_from_login_page
 
 HX = {"HX-Request": "true"}
 

@@ -7,8 +7,8 @@ import psycopg
 from portal.core.db import psycopg_conninfo
 from portal.core.embedded import EmbeddedRedis
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.factories import browser_login, csrf_from_login_page
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login, csrf_from_login_page
 
 
 async def test_parallel_bad_logins_cannot_slip_past_the_throttle(app, teams):

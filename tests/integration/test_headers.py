@@ -10,9 +10,9 @@ import pytest
 from fastapi.routing import APIRoute
 
 from portal.main import create_app
-from tests.conftest import make_client
-from tests.factories import browser_login
-from tests.integration.test_authorization import api_routes
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login
+from tests.fixtures.routes import api_routes
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

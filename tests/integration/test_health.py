@@ -7,7 +7,7 @@ import logging
 from portal.core.embedded import EmbeddedRedis
 from portal.core.logging import JsonFormatter
 from portal.main import create_app
-from tests.conftest import make_client
+from tests.fixtures.clients import make_client
 
 
 async def test_healthz_answers_without_dependencies(client):

@@ -4,66 +4,8 @@ import re
 import time
 from html import unescape
 
-import psycopg
-import redis as sync_redis
-import sqlalchemy as sa
-
-from portal.core.db import psycopg_conninfo
-from portal.leaderboard import refresh as board_refresh
-from tests.evaluation_helpers import example, upload, wait_for_batch
-
-
-def seed_board(
-    services, teams_scores: dict[str, list[tuple[str, float | None]]], batch_name="Round 1"
-) -> int:
-    """Insert a finished batch directly: {team: [(run status, score), ...]} per seed."""
-    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
-        batch_id = conn.execute(
-            "INSERT INTO evaluation_batch (name, seeds, selection, status, started_at, kit) "
-            "VALUES (%s, '{1,2}', 'final_picks', 'finished', now(), 'tsp') RETURNING id",
-            (batch_name,),
-        ).fetchone()[0]
-        for order, (team, runs) in enumerate(teams_scores.items()):
-            team_id = conn.execute("SELECT id FROM team WHERE name = %s", (team,)).fetchone()[0]
-            submission_id = conn.execute(
-                "INSERT INTO submission (team_id, sha256, size_bytes, filename, storage_key, note, "
-                "is_final, created_at) "
-                "VALUES (%s, %s, 1, 's.py', 'k', '', false, now() + %s * interval '1 s') "
-                "RETURNING id",
-                (team_id, f"{batch_name}{team}".ljust(64, "0")[:64], order),
-            ).fetchone()[0]
-            scores = [0.0 if status != "scored" else score for status, score in runs]
-            ended = all(status not in ("queued", "running") for status, _ in runs)
-            bs_id = conn.execute(
-                "INSERT INTO batch_submission (batch_id, submission_id, team_id, status, "
-                "mean_score) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (
-                    batch_id,
-                    submission_id,
-                    team_id,
-                    "scored" if ended else "running",
-                    sum(scores) / len(scores) if ended else None,
-                ),
-            ).fetchone()[0]
-            for seed, (status, score) in enumerate(runs, start=1):
-                conn.execute(
-                    "INSERT INTO evaluation_run (batch_id, batch_submission_id, seed, "
-                    "status, score, queue_position, attempts) "
-                    "VALUES (%s, %s, %s, %s, %s, 0, 1)",
-                    (batch_id, bs_id, seed, status, score),
-                )
-    refresh_now(services)
-    return batch_id
-
-
-def refresh_now(services):
-    engine = sa.create_engine(services.database_url)
-    client = sync_redis.Redis.from_url(services.redis_url)
-    try:
-        assert board_refresh.refresh(engine, client)
-    finally:
-        engine.dispose()
-        client.close()
+from tests.fixtures.evaluation import example, upload, wait_for_batch
+from tests.fixtures.leaderboard import refresh_now, seed_board
 
 
 async def test_ranking_shares_ranks_on_ties_and_counts_failed_runs_as_zero(client, teams, services):

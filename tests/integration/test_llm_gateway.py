@@ -1,4 +1,10 @@
-"""The LLM gateway against the real stand-in model, Redis and PostgreSQL."""
+"""The LLM gateway against the real stand-in model, Redis and PostgreSQL.
+
+Over 400 lines on purpose: every rule of one endpoint (tokens, the per-minute limit,
+streaming, malformed calls, the buffered usage log and its shutdown) checked against the
+same real services, sharing the call and usage-row helpers at the top. Upstream
+connection handling lives in test_llm_upstream, the usage reports in test_llm_usage.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ from portal.llm.usage_log import UsageEntry, UsageRecorder
 from portal.main import create_app
 from portal.teams import service as teams_service
 from portal.teams.models import Team
-from tests.conftest import make_client, room_in_the_minute
-from tests.factories import TeamFactory
-from tests.live import portal_process
-from tests.servers import OK, ScriptedServer
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import TeamFactory
+from tests.fixtures.live import portal_process
+from tests.fixtures.servers import OK, ScriptedServer
+from tests.fixtures.services import room_in_the_minute
 
 
 @pytest.fixture(autouse=True)

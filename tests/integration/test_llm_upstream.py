@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from portal.llm.upstream import UpstreamTransport
-from tests.servers import OK, ScriptedServer, answer_ok, answer_with
+from tests.fixtures.servers import OK, ScriptedServer, answer_ok, answer_with
 
 
 def client(url: str, **limits) -> httpx.AsyncClient:

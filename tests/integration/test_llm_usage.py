@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from portal.audit.models import AuditLog
 from portal.core.time import utcnow
 from portal.llm.models import LlmUsageLog
-from tests.conftest import make_client, room_in_the_minute
-from tests.factories import browser_login
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login
+from tests.fixtures.services import room_in_the_minute
 
 
 @pytest.fixture(autouse=True)

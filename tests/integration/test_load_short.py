@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.live import PROJECT_ROOT
+from tests.fixtures.environment import PROJECT_ROOT
 
 
 def test_shortened_load_run_has_no_errors(eval_image):

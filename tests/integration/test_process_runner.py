@@ -6,7 +6,7 @@ import pytest
 
 from portal.core.config import Settings
 from portal.evaluation.models import RunStatus
-from tests.evaluation_helpers import EMPTY_FILE, ONE_MIB_FILE, fill_work
+from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
 from worker.context import WorkerContext, choose_runner
 from worker.judge import judge
 from worker.kits import tsp
@@ -86,7 +86,7 @@ def test_auto_falls_back_to_processes_only_when_allowed(monkeypatch, tmp_path):
 
 async def test_pages_say_plainly_when_evaluation_is_not_sandboxed(settings):
     from portal.main import create_app
-    from tests.conftest import make_client
+    from tests.fixtures.clients import make_client
 
     for runner, warned in (("process", True), ("docker", False)):
         app = create_app(settings.model_copy(update={"eval_runner": runner}))
@@ -104,8 +104,8 @@ async def test_llm_example_reaches_the_gateway_on_loopback(
     import redis as sync_redis
 
     from portal.llm import run_tokens
-    from tests.evaluation_helpers import example
-    from tests.live import portal_process
+    from tests.fixtures.evaluation import example
+    from tests.fixtures.live import portal_process
 
     team = await teams.create()
     upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url}

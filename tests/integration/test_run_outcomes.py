@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 from portal.core.db import psycopg_conninfo
 from portal.evaluation import runs
 from portal.evaluation.models import RunStatus
-from tests.conftest import running_eval_worker
-from tests.evaluation_helpers import run_batch, upload
-from tests.factories import browser_login
+from tests.fixtures.evaluation import run_batch, running_eval_worker, upload
+from tests.fixtures.factories import browser_login
 from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits, SandboxResult, cap_log

@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from portal.evaluation.models import RunStatus
-from tests.evaluation_helpers import EMPTY_FILE, ONE_MIB_FILE, fill_work
-from tests.servers import all_interfaces_http_server
+from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
+from tests.fixtures.servers import all_interfaces_http_server
 from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits

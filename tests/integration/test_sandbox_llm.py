@@ -19,9 +19,9 @@ import pytest
 from portal.core.background_server import BackgroundServer
 from portal.core.db import psycopg_conninfo
 from portal.main import create_gateway_app
-from tests.conftest import room_in_the_minute, running_eval_worker
-from tests.evaluation_helpers import example, run_batch, upload
-from tests.servers import all_interfaces_http_server
+from tests.fixtures.evaluation import example, run_batch, running_eval_worker, upload
+from tests.fixtures.servers import all_interfaces_http_server
+from tests.fixtures.services import room_in_the_minute
 from worker.kits import tsp
 from worker.sandbox.llm_relay import LlmRelay, gateway_address
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.factories import browser_login
+from tests.fixtures.factories import browser_login
 
 HX = {"HX-Request": "true"}
 

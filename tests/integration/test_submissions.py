@@ -1,4 +1,10 @@
-"""Uploads, the daily quota, lists, detail, downloads and final picks, end to end."""
+"""Uploads, the daily quota, lists, detail, downloads and final picks, end to end.
+
+Over 400 lines on purpose: one team's submission journey through the JSON API, in the
+order a team meets it, with the upload helpers at the top shared by every test. The
+pages have their own module (test_submission_pages), the pure upload checks theirs
+(tests/unit/test_validate_source).
+"""
 
 import asyncio
 import codecs
@@ -10,7 +16,8 @@ import pytest
 
 from portal.core.db import psycopg_conninfo
 from portal.main import create_app
-from tests.conftest import make_client
+from tests.fixtures.clients import make_client
+from tests.fixtures.factories import browser_login
 
 
 def py_file(body: str = "print('hello')\n", name: str = "solution.py") -> dict:
@@ -345,8 +352,6 @@ async def test_detail_and_download_serve_the_file_as_plain_text(client, teams):
 
 
 async def test_another_teams_submission_is_404_everywhere(client, teams):
-    from tests.factories import browser_login
-
     alpha = await teams.create()
     beta = await teams.create()
     created = (await client.post("/api/v1/submissions", files=py_file(), headers=alpha.auth)).json()

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.factories import browser_login
+from tests.fixtures.factories import browser_login
 
 
 async def test_admin_creates_a_team_and_its_token_logs_in(client, teams):

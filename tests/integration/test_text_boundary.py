@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from tests.evaluation_helpers import upload
-from tests.factories import browser_login, csrf_from_login_page
+from tests.fixtures.evaluation import upload
+from tests.fixtures.factories import browser_login, csrf_from_login_page
 
 NUL = "\x00"
 SURROGATE = "\ud800"  # half of a UTF-16 pair: JSON can carry it, UTF-8 cannot

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from portal.core.db import psycopg_conninfo
-from tests.factories import browser_login, csrf_from_login_page
-from tests.text_inputs import TextInput, all_text_inputs, send
+from tests.fixtures.factories import browser_login, csrf_from_login_page
+from tests.fixtures.text_inputs import TextInput, all_text_inputs, send
 
 # The characters issue 11 is about, and a few more that test encodings and display.
 SPECIAL = (
