@@ -47,13 +47,7 @@ async def list_audit(
     until: Annotated[Day, Query(description="last day, YYYY-MM-DD")] = None,
 ):
     start, end = day_range(since, until, request.app.state.settings.timezone)
-    result = await service.list_entries(
-        session, service.AuditFilter(actor, action, start, end), page
-    )
-    items = [
-        AuditEntryPublic(**entry.model_dump(), actor_team_name=name) for entry, name in result.items
-    ]
-    return Page(items=items, page=result.page, size=result.size, total=result.total)
+    return await service.list_entries(session, service.AuditFilter(actor, action, start, end), page)
 
 
 @pages.get("/admin/audit")

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal.audit.models import AuditLog
+from portal.audit.schemas import AuditEntryPublic
 from portal.core.logging import client_ip_var, request_id_var
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, paginate
 from portal.teams.models import Team
 
 
@@ -76,8 +77,8 @@ class AuditFilter:
 
 async def list_entries(
     session: AsyncSession, filters: AuditFilter, page: PageParams
-) -> Page[tuple[AuditLog, str | None]]:
-    """Newest first, with the actor's team name beside each row."""
+) -> Page[AuditEntryPublic]:
+    """Newest first, each with its actor's team name."""
     conditions = []
     if filters.actor_team_id is not None:
         conditions.append(AuditLog.actor_team_id == filters.actor_team_id)
@@ -94,22 +95,17 @@ async def list_entries(
     if filters.until is not None:
         conditions.append(AuditLog.created_at < filters.until)
 
-    total = await session.scalar(
-        sa.select(sa.func.count()).select_from(AuditLog).where(*conditions)
-    )
-    rows = await session.execute(
+    statement = (
         sa.select(AuditLog, Team.name)
         .outerjoin(Team, Team.id == AuditLog.actor_team_id)
         .where(*conditions)
         .order_by(AuditLog.id.desc())
-        .offset(page.offset)
-        .limit(page.size)
     )
-    return Page(
-        items=[(entry, name) for entry, name in rows.all()],
-        page=page.page,
-        size=page.size,
-        total=total or 0,
+    return await paginate(
+        session,
+        statement,
+        page,
+        lambda row: AuditEntryPublic(**row[0].model_dump(), actor_team_name=row.name),
     )
 
 

@@ -17,9 +17,7 @@ async def login(body: LoginRequest, request: Request, response: Response, sessio
     team = await service.login(request, session, body.email, body.api_token)
     data = SessionSigner.new_login(team.id, team.session_epoch)
     set_session_cookie(request, response, data)
-    return LoginResponse(
-        team=TeamPublic.model_validate(team, from_attributes=True), csrf_token=data.csrf
-    )
+    return LoginResponse(team=TeamPublic.model_validate(team), csrf_token=data.csrf)
 
 
 @router.post("/logout", status_code=204)

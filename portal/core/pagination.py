@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
+U = TypeVar("U")
 MAX_PAGE_SIZE = 200
 # Far beyond any real list, and small enough that page x size stays a valid SQL offset.
 MAX_PAGE = 100_000
@@ -45,3 +50,45 @@ class Page(BaseModel, Generic[T]):
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.size))
+
+    @classmethod
+    def empty(cls, params: PageParams) -> Page[T]:
+        return cls(items=[], page=params.page, size=params.size, total=0)
+
+    def map(self, to_item: Callable[[T], U]) -> Page[U]:
+        """The same page with each item converted (a service's view to its response)."""
+        return Page(
+            items=[to_item(item) for item in self.items],
+            page=self.page,
+            size=self.size,
+            total=self.total,
+        )
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: sa.Select[Any],
+    params: PageParams,
+    to_item: Callable[[Row[Any]], T],
+) -> Page[T]:
+    """One page of the rows `statement` selects (in its order), each made an item by
+    `to_item`, and the number of rows it selects in all.
+
+    The total is counted from the statement itself, so it counts exactly the rows the
+    pages show: a filter or join added to the list can never leave the total behind.
+    """
+    total = await session.scalar(
+        sa.select(sa.func.count()).select_from(statement.order_by(None).subquery())
+    )
+    rows = await session.execute(statement.offset(params.offset).limit(params.size))
+    return Page(
+        items=[to_item(row) for row in rows],
+        page=params.page,
+        size=params.size,
+        total=total or 0,
+    )
+
+
+def first_column(row: Row[Any]) -> Any:
+    """For a statement that selects one entity (`select(Team)`): the entity itself."""
+    return row[0]

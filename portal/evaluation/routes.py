@@ -12,9 +12,11 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
-async def public(session, batch, progress: dict | None = None) -> BatchPublic:
-    if progress is None:
-        progress = await service.progress(session, batch.id)
+async def public(session, batch) -> BatchPublic:
+    return with_progress(batch, await service.progress(session, batch.id))
+
+
+def with_progress(batch, progress: BatchProgress) -> BatchPublic:
     return BatchPublic(
         **batch.model_dump(
             include={
@@ -29,7 +31,7 @@ async def public(session, batch, progress: dict | None = None) -> BatchPublic:
                 "finished_at",
             }
         ),
-        progress=BatchProgress(**progress),
+        progress=progress,
     )
 
 
@@ -37,8 +39,7 @@ async def public(session, batch, progress: dict | None = None) -> BatchPublic:
 async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep):
     result = await service.list_batches(session, page)
     progress = await service.progress_of(session, [batch.id for batch in result.items])
-    items = [await public(session, batch, progress[batch.id]) for batch in result.items]
-    return Page(items=items, page=result.page, size=result.size, total=result.total)
+    return result.map(lambda batch: with_progress(batch, progress[batch.id]))
 
 
 @router.post("", response_model=BatchPublic, status_code=201)

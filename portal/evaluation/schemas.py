@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from portal.core.text import NameText
 
@@ -59,6 +59,8 @@ class BatchPublic(BaseModel):
 
 
 class RunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     team_id: int
     team_name: str
@@ -69,6 +71,13 @@ class RunPublic(BaseModel):
     duration_ms: int | None
     attempts: int
     reason: str | None
+
+
+class RunView(RunPublic):
+    """A run as the pages show it: with its batch, and its log when that was asked for."""
+
+    batch_id: int
+    log: str | None = None
 
 
 class BatchDetail(BatchPublic):

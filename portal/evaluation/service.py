@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import service as audit
 from portal.core.db import after_commit
 from portal.core.errors import Conflict, NotFound
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, first_column, paginate
 from portal.core.time import utcnow
 from portal.evaluation.models import (
     BatchStatus,
@@ -24,7 +24,7 @@ from portal.evaluation.models import (
 )
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE, FAILED
-from portal.evaluation.schemas import BatchCreate
+from portal.evaluation.schemas import BatchCreate, BatchProgress, RunView
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -246,11 +246,11 @@ async def rerun_failed(session: AsyncSession, batch_id: int, *, actor: Team, bro
     return batch
 
 
-async def progress(session: AsyncSession, batch_id: int) -> dict:
+async def progress(session: AsyncSession, batch_id: int) -> BatchProgress:
     return (await progress_of(session, [batch_id]))[batch_id]
 
 
-async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, dict]:
+async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, BatchProgress]:
     """Runs done / total per batch, for a whole page of batches in one grouped query."""
     rows = await session.execute(
         sa.select(EvaluationRun.batch_id, EvaluationRun.status, sa.func.count())
@@ -263,26 +263,20 @@ async def progress_of(session: AsyncSession, batch_ids: list[int]) -> dict[int, 
     return {batch_id: _progress(batch_counts) for batch_id, batch_counts in counts.items()}
 
 
-def _progress(counts: dict[str, int]) -> dict:
+def _progress(counts: dict[str, int]) -> BatchProgress:
     total = sum(counts.values())
     done = total - sum(counts.get(status, 0) for status in ACTIVE)
-    return {
-        "total": total,
-        "done": done,
-        "counts": counts,
-        "percent": int(100 * done / total) if total else 0,
-    }
+    return BatchProgress(
+        total=total,
+        done=done,
+        counts=counts,
+        percent=int(100 * done / total) if total else 0,
+    )
 
 
 async def list_batches(session: AsyncSession, page: PageParams) -> Page[EvaluationBatch]:
-    total = await session.scalar(sa.select(sa.func.count()).select_from(EvaluationBatch))
-    batches = await session.scalars(
-        sa.select(EvaluationBatch)
-        .order_by(EvaluationBatch.id.desc())
-        .offset(page.offset)
-        .limit(page.size)
-    )
-    return Page(items=list(batches), page=page.page, size=page.size, total=total or 0)
+    statement = sa.select(EvaluationBatch).order_by(EvaluationBatch.id.desc())
+    return await paginate(session, statement, page, first_column)
 
 
 RUN_COLUMNS = (
@@ -304,7 +298,7 @@ async def list_runs(
     submission_id: int | None = None,
     include_log: bool = False,
     limit: int = 500,
-) -> list[dict]:
+) -> list[RunView]:
     """Runs of a batch and/or a submission, in queue order. Logs (up to the log cap each)
     are loaded only when asked for: the admin's polled run table never shows them."""
     conditions = []
@@ -326,4 +320,4 @@ async def list_runs(
         .order_by(EvaluationRun.batch_id, EvaluationRun.queue_position)
         .limit(limit)
     )
-    return [dict(row._mapping) for row in rows]
+    return [RunView.model_validate(row) for row in rows]

@@ -12,16 +12,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
 from portal.core.errors import NotFound
-from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, Page, PageParams
+from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import OptionalRowId
 from portal.core.templating import render, wants_fragment
 from portal.core.text import FreeText
 from portal.leaderboard import service
+from portal.leaderboard.schemas import BoardRowPublic, LeaderboardPublic
 
 router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
@@ -49,55 +49,10 @@ def not_modified(request: Request, tag: str) -> Response | None:
     return None
 
 
-class BoardRowPublic(BaseModel):
-    rank: int | None
-    team_id: int
-    team_name: str
-    score: float | None
-    submission_id: int | None
-    runs_done: int
-    runs_total: int
-    change: int | None
-
-
-class LeaderboardPublic(Page[BoardRowPublic]):
-    batch_id: int | None
-    batch_name: str | None
-    batch_status: str | None
-    runs_done: int
-    runs_total: int
-    version: int
-
-
-async def _context(request, session, batch, q, page, size, state=None, **extra):
-    """What a board shows. `batch` is the one asked for: None follows the latest."""
-    chosen, previous, batches = await service.choose_batch(session, batch)
-    params = PageParams(page=page, size=size)
-    rows = (
-        await service.board(session, chosen, previous, params, q)
-        if chosen
-        else Page(items=[], page=page, size=size, total=0)
+async def _board(request: Request, session, batch, q, page, size, state=None):
+    return await service.board_view(
+        session, request.app.state.redis, batch, q, PageParams(page=page, size=size), state
     )
-    done, total = await service.batch_progress(session, chosen.id) if chosen else (0, 0)
-    # Callers that already read the board's state for the ETag pass it in.
-    version, refreshed_at = state or await service.state(request.app.state.redis)
-    return {
-        "batch": chosen,
-        "pinned": batch,
-        # The query that names this view again: links and polls keep a batch only if one
-        # was asked for, so a board opened without one moves on to every newer batch.
-        "board_query": {k: v for k, v in (("batch", batch), ("q", q)) if v},
-        "previous": previous,
-        "batches": batches,
-        "rows": rows,
-        "q": q,
-        "runs_done": done,
-        "runs_total": total,
-        "version": version,
-        "refreshed_at": refreshed_at,
-        "updated_ago": int(time.time() - refreshed_at) if refreshed_at else None,
-        **extra,
-    }
 
 
 @router.get("/api/v1/leaderboard", response_model=LeaderboardPublic)
@@ -115,22 +70,16 @@ async def leaderboard_api(
     tag = etag(version, "api", batch, q, page, size)
     if cached := not_modified(request, tag):
         return cached
-    context = await _context(request, session, batch, q, page, size, state)
-    chosen, rows = context["batch"], context["rows"]
+    view = await _board(request, session, batch, q, page, size, state)
+    chosen, rows = view.batch, view.rows.map(BoardRowPublic.model_validate)
     body = LeaderboardPublic(
-        items=[
-            BoardRowPublic(**{k: getattr(r, k) for k in BoardRowPublic.model_fields})
-            for r in rows.items
-        ],
-        page=rows.page,
-        size=rows.size,
-        total=rows.total,
+        **rows.model_dump(),
         batch_id=chosen.id if chosen else None,
         batch_name=chosen.name if chosen else None,
         batch_status=chosen.status if chosen else None,
-        runs_done=context["runs_done"],
-        runs_total=context["runs_total"],
-        version=version,
+        runs_done=view.runs_done,
+        runs_total=view.runs_total,
+        version=view.version,
     )
     return Response(
         body.model_dump_json(), media_type="application/json", headers=cache_headers(tag)
@@ -153,8 +102,14 @@ async def leaderboard_page(
     if not fragment:
         # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
         await optional_team(request, session)
-    context = await _context(request, session, batch, q, page, PAGE_SIZE, state)
-    return render(request, "leaderboard.html", context, block="board", headers=cache_headers(tag))
+    view = await _board(request, session, batch, q, page, PAGE_SIZE, state)
+    return render(
+        request,
+        "leaderboard.html",
+        view.template_context(),
+        block="board",
+        headers=cache_headers(tag),
+    )
 
 
 @router.get("/leaderboard/projector", include_in_schema=False)
@@ -170,19 +125,18 @@ async def projector(
     event and left alone, so it always shows the latest started batch's board."""
     now = time.time()
     turn = since and now - since >= PROJECTOR_PAGE_SECONDS
-    context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
-    pages = context["rows"].pages
+    view = await _board(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
+    pages = view.rows.pages
     if turn:
         page, since = (page % pages) + 1, now
     elif page > pages:
         page, since = 1, now  # a newer batch has fewer teams: start again from the top
-    if page != context["rows"].page:
-        context = await _context(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
-    context.update(page_started=since or now, pages=pages)
+    if page != view.rows.page:
+        view = await _board(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
     return render(
         request,
         "projector.html",
-        context,
+        {**view.template_context(), "page_started": since or now, "pages": pages},
         block="projector_board",
         headers={"Cache-Control": "no-cache"},
     )
@@ -195,7 +149,7 @@ async def team_history(
     team, history = await service.team_history(session, team_id)
     if team is None:
         raise NotFound(f"No team #{team_id} on the leaderboard.")
-    points = service.sparkline([entry["score"] for entry in history])
+    points = service.sparkline([entry.score for entry in history])
     return render(
         request, "leaderboard_team.html", {"team": team, "history": history, "points": points}
     )

@@ -7,15 +7,17 @@ ranking.sql beside this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, paginate
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY
+from portal.leaderboard.schemas import HistoryEntry
 from portal.teams.models import Team
 
 leaderboard = sa.table(
@@ -52,6 +54,40 @@ class BoardRow:
         if self.rank is None or self.previous_rank is None:
             return None
         return self.previous_rank - self.rank
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """Everything a board shows: the page, the JSON API and the projector read this."""
+
+    batch: EvaluationBatch | None
+    # The batch asked for; None follows the latest started one.
+    pinned: int | None
+    previous: EvaluationBatch | None
+    batches: list[EvaluationBatch]
+    rows: Page[BoardRow]
+    q: str
+    runs_done: int
+    runs_total: int
+    version: int
+    refreshed_at: float | None
+
+    @property
+    def board_query(self) -> dict[str, object]:
+        """The query that names this view again: links and polls keep a batch only if one
+        was asked for, so a board opened without one moves on to every newer batch."""
+        return {k: v for k, v in (("batch", self.pinned), ("q", self.q)) if v}
+
+    @property
+    def updated_ago(self) -> int | None:
+        return int(time.time() - self.refreshed_at) if self.refreshed_at else None
+
+    def template_context(self) -> dict[str, object]:
+        return {
+            **{field.name: getattr(self, field.name) for field in fields(self)},
+            "board_query": self.board_query,
+            "updated_ago": self.updated_ago,
+        }
 
 
 async def state(redis) -> tuple[int, float | None]:
@@ -95,13 +131,7 @@ async def board(
     conditions = [leaderboard.c.batch_id == batch.id]
     if query and query.strip():
         conditions.append(Team.name.ilike(f"%{query.strip()}%"))
-    total = await session.scalar(
-        sa.select(sa.func.count())
-        .select_from(leaderboard)
-        .join(Team, Team.id == leaderboard.c.team_id)
-        .where(*conditions)
-    )
-    rows = await session.execute(
+    statement = (
         sa.select(
             leaderboard.c.rank,
             leaderboard.c.team_id,
@@ -123,11 +153,35 @@ async def board(
         )
         .where(*conditions)
         .order_by(leaderboard.c.position)
-        .offset(page.offset)
-        .limit(page.size)
     )
-    return Page(
-        items=[BoardRow(*row) for row in rows], page=page.page, size=page.size, total=total or 0
+    return await paginate(session, statement, page, lambda row: BoardRow(*row))
+
+
+async def board_view(
+    session: AsyncSession,
+    redis,
+    batch_id: int | None,
+    q: str,
+    params: PageParams,
+    state_read: tuple[int, float | None] | None = None,
+) -> BoardView:
+    """The board of `batch_id` (None: the latest started batch). Callers that already
+    read the board's state for the ETag pass it as `state_read`."""
+    chosen, previous, batches = await choose_batch(session, batch_id)
+    rows = await board(session, chosen, previous, params, q) if chosen else Page.empty(params)
+    done, total = await batch_progress(session, chosen.id) if chosen else (0, 0)
+    version, refreshed_at = state_read or await state(redis)
+    return BoardView(
+        batch=chosen,
+        pinned=batch_id,
+        previous=previous,
+        batches=batches,
+        rows=rows,
+        q=q,
+        runs_done=done,
+        runs_total=total,
+        version=version,
+        refreshed_at=refreshed_at,
     )
 
 
@@ -143,17 +197,24 @@ async def batch_progress(session: AsyncSession, batch_id: int) -> tuple[int, int
     return int(done), int(total)
 
 
-async def team_history(session: AsyncSession, team_id: int) -> tuple[Team | None, list[dict]]:
+async def team_history(
+    session: AsyncSession, team_id: int
+) -> tuple[Team | None, list[HistoryEntry]]:
     team = await session.get(Team, team_id)
     if team is None:
         return None, []
     rows = await session.execute(
-        sa.select(EvaluationBatch.id, EvaluationBatch.name, leaderboard.c.score, leaderboard.c.rank)
+        sa.select(
+            EvaluationBatch.id.label("batch_id"),
+            EvaluationBatch.name.label("batch_name"),
+            leaderboard.c.score,
+            leaderboard.c.rank,
+        )
         .join(leaderboard, leaderboard.c.batch_id == EvaluationBatch.id)
         .where(leaderboard.c.team_id == team_id)
         .order_by(EvaluationBatch.started_at)
     )
-    return team, [{"batch_id": b, "batch_name": n, "score": s, "rank": r} for b, n, s, r in rows]
+    return team, [HistoryEntry.model_validate(row) for row in rows]
 
 
 def sparkline(scores: list[float | None], width: int = 240, height: int = 48) -> str:

@@ -36,9 +36,7 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
         team_id=team_id,
         requests_per_minute=report.requests_per_minute,
         totals=totals_public(report.totals),
-        series=[
-            UsageStep.model_validate(bucket, from_attributes=True) for bucket in report.buckets
-        ],
+        series=[UsageStep.model_validate(bucket) for bucket in report.buckets],
         teams=[
             TeamUsagePublic(
                 team_id=t.team_id,

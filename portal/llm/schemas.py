@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class UsageTotals(BaseModel):
@@ -15,6 +15,8 @@ class UsageTotals(BaseModel):
 
 
 class UsageStep(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     start: datetime
     calls: int
     refused: int

@@ -13,7 +13,6 @@ from portal.core.forms import form_action
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import flash, humanize_duration, is_htmx, render
 from portal.core.text import FreeText, NameText
-from portal.evaluation import service as evaluation
 from portal.submissions import service
 from portal.submissions.deps import OwnSubmissionPage
 from portal.submissions.routes import accept_upload
@@ -141,11 +140,8 @@ async def toggle_final_form(
 async def submission_page(
     request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
 ) -> Response:
-    results = await service.results_by_batch(session, submission)
-    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
-    for result in results:
-        result["runs"] = [run for run in runs if run["batch_id"] == result["batch_id"]]
-    live = any(run["status"] in ("queued", "running") for r in results for run in r["runs"])
+    results = await service.results_with_runs(session, submission)
+    live = any(run.status in ("queued", "running") for r in results for run in r.runs)
     context = {
         "team": team,
         "view": await service.view_of(session, submission),

@@ -82,19 +82,13 @@ async def upload_submission(
         raise outcome
     submission, quota = outcome
     view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
-    return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic(**quota.as_dict()))
+    return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic.model_validate(quota))
 
 
 @router.get("", response_model=Page[SubmissionPublic])
 async def list_submissions(team: CurrentTeam, session: SessionDep, page: PageDep):
     """Your submissions, newest first."""
-    result = await service.list_for_team(session, team, page)
-    return Page(
-        items=[public(v) for v in result.items],
-        page=result.page,
-        size=result.size,
-        total=result.total,
-    )
+    return (await service.list_for_team(session, team, page)).map(public)
 
 
 @router.get("/quota", response_model=QuotaPublic)
@@ -102,7 +96,7 @@ async def read_quota(request: Request, team: CurrentTeam, session: SessionDep):
     quota = await service.quota_for(
         session, team, request.app.state.settings, request.app.state.clock()
     )
-    return QuotaPublic(**quota.as_dict())
+    return QuotaPublic.model_validate(quota)
 
 
 @router.get("/{submission_id}", response_model=SubmissionDetail)

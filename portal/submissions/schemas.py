@@ -1,9 +1,13 @@
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from portal.evaluation.schemas import RunView
 
 
 class QuotaPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     used: int
     limit: int
     remaining: int
@@ -11,12 +15,20 @@ class QuotaPublic(BaseModel):
 
 
 class BatchResultPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     batch_id: int
     batch_name: str
     status: str
     mean_score: float | None
     reason: str | None
     finished_at: datetime | None
+
+
+class BatchResultRuns(BatchResultPublic):
+    """One batch's result on the submission's page, with the runs behind it."""
+
+    runs: list[RunView]
 
 
 class SubmissionPublic(BaseModel):

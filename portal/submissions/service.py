@@ -27,11 +27,13 @@ from portal.audit import service as audit
 from portal.core.bodylimit import too_large_message
 from portal.core.config import Settings
 from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, paginate
 from portal.core.storage import Storage, StorageUnavailable, content_key
 from portal.core.time import competition_day, next_midnight
+from portal.evaluation import service as evaluation
 from portal.evaluation.models import BatchSubmission, EvaluationBatch
 from portal.submissions.models import Submission, SubmissionQuota
+from portal.submissions.schemas import BatchResultPublic, BatchResultRuns
 from portal.teams.models import Team
 
 NOT_EVALUATED = "not evaluated"
@@ -52,14 +54,6 @@ class Quota:
     @property
     def remaining(self) -> int:
         return max(0, self.limit - self.used)
-
-    def as_dict(self) -> dict:
-        return {
-            "used": self.used,
-            "limit": self.limit,
-            "remaining": self.remaining,
-            "resets_at": self.resets_at,
-        }
 
 
 @dataclass(frozen=True)
@@ -305,20 +299,19 @@ def _latest_result_columns():
 async def list_for_team(
     session: AsyncSession, team: Team, page: PageParams
 ) -> Page[SubmissionView]:
-    total = await session.scalar(
-        sa.select(sa.func.count()).select_from(Submission).where(Submission.team_id == team.id)
-    )
     latest = _latest_result_columns()
-    rows = await session.execute(
+    statement = (
         sa.select(Submission, latest.c.status, latest.c.mean_score)
         .outerjoin(latest, sa.true())
         .where(Submission.team_id == team.id)
         .order_by(Submission.created_at.desc(), Submission.id.desc())
-        .offset(page.offset)
-        .limit(page.size)
     )
-    items = [SubmissionView(sub, status or NOT_EVALUATED, score) for sub, status, score in rows]
-    return Page(items=items, page=page.page, size=page.size, total=total or 0)
+    return await paginate(
+        session,
+        statement,
+        page,
+        lambda row: SubmissionView(row[0], row.status or NOT_EVALUATED, row.mean_score),
+    )
 
 
 async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Submission:
@@ -340,23 +333,34 @@ async def view_of(session: AsyncSession, submission: Submission) -> SubmissionVi
     return SubmissionView(submission, row[0] if row else NOT_EVALUATED, row[1] if row else None)
 
 
-async def results_by_batch(session: AsyncSession, submission: Submission) -> list[dict]:
+async def results_by_batch(
+    session: AsyncSession, submission: Submission
+) -> list[BatchResultPublic]:
     rows = await session.execute(
-        sa.select(BatchSubmission, EvaluationBatch.name)
+        sa.select(
+            BatchSubmission.batch_id,
+            EvaluationBatch.name.label("batch_name"),
+            BatchSubmission.status,
+            BatchSubmission.mean_score,
+            BatchSubmission.reason,
+            BatchSubmission.finished_at,
+        )
         .join(EvaluationBatch, EvaluationBatch.id == BatchSubmission.batch_id)
         .where(BatchSubmission.submission_id == submission.id)
         .order_by(BatchSubmission.batch_id.desc())
     )
+    return [BatchResultPublic.model_validate(row) for row in rows]
+
+
+async def results_with_runs(session: AsyncSession, submission: Submission) -> list[BatchResultRuns]:
+    """Each batch's result with its runs and their logs, for the submission's page."""
+    results = await results_by_batch(session, submission)
+    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
     return [
-        {
-            "batch_id": run.batch_id,
-            "batch_name": name,
-            "status": run.status,
-            "mean_score": run.mean_score,
-            "reason": run.reason,
-            "finished_at": run.finished_at,
-        }
-        for run, name in rows
+        BatchResultRuns(
+            **result.model_dump(), runs=[run for run in runs if run.batch_id == result.batch_id]
+        )
+        for result in results
     ]
 
 

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1/teams", tags=["teams"])
 
 
 def public(team: Team) -> TeamPublic:
-    return TeamPublic.model_validate(team, from_attributes=True)
+    return TeamPublic.model_validate(team)
 
 
 def with_token(team: Team, token: str) -> TeamWithToken:
@@ -51,10 +51,7 @@ async def list_teams(
         FreeText | None, Query(max_length=100, description="name or email contains")
     ] = None,
 ):
-    result = await service.list_teams(session, q, page)
-    return Page(
-        items=[public(t) for t in result.items], page=page.page, size=page.size, total=result.total
-    )
+    return (await service.list_teams(session, q, page)).map(public)
 
 
 @router.post("", response_model=TeamWithToken, status_code=201)

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from portal.core.text import NameText
 from portal.teams.models import Role
@@ -40,6 +40,8 @@ class TeamUpdate(BaseModel):
 
 
 class TeamPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     email: str

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.audit import service as audit
 from portal.core.errors import Conflict, NotFound
-from portal.core.pagination import Page, PageParams
+from portal.core.pagination import Page, PageParams, first_column, paginate
 from portal.core.security import hash_token, new_api_token, visible_prefix
 from portal.core.time import utcnow
 from portal.teams.models import Role, Team
@@ -157,15 +157,10 @@ async def list_teams(session: AsyncSession, query: str | None, page: PageParams)
     if query and query.strip():
         pattern = f"%{query.strip()}%"
         conditions.append(sa.or_(Team.name.ilike(pattern), Team.email.ilike(pattern)))
-    total = await session.scalar(sa.select(sa.func.count()).select_from(Team).where(*conditions))
-    teams = await session.scalars(
-        sa.select(Team)
-        .where(*conditions)
-        .order_by(Team.role.desc(), sa.func.lower(Team.name))
-        .offset(page.offset)
-        .limit(page.size)
+    statement = (
+        sa.select(Team).where(*conditions).order_by(Team.role.desc(), sa.func.lower(Team.name))
     )
-    return Page(items=list(teams), page=page.page, size=page.size, total=total or 0)
+    return await paginate(session, statement, page, first_column)
 
 
 async def count_active_admins(session: AsyncSession) -> int:
