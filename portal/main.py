@@ -30,9 +30,10 @@ from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
 from portal.leaderboard import routes as leaderboard_routes
-from portal.llm import gateway as llm_gateway
 from portal.llm import pages as llm_pages
 from portal.llm import routes as llm_routes
+from portal.llm.gateway import routes as gateway_routes
+from portal.llm.gateway.service import Gateway
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
 from portal.teams import pages as team_pages
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = create_redis(redis_url)
         app.state.broker = create_broker(redis_url)
-        app.state.llm_gateway = llm_gateway.Gateway(settings, engine, app.state.redis)
+        app.state.llm_gateway = Gateway(settings, engine, app.state.redis)
         await app.state.llm_gateway.start()
         try:
             await run_in_threadpool(app.state.storage.ensure_ready)
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (
         # First: routes are matched in order, and gateway calls are the hottest path.
-        llm_gateway.router,
+        gateway_routes.router,
         health_routes.router,
         auth_routes.router,
         auth_pages.router,
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         llm_pages.router,
     ):
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
-        responses = {} if router is llm_gateway.router else API_ERROR_RESPONSES
+        responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES
         app.include_router(router, responses=responses)
     return app
 
@@ -138,7 +139,7 @@ def create_gateway_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url, pool_size=5, max_overflow=10)
         redis = create_redis(redis_url)
-        app.state.llm_gateway = llm_gateway.Gateway(settings, engine, redis)
+        app.state.llm_gateway = Gateway(settings, engine, redis)
         await app.state.llm_gateway.start()
         try:
             yield
@@ -157,5 +158,5 @@ def create_gateway_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(llm_gateway.router)
+    app.include_router(gateway_routes.router)
     return app

@@ -12,9 +12,9 @@ from portal.core.storage import ObjectNotFound, StorageUnavailable
 from portal.core.text import exception_summary
 from portal.evaluation import runs
 from portal.evaluation.models import RunStatus
-from portal.evaluation.outcomes import Outcome, judge
 from portal.llm import run_tokens
 from worker.context import WorkerContext
+from worker.judge import judge
 from worker.kits.base import failed_run_score
 from worker.sandbox.base import SandboxError, SandboxResult
 
@@ -90,7 +90,7 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
         )
         if not failure.retryable:
             # Another attempt would end the same way: this is the run's result, now.
-            return _record(context, run, Outcome(RunStatus.failed, str(failure)))
+            return _record(context, run, runs.Outcome(RunStatus.failed, str(failure)))
         with context.sessions.begin() as session:
             retry = runs.release_for_retry(
                 session, run, context.worker_id, str(failure), settings.eval_max_attempts
@@ -102,7 +102,7 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
 
 def _run_and_judge(
     context: WorkerContext, run: runs.ClaimedRun
-) -> tuple[SandboxResult, Outcome] | None:
+) -> tuple[SandboxResult, runs.Outcome] | None:
     """Run the submission in the sandbox and score it; None if it was stopped midway."""
     settings, kit = context.settings, context.kit
     llm_token = None
@@ -148,7 +148,7 @@ def _run_and_judge(
 def _record(
     context: WorkerContext,
     run: runs.ClaimedRun,
-    outcome: Outcome,
+    outcome: runs.Outcome,
     result: SandboxResult | None = None,
 ) -> str:
     with context.sessions.begin() as session:

@@ -9,9 +9,11 @@ from portal.audit import service
 from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
+from portal.core.deps import SettingsDep
+from portal.core.htmx import wants_fragment
 from portal.core.pagination import MAX_PAGE, Page, PageDep, PageParams
 from portal.core.params import OptionalRowId, blank_is_absent, whole_number
-from portal.core.templating import render, wants_fragment
+from portal.core.templating import render
 from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
 
@@ -37,16 +39,16 @@ Day = Annotated[date | None, BeforeValidator(_day_or_absent)]
 
 @router.get("", response_model=Page[AuditEntryPublic])
 async def list_audit(
-    request: Request,
     admin: AdminTeam,
     session: SessionDep,
+    settings: SettingsDep,
     page: PageDep,
     actor: ActorQuery = None,
     action: ActionQuery = None,
     since: Annotated[Day, Query(description="first day, YYYY-MM-DD")] = None,
     until: Annotated[Day, Query(description="last day, YYYY-MM-DD")] = None,
 ) -> Page[AuditEntryPublic]:
-    start, end = day_range(since, until, request.app.state.settings.timezone)
+    start, end = day_range(since, until, settings.timezone)
     return await service.list_entries(session, service.AuditFilter(actor, action, start, end), page)
 
 
@@ -55,6 +57,7 @@ async def audit_page(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
+    settings: SettingsDep,
     actor: Annotated[NameText, Query(max_length=12)] = "",
     action: Annotated[NameText, Query(max_length=64)] = "",
     # Longer than a date may be, so a mistyped one gets the form's message, not a 422.
@@ -74,7 +77,7 @@ async def audit_page(
         except ValueError as exc:
             parsed[label] = None
             problems.append(str(exc))
-    start, end = day_range(parsed["since"], parsed["until"], request.app.state.settings.timezone)
+    start, end = day_range(parsed["since"], parsed["until"], settings.timezone)
     result = await service.list_entries(
         session,
         service.AuditFilter(actor_id, action or None, start, end),

@@ -13,10 +13,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from portal.core.cookies import session_data
 from portal.core.db import SessionDep
 from portal.core.errors import Forbidden, LoginRequired, Unauthorized
 from portal.core.logging import team_id_var
-from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner, tokens_match
+from portal.core.security import tokens_match
 from portal.llm.run_tokens import is_run_token
 from portal.teams import service as teams
 from portal.teams.models import Role, Team
@@ -47,14 +48,6 @@ def request_api_token(request: Request) -> str | None:
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return request.headers.get("x-api-token") or None
-
-
-def session_data(request: Request) -> SessionData | None:
-    """The verified session cookie (cached per request), or None."""
-    if not hasattr(request.state, "session_data"):
-        signer: SessionSigner = request.app.state.signer
-        request.state.session_data = signer.loads(request.cookies.get(SESSION_COOKIE))
-    return request.state.session_data
 
 
 async def submitted_csrf_token(request: Request) -> str | None:

@@ -1,28 +1,22 @@
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.auth import service
 from portal.auth.deps import OptionalTeam, verify_csrf
+from portal.core.cookies import flash, session_data, set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
+from portal.core.htmx import NEXT_MAX_CHARS, redirect
 from portal.core.security import SESSION_COOKIE, SessionSigner
-from portal.core.templating import flash, is_htmx, render, set_session_cookie
+from portal.core.templating import render
 from portal.core.text import FreeText, NameText
 from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
-NEXT_MAX_CHARS = 500  # where to go after logging in: a path and query, never longer
-
-
-def redirect(request: Request, url: str) -> Response:
-    """303 for plain forms; HX-Redirect for HTMX so the whole page changes."""
-    if is_htmx(request):
-        return Response(status_code=204, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 def home_for(team: Team) -> str:
@@ -41,21 +35,6 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
-
-
-def login_redirect(request: Request) -> Response:
-    # Back to the page after logging in; without its query if that makes it too long
-    # for the login form, and to the home page if even the path is.
-    path, query = request.url.path, request.url.query
-    url = "/login"
-    for target in (f"{path}?{query}" if query else path, path):
-        if len(target) <= NEXT_MAX_CHARS:
-            url = f"/login?next={quote(target, safe='')}"
-            break
-    response = redirect(request, url)
-    if getattr(request.state, "viewer", None) is not None:
-        flash(request, response, "That page needs an admin account.", "error")
-    return response
 
 
 @router.get("/")
@@ -77,6 +56,7 @@ async def login_page(
 async def login_submit(
     request: Request,
     session: SessionDep,
+    logins: service.LoginsDep,
     email: Annotated[NameText, Form(max_length=254)] = "",
     api_token: Annotated[NameText, Form(max_length=200)] = "",
     next: Annotated[FreeText, Form(max_length=NEXT_MAX_CHARS)] = "",
@@ -89,7 +69,9 @@ async def login_submit(
             {"error": "Enter both your email and your API token.", "email": email, "next": next},
             status_code=400,
         )
-    team = await form_action(session, service.login, request, session, email, api_token)
+    team = await form_action(
+        session, logins.login, session, email, api_token, service.client_ip(request)
+    )
     if isinstance(team, PortalError):
         return render(
             request,
@@ -105,9 +87,11 @@ async def login_submit(
 
 
 @router.post("/logout")
-async def logout_submit(request: Request, session: SessionDep, team: OptionalTeam) -> Response:
+async def logout_submit(
+    request: Request, session: SessionDep, team: OptionalTeam, logins: service.LoginsDep
+) -> Response:
     await verify_csrf(request)
-    outcome = await form_action(session, service.logout, request, session, team)
+    outcome = await form_action(session, logins.logout, session, team, session_data(request))
     response = redirect(request, "/login")
     # The cookie goes either way: leaving was asked for, and a forgotten cookie is harmless.
     response.delete_cookie(SESSION_COOKIE)

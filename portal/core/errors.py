@@ -11,13 +11,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from markupsafe import escape
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from portal.core.htmx import is_htmx, login_redirect, retarget
 from portal.core.logging import request_id_var
+from portal.core.templating import render_error_page
 
 logger = logging.getLogger(__name__)
 
@@ -162,18 +165,13 @@ def error_response(
         return JSONResponse(
             error_payload(code, message, details), status_code=status_code, headers=headers
         )
-    from portal.core.templating import is_htmx, render_error_page
-
     if is_htmx(request):
         # An HTMX request that failed before its handler could answer (CSRF, 413, ...):
         # show the reason in the page's error banner instead of swapping in a whole page.
-        from fastapi.responses import HTMLResponse
-        from markupsafe import escape
-
         return HTMLResponse(
             f'<p role="alert">{escape(message)}</p>',
             status_code=status_code,
-            headers={**(headers or {}), "HX-Retarget": "#global-error", "HX-Reswap": "innerHTML"},
+            headers={**(headers or {}), **retarget("#global-error")},
         )
     return render_error_page(request, status_code, message, headers=headers)
 
@@ -221,8 +219,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        from portal.auth.pages import login_redirect
-
         return login_redirect(request)
 
     @app.exception_handler(RequestValidationError)

@@ -8,12 +8,19 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 # INCR and EXPIRE in one script so a crash between them cannot leave an immortal key.
+# Several keys at once (ARGV[i] is key i's expiry): one attempt counted by IP and by email
+# must take the same place in both queues, or parallel attempts interleave between the
+# two counts and fewer than the limit get through.
 _HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then
-    redis.call('EXPIRE', KEYS[1], ARGV[1])
+local counts = {}
+for i, key in ipairs(KEYS) do
+    local count = redis.call('INCR', key)
+    if count == 1 then
+        redis.call('EXPIRE', key, ARGV[i])
+    end
+    counts[i] = count
 end
-return count
+return counts
 """
 
 
@@ -55,13 +62,27 @@ class FailureCounter:
 
     async def record(self, subject: str) -> WindowState:
         """Count one attempt atomically and return the count including it."""
-        window_start, resets_in = _window(self.window_seconds)
-        count = await self.redis.eval(
-            _HIT_SCRIPT, 1, self._key(subject, window_start), self.window_seconds + 5
-        )
-        return WindowState(int(count), self.limit, resets_in)
+        (state,) = await record_together(self.redis, [(self, subject)])
+        return state
 
     async def forgive(self, subject: str) -> None:
         """Take back one counted attempt (it turned out not to be a failure)."""
         window_start, _ = _window(self.window_seconds)
         await self.redis.decr(self._key(subject, window_start))
+
+
+async def record_together(
+    redis: Redis, attempts: list[tuple[FailureCounter, str]]
+) -> list[WindowState]:
+    """Count one attempt on several counters in one atomic step, in the order given."""
+    keys, expiries, resets = [], [], []
+    for counter, subject in attempts:
+        window_start, resets_in = _window(counter.window_seconds)
+        keys.append(counter._key(subject, window_start))
+        expiries.append(counter.window_seconds + 5)
+        resets.append(resets_in)
+    counts = await redis.eval(_HIT_SCRIPT, len(keys), *keys, *expiries)
+    return [
+        WindowState(int(count), counter.limit, resets_in)
+        for count, (counter, _), resets_in in zip(counts, attempts, resets, strict=True)
+    ]

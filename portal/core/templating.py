@@ -12,15 +12,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeSerializer
 
+from portal.core.cookies import FLASH_COOKIE, pop_flash, session_data, set_session_cookie
+from portal.core.htmx import VARY_HTMX, wants_fragment
 from portal.core.logging import request_id_var
 from portal.core.migrations import PROJECT_ROOT
-from portal.core.security import SESSION_COOKIE, SessionData, SessionSigner
-
-FLASH_COOKIE = "portal_flash"
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 
@@ -59,66 +57,6 @@ templates.env.filters["filesize"] = _file_size
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)
 
 
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def wants_fragment(request: Request) -> bool:
-    # Boosted requests and history restores (the back button) want the whole page;
-    # other HTMX requests want just the block they swap.
-    return (
-        is_htmx(request)
-        and request.headers.get("hx-boosted") != "true"
-        and request.headers.get("hx-history-restore-request") != "true"
-    )
-
-
-def cookies_secure(request: Request) -> bool:
-    # Behind a TLS proxy the scheme comes from X-Forwarded-Proto (uvicorn proxy_headers).
-    return request.app.state.settings.cookies_secure or request.url.scheme == "https"
-
-
-def set_session_cookie(request: Request, response: Response, data: SessionData) -> None:
-    settings = request.app.state.settings
-    signer: SessionSigner = request.app.state.signer
-    response.set_cookie(
-        SESSION_COOKIE,
-        signer.dumps(data),
-        max_age=settings.session_max_age_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=cookies_secure(request),
-        path="/",
-    )
-
-
-def _flash_serializer(request: Request) -> URLSafeSerializer:
-    return URLSafeSerializer(request.app.state.settings.secret_key, salt="portal-flash")
-
-
-def flash(request: Request, response: Response, message: str, kind: str = "info") -> None:
-    """A one-time message shown on the next page (survives the POST-redirect-GET)."""
-    response.set_cookie(
-        FLASH_COOKIE,
-        _flash_serializer(request).dumps([kind, message]),
-        max_age=60,
-        httponly=True,
-        samesite="lax",
-        secure=cookies_secure(request),
-    )
-
-
-def _pop_flash(request: Request) -> list[tuple[str, str]]:
-    raw = request.cookies.get(FLASH_COOKIE)
-    if not raw:
-        return []
-    try:
-        kind, message = _flash_serializer(request).loads(raw)
-    except (BadSignature, ValueError, TypeError):
-        return []
-    return [(str(kind), str(message))]
-
-
 def render(
     request: Request,
     name: str,
@@ -128,8 +66,6 @@ def render(
     block: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    from portal.auth.deps import session_data
-
     session = session_data(request)
     new_session = None
     if session is None:
@@ -137,7 +73,7 @@ def render(
         new_session = request.app.state.signer.new_anonymous()
         request.state.session_data = new_session
         session = new_session
-    flashes = _pop_flash(request)
+    flashes = pop_flash(request)
     full_context = {
         "request": request,
         "current_team": getattr(request.state, "viewer", None),
@@ -155,7 +91,7 @@ def render(
         response = templates.TemplateResponse(
             request, name, full_context, status_code=status_code, headers=headers
         )
-    response.headers["Vary"] = "HX-Request, Cookie"
+    response.headers["Vary"] = f"{VARY_HTMX}, Cookie"
     if new_session is not None:
         set_session_cookie(request, response, new_session)
     if flashes:

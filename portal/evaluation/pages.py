@@ -8,13 +8,15 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageAdmin
-from portal.auth.pages import redirect
+from portal.core.cookies import flash
 from portal.core.db import SessionDep
+from portal.core.deps import BrokerDep, SettingsDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.forms import form_action
+from portal.core.htmx import redirect
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
-from portal.core.templating import flash, render
+from portal.core.templating import render
 from portal.core.text import FreeText, NameText
 from portal.evaluation import service
 from portal.evaluation.models import BatchStatus, EvaluationBatch
@@ -81,6 +83,8 @@ async def create_batch_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
+    settings: SettingsDep,
+    broker: BrokerDep,
     name: Annotated[NameText, Form(max_length=200)] = "",
     seeds: Annotated[FreeText, Form(max_length=2000)] = "",
     selection: Annotated[NameText, Form(max_length=20)] = "final_picks",
@@ -104,11 +108,9 @@ async def create_batch_submit(
 
     async def create_and_maybe_start() -> EvaluationBatch:
         # One action: a start that fails leaves no draft batch behind the error.
-        batch = await service.create(
-            session, data, actor=admin, kit=request.app.state.settings.eval_kit
-        )
+        batch = await service.create(session, data, actor=admin, kit=settings.eval_kit)
         if start_now:
-            await service.start(session, batch.id, actor=admin, broker=request.app.state.broker)
+            await service.start(session, batch.id, actor=admin, broker=broker)
         return batch
 
     batch = await form_action(session, create_and_maybe_start)
@@ -154,9 +156,9 @@ async def batch_action(
     batch_id: BatchId,
     admin: PageAdmin,
     session: SessionDep,
+    broker: BrokerDep,
     action: Annotated[str, Path(pattern="^(start|cancel|rerun-failed)$")],
 ) -> Response:
-    broker = request.app.state.broker
     response = redirect(request, f"/admin/batches/{batch_id}")
     perform = {
         "start": service.start,

@@ -4,6 +4,7 @@ worker's actors). Messages carry ids only, and are sent after the commit."""
 from __future__ import annotations
 
 import dramatiq
+from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 
 QUEUE = "evaluation"
@@ -16,7 +17,7 @@ def create_broker(redis_url: str) -> RedisBroker:
     return broker
 
 
-def enqueue_runs(broker: RedisBroker, run_ids: list[int]) -> None:
+def enqueue_runs(broker: Broker, run_ids: list[int]) -> None:
     for run_id in run_ids:
         broker.enqueue(
             dramatiq.Message(
@@ -25,7 +26,7 @@ def enqueue_runs(broker: RedisBroker, run_ids: list[int]) -> None:
         )
 
 
-def enqueue_leaderboard_refresh(broker: RedisBroker, delay_ms: int) -> None:
+def enqueue_leaderboard_refresh(broker: Broker, delay_ms: int) -> None:
     from portal.leaderboard.refresh import REFRESH_ACTOR
 
     broker.enqueue(

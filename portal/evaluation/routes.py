@@ -1,10 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam
 from portal.core.db import SessionDep
+from portal.core.deps import BrokerDep, SettingsDep
 from portal.core.pagination import MAX_ROW_ID, Page, PageDep
 from portal.evaluation import service
 from portal.evaluation.models import EvaluationBatch
@@ -46,12 +47,10 @@ async def list_batches(admin: AdminTeam, session: SessionDep, page: PageDep) -> 
 
 @router.post("", response_model=BatchPublic, status_code=201)
 async def create_batch(
-    request: Request, body: BatchCreate, admin: AdminTeam, session: SessionDep
+    body: BatchCreate, admin: AdminTeam, session: SessionDep, settings: SettingsDep
 ) -> BatchPublic:
     """Create a draft batch; start it to queue its runs."""
-    batch = await service.create(
-        session, body, actor=admin, kit=request.app.state.settings.eval_kit
-    )
+    batch = await service.create(session, body, actor=admin, kit=settings.eval_kit)
     return await public(session, batch)
 
 
@@ -64,26 +63,24 @@ async def read_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep) -
 
 @router.post("/{batch_id}/start", response_model=BatchPublic)
 async def start_batch(
-    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+    batch_id: BatchId, admin: AdminTeam, session: SessionDep, broker: BrokerDep
 ) -> BatchPublic:
-    batch = await service.start(session, batch_id, actor=admin, broker=request.app.state.broker)
+    batch = await service.start(session, batch_id, actor=admin, broker=broker)
     return await public(session, batch)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic)
 async def cancel_batch(
-    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+    batch_id: BatchId, admin: AdminTeam, session: SessionDep, broker: BrokerDep
 ) -> BatchPublic:
-    batch = await service.cancel(session, batch_id, actor=admin, broker=request.app.state.broker)
+    batch = await service.cancel(session, batch_id, actor=admin, broker=broker)
     return await public(session, batch)
 
 
 @router.post("/{batch_id}/rerun-failed", response_model=BatchPublic)
 async def rerun_failed(
-    request: Request, batch_id: BatchId, admin: AdminTeam, session: SessionDep
+    batch_id: BatchId, admin: AdminTeam, session: SessionDep, broker: BrokerDep
 ) -> BatchPublic:
     """Queue the batch's failed runs again (the same runs: never a duplicate)."""
-    batch = await service.rerun_failed(
-        session, batch_id, actor=admin, broker=request.app.state.broker
-    )
+    batch = await service.rerun_failed(session, batch_id, actor=admin, broker=broker)
     return await public(session, batch)

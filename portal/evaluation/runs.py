@@ -7,9 +7,9 @@ worker that comes back late.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import overload
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,7 +24,6 @@ from portal.evaluation.models import (
     EvaluationRun,
     RunStatus,
 )
-from portal.evaluation.outcomes import Outcome
 from portal.submissions.models import Submission
 
 ACTIVE = (RunStatus.queued, RunStatus.running)
@@ -37,6 +36,21 @@ FAILED = (
 )
 # A reason is a few sentences and the last log lines, not the whole log.
 REASON_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as `record` writes it.
+
+    Defined here, not beside `worker.judge` that produces most of them, because it is
+    the shape of the row the portal stores: the worker imports the portal's rules,
+    never the other way round, so the portal runs without the sandbox or the kits.
+    """
+
+    status: str
+    reason: str | None
+    score: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import sqlalchemy as sa
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq import Broker
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -116,7 +116,7 @@ def round_robin(items_by_team: dict[int, list]) -> list:
     return ordered
 
 
-def _enqueue_after_commit(session: AsyncSession, broker: RedisBroker, run_ids: list[int]) -> None:
+def _enqueue_after_commit(session: AsyncSession, broker: Broker, run_ids: list[int]) -> None:
     """Send the runs, and a leaderboard refresh (the board shows runs done / total)."""
 
     async def send() -> None:
@@ -127,7 +127,7 @@ def _enqueue_after_commit(session: AsyncSession, broker: RedisBroker, run_ids: l
 
 
 async def start(
-    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: Broker
 ) -> EvaluationBatch:
     batch = await get(session, batch_id, lock=True)
     if batch.status != BatchStatus.draft:
@@ -175,7 +175,7 @@ async def start(
 
 
 async def cancel(
-    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: Broker
 ) -> EvaluationBatch:
     batch = await get(session, batch_id, lock=True)
     if batch.status not in (BatchStatus.draft, BatchStatus.running):
@@ -219,7 +219,7 @@ async def cancel(
 
 
 async def rerun_failed(
-    session: AsyncSession, batch_id: int, *, actor: Team, broker: RedisBroker
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: Broker
 ) -> EvaluationBatch:
     """Queue the failed runs again, in place: the same rows, so never a duplicate."""
     batch = await get(session, batch_id, lock=True)

@@ -3,11 +3,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.concurrency import run_in_threadpool
 
 from portal.core import metrics
+from portal.core.deps import EngineDep, RedisDep, StorageDep
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -20,28 +22,24 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-async def _check_database(request: Request) -> None:
-    async with request.app.state.engine.connect() as connection:
+async def _check_database(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
         await connection.execute(sa.text("SELECT 1"))
 
 
-async def _check_redis(request: Request) -> None:
-    await request.app.state.redis.ping()
-
-
-async def _check_storage(request: Request) -> None:
-    await run_in_threadpool(request.app.state.storage.ping)
-
-
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(engine: EngineDep, redis: RedisDep, storage: StorageDep) -> JSONResponse:
     """Database, Redis and storage reachable; 503 naming each one that is not."""
-    checks = {"database": _check_database, "redis": _check_redis, "storage": _check_storage}
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "database": lambda: _check_database(engine),
+        "redis": redis.ping,
+        "storage": lambda: run_in_threadpool(storage.ping),
+    }
     results: dict[str, str] = {}
 
-    async def run(name: str, check: Callable[[Request], Awaitable[None]]) -> None:
+    async def run(name: str, check: Callable[[], Awaitable[object]]) -> None:
         try:
-            await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
+            await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
             results[name] = "ok"
         except Exception as exc:  # any failure means "not ready"
             # Details (hosts, users) go to the log, not to anonymous callers.

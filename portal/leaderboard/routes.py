@@ -12,14 +12,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import optional_team
 from portal.core.db import SessionDep
+from portal.core.deps import RedisDep
 from portal.core.errors import NotFound
+from portal.core.htmx import VARY_HTMX, wants_fragment
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import OptionalRowId
-from portal.core.templating import render, wants_fragment
+from portal.core.templating import render
 from portal.core.text import FreeText
 from portal.leaderboard import service
 from portal.leaderboard.schemas import BoardRowPublic, LeaderboardPublic
@@ -41,7 +44,7 @@ def etag(version: int, *parts: object) -> str:
 
 def cache_headers(tag: str) -> dict[str, str]:
     # no-cache (not no-store): browsers keep the copy and revalidate it with the ETag.
-    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": "HX-Request"}
+    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": VARY_HTMX}
 
 
 def not_modified(request: Request, tag: str) -> Response | None:
@@ -51,8 +54,8 @@ def not_modified(request: Request, tag: str) -> Response | None:
 
 
 async def _board(
-    request: Request,
     session: AsyncSession,
+    redis: Redis,
     batch: int | None,
     q: str,
     page: int,
@@ -60,7 +63,7 @@ async def _board(
     state: tuple[int, float | None] | None = None,
 ) -> service.BoardView:
     return await service.board_view(
-        session, request.app.state.redis, batch, q, PageParams(page=page, size=size), state
+        session, redis, batch, q, PageParams(page=page, size=size), state
     )
 
 
@@ -68,18 +71,19 @@ async def _board(
 async def leaderboard_api(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ) -> Response:
     """The board of a batch (default: the latest started), public, with an ETag."""
-    state = await service.state(request.app.state.redis)
+    state = await service.state(redis)
     version = state[0]
     tag = etag(version, "api", batch, q, page, size)
     if cached := not_modified(request, tag):
         return cached
-    view = await _board(request, session, batch, q, page, size, state)
+    view = await _board(session, redis, batch, q, page, size, state)
     chosen, rows = view.batch, view.rows.map(BoardRowPublic.model_validate)
     body = LeaderboardPublic(
         **rows.model_dump(),
@@ -99,11 +103,12 @@ async def leaderboard_api(
 async def leaderboard_page(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     batch: BatchQuery = None,
     q: SearchQuery = "",
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    state = await service.state(request.app.state.redis)
+    state = await service.state(redis)
     fragment = wants_fragment(request)
     tag = etag(state[0], "page", fragment, batch, q, page)
     if cached := not_modified(request, tag):
@@ -111,7 +116,7 @@ async def leaderboard_page(
     if not fragment:
         # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
         await optional_team(request, session)
-    view = await _board(request, session, batch, q, page, PAGE_SIZE, state)
+    view = await _board(session, redis, batch, q, page, PAGE_SIZE, state)
     return render(
         request,
         "leaderboard.html",
@@ -125,6 +130,7 @@ async def leaderboard_page(
 async def projector(
     request: Request,
     session: SessionDep,
+    redis: RedisDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     since: Annotated[float, Query(ge=0)] = 0,
 ) -> Response:
@@ -134,14 +140,14 @@ async def projector(
     event and left alone, so it always shows the latest started batch's board."""
     now = time.time()
     turn = since and now - since >= PROJECTOR_PAGE_SECONDS
-    view = await _board(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
+    view = await _board(session, redis, None, "", page, PROJECTOR_PAGE_SIZE)
     pages = view.rows.pages
     if turn:
         page, since = (page % pages) + 1, now
     elif page > pages:
         page, since = 1, now  # a newer batch has fewer teams: start again from the top
     if page != view.rows.page:
-        view = await _board(request, session, None, "", page, PROJECTOR_PAGE_SIZE)
+        view = await _board(session, redis, None, "", page, PROJECTOR_PAGE_SIZE)
     return render(
         request,
         "projector.html",

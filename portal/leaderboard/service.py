@@ -1,5 +1,9 @@
 """Reading the leaderboard: from the materialized view only, so a poll costs one
-indexed query (or nothing at all, when the ETag still matches)."""
+indexed query (or nothing at all, when the ETag still matches).
+
+How teams are ranked (best submission, ties, runs done) is the view's query, in
+ranking.sql beside this module.
+"""
 
 from __future__ import annotations
 

@@ -5,13 +5,16 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import Response
 
 from portal.auth.deps import PageAdmin, PageTeam
-from portal.auth.pages import redirect
+from portal.core.config import Settings
+from portal.core.cookies import flash
 from portal.core.db import SessionDep
+from portal.core.deps import SettingsDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
+from portal.core.htmx import redirect
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import whole_number
-from portal.core.templating import flash, render
+from portal.core.templating import render
 from portal.core.text import NameText
 from portal.llm import chart, service
 from portal.llm.service import Window
@@ -21,9 +24,13 @@ router = APIRouter(include_in_schema=False)
 
 
 async def _usage_page(
-    request: Request, session: SessionDep, window: Window, team_id: int | None, template: str
+    request: Request,
+    session: SessionDep,
+    settings: Settings,
+    window: Window,
+    team_id: int | None,
+    template: str,
 ) -> Response:
-    settings = request.app.state.settings
     report = await service.report(session, window, team_id=team_id, default_rpm=settings.llm_rpm)
     return render(
         request,
@@ -43,9 +50,10 @@ async def team_usage_page(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
-    return await _usage_page(request, session, window, team.id, "usage.html")
+    return await _usage_page(request, session, settings, window, team.id, "usage.html")
 
 
 @router.get("/admin/usage")
@@ -53,9 +61,10 @@ async def admin_usage_page(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
+    settings: SettingsDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
-    return await _usage_page(request, session, window, None, "admin/usage.html")
+    return await _usage_page(request, session, settings, window, None, "admin/usage.html")
 
 
 @router.post("/admin/teams/{team_id}/llm-limit")
@@ -63,6 +72,7 @@ async def rate_limit_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
+    settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     requests_per_minute: Annotated[NameText, Form(max_length=7)] = "",
 ) -> Response:
@@ -83,6 +93,6 @@ async def rate_limit_submit(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
-    shown = limit if limit is not None else f"the default ({request.app.state.settings.llm_rpm})"
+    shown = limit if limit is not None else f"the default ({settings.llm_rpm})"
     flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")
     return response

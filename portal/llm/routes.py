@@ -1,11 +1,12 @@
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
+from portal.core.deps import SettingsDep
 from portal.core.errors import NotFound
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import OptionalRowId
@@ -52,9 +53,9 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
 
 @router.get("/usage", response_model=UsageReportPublic)
 async def read_usage(
-    request: Request,
     team: CurrentTeam,
     session: SessionDep,
+    settings: SettingsDep,
     window: Annotated[Window, Query(description="hour, day or all")] = Window.hour,
     team_id: Annotated[
         OptionalRowId, Query(description="admins: one team; default (or empty) every team")
@@ -62,7 +63,7 @@ async def read_usage(
 ) -> UsageReportPublic:
     """Gateway calls and tokens over the window: totals, a per-step series and the
     exceeded rate (refused / all calls). A participant sees its own team only."""
-    default_rpm = request.app.state.settings.llm_rpm
+    default_rpm = settings.llm_rpm
     if not team.is_admin:
         if team_id not in (None, team.id):
             raise NotFound("No such team.")
@@ -84,25 +85,25 @@ async def _limit_public(session: AsyncSession, team_id: int, default_rpm: int) -
 
 @router.get("/teams/{team_id}/llm-limit", response_model=RateLimitPublic)
 async def read_rate_limit(
-    request: Request,
     admin: AdminTeam,
     session: SessionDep,
+    settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> RateLimitPublic:
     await teams.get(session, team_id)
-    return await _limit_public(session, team_id, request.app.state.settings.llm_rpm)
+    return await _limit_public(session, team_id, settings.llm_rpm)
 
 
 @router.put("/teams/{team_id}/llm-limit", response_model=RateLimitPublic)
 async def update_rate_limit(
-    request: Request,
     body: RateLimitUpdate,
     admin: AdminTeam,
     session: SessionDep,
+    settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> RateLimitPublic:
     """Set the team's LLM requests per minute (null: back to PORTAL_LLM_RPM). Audited;
     applies from the team's next call in every portal process."""
     team = await teams.get(session, team_id)
     await service.set_rate_limit(session, team, body.requests_per_minute, actor=admin)
-    return await _limit_public(session, team_id, request.app.state.settings.llm_rpm)
+    return await _limit_public(session, team_id, settings.llm_rpm)

@@ -7,16 +7,18 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageTeam
-from portal.auth.pages import redirect
+from portal.core.config import Settings
+from portal.core.cookies import flash
 from portal.core.db import SessionDep
+from portal.core.deps import Clock, ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
+from portal.core.htmx import is_htmx, redirect
 from portal.core.pagination import MAX_PAGE, PageParams
-from portal.core.templating import flash, humanize_duration, is_htmx, render
+from portal.core.templating import humanize_duration, render
 from portal.core.text import FreeText, NameText
 from portal.submissions import service
-from portal.submissions.deps import OwnSubmissionPage
-from portal.submissions.routes import accept_upload
+from portal.submissions.deps import OwnSubmissionPage, UploaderDep
 from portal.teams.models import Team
 
 router = APIRouter(include_in_schema=False)
@@ -28,14 +30,15 @@ async def _dashboard(
     request: Request,
     team: Team,
     session: AsyncSession,
+    settings: Settings,
+    clock: Clock,
     page: int = 1,
     *,
     message: tuple[str, str] | None = None,
     status_code: int = 200,
     block: str | None = "submissions_panel",
 ) -> Response:
-    settings = request.app.state.settings
-    now = request.app.state.clock()
+    now = clock()
     quota = await service.quota_for(session, team, settings, now)
     submissions = await service.list_for_team(
         session, team, PageParams(page=page, size=SUBMISSIONS_PER_PAGE)
@@ -63,9 +66,11 @@ async def dashboard(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    return await _dashboard(request, team, session, page)
+    return await _dashboard(request, team, session, settings, clock, page)
 
 
 @router.post("/submissions")
@@ -73,11 +78,14 @@ async def upload_form(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    uploader: UploaderDep,
     file: Annotated[UploadFile | None, File()] = None,
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
     upload = file if file is not None and file.filename else None
-    outcome = await accept_upload(request, session, team, upload, note)
+    outcome = await uploader.accept(session, team, upload, note)
     if isinstance(outcome, PortalError):
         if is_htmx(request):
             # The refusal wrote nothing (a form action); re-render the panel with the reason.
@@ -85,6 +93,8 @@ async def upload_form(
                 request,
                 team,
                 session,
+                settings,
+                clock,
                 message=("error", outcome.message),
                 status_code=outcome.status_code,
             )
@@ -96,7 +106,9 @@ async def upload_form(
         f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
     )
     if is_htmx(request):
-        return await _dashboard(request, team, session, message=("success", text), status_code=201)
+        return await _dashboard(
+            request, team, session, settings, clock, message=("success", text), status_code=201
+        )
     response = redirect(request, "/dashboard")
     flash(request, response, text, "success")
     return response
@@ -107,11 +119,12 @@ async def toggle_final_form(
     request: Request,
     team: PageTeam,
     session: SessionDep,
+    settings: SettingsDep,
     submission: OwnSubmissionPage,
     final: Annotated[bool, Form()],
     back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
-    limit = request.app.state.settings.final_picks
+    limit = settings.final_picks
     outcome = await form_action(
         session, service.set_final, session, team, submission, final, limit=limit
     )
@@ -140,7 +153,12 @@ async def toggle_final_form(
 
 @router.get("/submissions/{submission_id}")
 async def submission_page(
-    request: Request, team: PageTeam, session: SessionDep, submission: OwnSubmissionPage
+    request: Request,
+    team: PageTeam,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    submission: OwnSubmissionPage,
 ) -> Response:
     results = await service.results_with_runs(session, submission)
     live = any(run.status in ("queued", "running") for r in results for run in r.runs)
@@ -150,10 +168,10 @@ async def submission_page(
         "results": results,
         "live": live,
         "picks_used": await service.count_picks(session, team),
-        "picks_limit": request.app.state.settings.final_picks,
+        "picks_limit": settings.final_picks,
     }
     if not is_htmx(request):
-        chunks = await service.open_file(request.app.state.storage, submission)
+        chunks = await service.open_file(storage, submission)
         source = b"".join(chunks)
         context["source"] = source[:SOURCE_PREVIEW_BYTES].decode("utf-8", errors="replace")
         context["truncated"] = len(source) > SOURCE_PREVIEW_BYTES

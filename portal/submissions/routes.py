@@ -1,17 +1,18 @@
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import CurrentTeam
+from portal.core.config import Settings
 from portal.core.db import SessionDep
+from portal.core.deps import ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
-from portal.core.forms import form_action
 from portal.core.pagination import Page, PageDep
 from portal.core.text import FreeText
 from portal.submissions import service
-from portal.submissions.deps import OwnSubmission
+from portal.submissions.deps import OwnSubmission, UploaderDep
 from portal.submissions.models import Submission
 from portal.submissions.schemas import (
     FinalPickState,
@@ -35,52 +36,16 @@ def public(view: service.SubmissionView) -> SubmissionPublic:
     )
 
 
-async def accept_upload(
-    request: Request,
-    session: SessionDep,
-    team: Team,
-    upload: UploadFile | None,
-    note: str,
-) -> tuple[service.Submission, service.Quota] | PortalError:
-    """Shared by the API and the dashboard form: the upload, or its refusal, audited.
-
-    A form action (portal.core.forms): a refused upload leaves no row and takes no quota
-    whether the API raises the refusal or the dashboard shows it. Every refusal here is a
-    PortalError (a file over the size limit too), so both answer it the same way.
-    """
-    filename = upload.filename if upload else None
-
-    async def upload_it() -> tuple[service.Submission, service.Quota]:
-        if upload is None:
-            raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
-        content = await upload.read(request.app.state.settings.max_upload_bytes + 1)
-        return await service.upload(
-            session,
-            team=team,
-            filename=filename,
-            content=content,
-            note=note,
-            settings=request.app.state.settings,
-            storage=request.app.state.storage,
-            now=request.app.state.clock(),
-        )
-
-    outcome = await form_action(session, upload_it)
-    if isinstance(outcome, PortalError):
-        await service.record_refusal(request.app.state.sessionmaker, team, outcome, filename)
-    return outcome
-
-
 @router.post("", response_model=SubmissionCreated, status_code=201)
 async def upload_submission(
-    request: Request,
     team: CurrentTeam,
     session: SessionDep,
+    uploader: UploaderDep,
     file: Annotated[UploadFile, File(description="One .py file, UTF-8")],
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> SubmissionCreated:
     """Upload a solution. Costs one of today's uploads unless it is refused."""
-    outcome = await accept_upload(request, session, team, file, note)
+    outcome = await uploader.accept(session, team, file, note)
     if isinstance(outcome, PortalError):
         raise outcome
     submission, quota = outcome
@@ -97,10 +62,10 @@ async def list_submissions(
 
 
 @router.get("/quota", response_model=QuotaPublic)
-async def read_quota(request: Request, team: CurrentTeam, session: SessionDep) -> QuotaPublic:
-    quota = await service.quota_for(
-        session, team, request.app.state.settings, request.app.state.clock()
-    )
+async def read_quota(
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, clock: ClockDep
+) -> QuotaPublic:
+    quota = await service.quota_for(session, team, settings, clock())
     return QuotaPublic.model_validate(quota)
 
 
@@ -112,9 +77,9 @@ async def read_submission(submission: OwnSubmission, session: SessionDep) -> Sub
 
 
 @router.get("/{submission_id}/file", response_class=StreamingResponse)
-async def download_submission(request: Request, submission: OwnSubmission) -> StreamingResponse:
+async def download_submission(submission: OwnSubmission, storage: StorageDep) -> StreamingResponse:
     """The file as uploaded, as plain text (never rendered as HTML)."""
-    chunks = await service.open_file(request.app.state.storage, submission)
+    chunks = await service.open_file(storage, submission)
     return StreamingResponse(
         chunks,
         media_type="text/plain; charset=utf-8",
@@ -127,9 +92,9 @@ async def download_submission(request: Request, submission: OwnSubmission) -> St
 
 
 async def _toggle(
-    request: Request, team: Team, session: AsyncSession, submission: Submission, final: bool
+    team: Team, session: AsyncSession, settings: Settings, submission: Submission, final: bool
 ) -> FinalPickState:
-    limit = request.app.state.settings.final_picks
+    limit = settings.final_picks
     used = await service.set_final(session, team, submission, final, limit=limit)
     return FinalPickState(
         submission_id=submission.id, is_final=final, picks_used=used, picks_limit=limit
@@ -138,15 +103,15 @@ async def _toggle(
 
 @router.put("/{submission_id}/final", response_model=FinalPickState)
 async def pick_final(
-    request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
 ) -> FinalPickState:
     """Mark as a final submission (idempotent); 409 past PORTAL_FINAL_PICKS."""
-    return await _toggle(request, team, session, submission, True)
+    return await _toggle(team, session, settings, submission, True)
 
 
 @router.delete("/{submission_id}/final", response_model=FinalPickState)
 async def unpick_final(
-    request: Request, team: CurrentTeam, session: SessionDep, submission: OwnSubmission
+    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
 ) -> FinalPickState:
     """Unmark as a final submission (idempotent)."""
-    return await _toggle(request, team, session, submission, False)
+    return await _toggle(team, session, settings, submission, False)

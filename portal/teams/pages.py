@@ -5,13 +5,14 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from portal.auth.deps import PageAdmin, PageTeam
-from portal.auth.pages import redirect
+from portal.core.cookies import flash
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.forms import form_action
+from portal.core.htmx import redirect
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
-from portal.core.templating import flash, render
+from portal.core.templating import render
 from portal.core.text import FreeText, NameText
 from portal.llm import service as llm_service
 from portal.teams import service

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,8 +36,20 @@ async def require_by_email(session: AsyncSession, email: str) -> Team:
     return team
 
 
+def select_by_token(*columns: Any) -> sa.Select:
+    """The one lookup of the team holding an API token: the API's login and the LLM
+    gateway both use it.
+
+    Only the token's SHA-256 hash is stored: execute it with `{"token_hash":
+    hash_token(token)}`. A parameter rather than a value, so the gateway builds the
+    statement once (building one per call costs more CPU than the raw SQL it replaced).
+    `columns` picks what to load, the whole team by default.
+    """
+    return sa.select(*columns or (Team,)).where(col(Team.token_hash) == sa.bindparam("token_hash"))
+
+
 async def find_by_token(session: AsyncSession, token: str) -> Team | None:
-    return await session.scalar(sa.select(Team).where(col(Team.token_hash) == hash_token(token)))
+    return await session.scalar(select_by_token(), {"token_hash": hash_token(token)})
 
 
 async def authenticate(session: AsyncSession, email: str, token: str) -> Team | None:
@@ -143,12 +157,7 @@ async def list_teams(session: AsyncSession, query: str | None, page: PageParams)
     conditions = []
     if query and query.strip():
         pattern = f"%{query.strip()}%"
-        conditions.append(
-            sa.or_(
-                col(Team.name).ilike(pattern),
-                col(Team.email).ilike(pattern),
-            )
-        )
+        conditions.append(sa.or_(col(Team.name).ilike(pattern), col(Team.email).ilike(pattern)))
     statement = (
         sa.select(Team)
         .where(*conditions)

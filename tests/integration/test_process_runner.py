@@ -6,9 +6,9 @@ import pytest
 
 from portal.core.config import Settings
 from portal.evaluation.models import RunStatus
-from portal.evaluation.outcomes import judge
 from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
 from worker.context import WorkerContext, choose_runner
+from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.process_runner import ProcessRunner

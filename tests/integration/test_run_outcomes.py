@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from portal.core.db import psycopg_conninfo
 from portal.evaluation import runs
 from portal.evaluation.models import RunStatus
-from portal.evaluation.outcomes import Outcome, judge
 from tests.fixtures.evaluation import run_batch, running_eval_worker, upload
 from tests.fixtures.factories import browser_login
+from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits, SandboxResult, cap_log
 
@@ -225,7 +225,10 @@ async def test_whatever_the_sandbox_hands_over_is_recorded_once_and_safely(
     judged = judge(tsp, 1, INPUT, result, LIMITS)
     engine = sa.create_engine(services.database_url)
     try:
-        for outcome in (judged, Outcome(RunStatus.invalid_answer, reason, None, scorer_details)):
+        for outcome in (
+            judged,
+            runs.Outcome(RunStatus.invalid_answer, reason, None, scorer_details),
+        ):
             with Session(engine) as session, session.begin():
                 run = running_run(session.connection(), team.id, next(_numbers))
                 assert runs.record(

@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from portal.evaluation.models import RunStatus
-from portal.evaluation.outcomes import judge
 from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
 from tests.fixtures.servers import all_interfaces_http_server
+from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.docker_runner import DockerRunner

@@ -1,8 +1,11 @@
 """The Alembic chain builds the whole schema, unbuilds it, and the audit log is append-only."""
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
+import portal.leaderboard
 from portal.core import migrations
 from portal.core.db import psycopg_conninfo
 
@@ -61,6 +64,21 @@ def test_timestamps_are_timestamptz(services):
 def test_leaderboard_view_has_unique_index_for_concurrent_refresh(services):
     with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
         conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY leaderboard")
+
+
+def test_migrated_leaderboard_ranks_exactly_as_ranking_sql_says(services):
+    """A reader of portal/leaderboard/ranking.sql reads the ranking the database runs:
+    the migrations keep their own frozen copies, so this catches the file and the
+    migrated view drifting apart (PostgreSQL deparses both the same way)."""
+    ranking = Path(portal.leaderboard.__file__).with_name("ranking.sql").read_text()
+    with psycopg.connect(psycopg_conninfo(services.database_url)) as conn:
+        conn.execute(f"CREATE TEMPORARY VIEW ranking_from_file AS {ranking}")
+        migrated, from_file = (
+            conn.execute("SELECT pg_get_viewdef(%s::regclass)", (name,)).fetchone()[0]
+            for name in ("leaderboard", "ranking_from_file")
+        )
+        conn.rollback()
+    assert from_file == migrated
 
 
 def test_audit_log_refuses_update_delete_and_truncate(services):

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from portal.core.db import psycopg_conninfo
+from portal.core.deps import get_clock
 from portal.main import create_app
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
@@ -297,7 +298,9 @@ async def test_quota_resets_at_midnight_in_the_competition_timezone(settings, te
     )
     alpha = await teams.create()
     async with paris.router.lifespan_context(paris), make_client(paris) as client:
-        paris.state.clock = lambda: datetime(2026, 11, 26, 22, 59, 30, tzinfo=UTC)
+        now = datetime(2026, 11, 26, 22, 59, 30, tzinfo=UTC)
+        # The portal's clock reads `now`, so assigning it later moves the portal's time.
+        paris.dependency_overrides[get_clock] = lambda: lambda: now
         for n in range(2):
             ok = await client.post(
                 "/api/v1/submissions", files=py_file(distinct_source(n)), headers=alpha.auth
@@ -310,7 +313,7 @@ async def test_quota_resets_at_midnight_in_the_competition_timezone(settings, te
         assert refused.json()["error"]["details"]["resets_at"] == "2026-11-26T23:00:00+00:00"
         assert refused.headers["retry-after"] == "30"
 
-        paris.state.clock = lambda: datetime(2026, 11, 26, 23, 0, 5, tzinfo=UTC)
+        now = datetime(2026, 11, 26, 23, 0, 5, tzinfo=UTC)
         after_midnight = await client.post(
             "/api/v1/submissions", files=py_file(distinct_source(9)), headers=alpha.auth
         )

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from portal.core.storage import ObjectNotFound, StorageUnavailable
 from portal.core.text import safe_json, safe_text
 from portal.evaluation.models import RunStatus
-from portal.evaluation.outcomes import judge
 from worker.evaluate import describe_failure
+from worker.judge import judge
 from worker.kits import tsp
 from worker.kits.base import InvalidAnswer, read_json_answer
 from worker.sandbox.base import SandboxError, SandboxLimits, SandboxResult, cap_log

@@ -1,25 +1,20 @@
-"""Turn what the sandbox saw into a status and a reason a participant can act on."""
+"""Turn what the sandbox saw into a status and a reason a participant can act on.
+
+Only the worker judges runs, so the rules live here, beside the sandbox and the kits
+they read; the portal only stores the verdict (`runs.Outcome`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
 from portal.core.text import exception_summary
 from portal.evaluation.models import RunStatus
+from portal.evaluation.runs import Outcome
 from worker.kits.base import InvalidAnswer
 from worker.sandbox.base import SandboxLimits, SandboxResult
 
 LAST_LINES = 8
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    reason: str | None
-    score: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _last_lines(log: str, count: int = LAST_LINES) -> str:
