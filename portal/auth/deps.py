@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 
 from portal.core.cookies import session_data
 from portal.core.db import SessionDep
+from portal.core.deps import RedisDep
 from portal.core.errors import Forbidden, LoginRequired, Unauthorized
 from portal.core.logging import team_id_var
 from portal.core.security import tokens_match
@@ -72,21 +74,19 @@ async def verify_csrf(request: Request) -> None:
         )
 
 
-async def _team_from_cookie(request: Request, session: SessionDep) -> Team | None:
+async def _team_from_cookie(request: Request, session: SessionDep, redis: Redis) -> Team | None:
     data = session_data(request)
     if data is None or data.team_id is None:
         return None
     team = await session.get(Team, data.team_id)
     if team is None or not team.is_active or team.session_epoch != data.epoch:
         return None
-    if data.session_id and await request.app.state.redis.exists(
-        f"{REVOKED_SESSION_PREFIX}:{data.session_id}"
-    ):
+    if data.session_id and await redis.exists(f"{REVOKED_SESSION_PREFIX}:{data.session_id}"):
         return None
     return team
 
 
-async def optional_team(request: Request, session: SessionDep) -> Team | None:
+async def optional_team(request: Request, session: SessionDep, redis: RedisDep) -> Team | None:
     token = request_api_token(request)
     if token is not None:
         if is_run_token(token):
@@ -105,7 +105,7 @@ async def optional_team(request: Request, session: SessionDep) -> Team | None:
             )
         request.state.auth_method = "token"
     else:
-        team = await _team_from_cookie(request, session)
+        team = await _team_from_cookie(request, session, redis)
         if team is None:
             return None
         request.state.auth_method = "session"

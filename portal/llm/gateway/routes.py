@@ -6,10 +6,10 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from portal.core.bodylimit import PayloadTooLarge
@@ -86,8 +86,12 @@ async def _chat_request(request: Request) -> tuple[bytes, dict[str, Any]]:
     return raw, body
 
 
-def gateway_of(request: Request) -> Gateway:
+def get_gateway(request: Request) -> Gateway:
+    """The app's one Gateway (its caller cache, rate limit, upstream client, usage log)."""
     return request.app.state.llm_gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 @router.post(
@@ -101,9 +105,8 @@ def gateway_of(request: Request) -> Gateway:
         }
     },
 )
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     started = time.perf_counter()
-    gateway = gateway_of(request)
     try:
         caller = await gateway.caller(request)
     except GatewayError as error:
@@ -249,8 +252,7 @@ def _inspect_event(text: str, client_wants_usage: bool) -> tuple[TokenUsage, boo
 
 
 @router.get("/models", summary="Models the gateway serves (OpenAI-compatible)")
-async def list_models(request: Request) -> Response:
-    gateway = gateway_of(request)
+async def list_models(request: Request, gateway: GatewayDep) -> Response:
     try:
         caller = await gateway.caller(request)
         limit_headers = (await gateway.decide(caller, consume=False)).headers()
