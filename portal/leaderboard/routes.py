@@ -115,7 +115,7 @@ async def leaderboard_page(
         return cached
     if not fragment:
         # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
-        await optional_team(request, session)
+        await optional_team(request, session, redis)
     view = await _board(session, redis, batch, q, page, PAGE_SIZE, state)
     return render(
         request,
