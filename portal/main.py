@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import routes as audit_routes
 from portal.auth import pages as auth_pages
 from portal.auth import routes as auth_routes
+from portal.competition import routes as competition_routes
 from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         team_pages.router,
         submission_routes.router,
         submission_pages.router,
+        competition_routes.router,
         evaluation_routes.router,
         evaluation_pages.router,
         leaderboard_routes.router,

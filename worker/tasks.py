@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
+from portal.competition.phases import audit_phase_change
 from portal.core.config import Settings
+from portal.core.time import utcnow
 from portal.evaluation import runs
 from portal.evaluation.queue import QUEUE, RUN_ACTOR
 from portal.leaderboard import refresh as leaderboard_refresh
@@ -43,13 +45,15 @@ def watchdog_sweep(context: WorkerContext, enqueue: Enqueue) -> tuple[list[int],
             failed_run_score(context.kit),
         )
         stalled = runs.stalled_queued_runs(session, settings.eval_stale_after_seconds)
+        # The clock moves the competition too (start, freeze, end): audited once each.
+        phase_moved = audit_phase_change(session, utcnow()) is not None
     runner = context.runner
     for run_id in requeued + given_up:
         # Kill whatever the lost attempt left running before the run starts again.
         runner.kill_run_containers(run_id)
     for run_id in requeued + stalled:
         enqueue(run_id)
-    if given_up and context.after_result is not None:
+    if (given_up or phase_moved) and context.after_result is not None:
         context.after_result()
     if requeued or given_up or stalled:
         logger.warning(

@@ -16,6 +16,12 @@ class BatchStatus(StrEnum):
     cancelled = "cancelled"
 
 
+class BatchKind(StrEnum):
+    adhoc = "adhoc"  # an admin's batch: ad-hoc runs and re-runs, ranked for admins only
+    public = "public"  # the competition's: every upload, on the public seeds
+    final = "final"  # the competition's final evaluation: picks on the private seeds
+
+
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
@@ -37,7 +43,10 @@ class EvaluationBatch(SQLModel, table=True):
     __tablename__ = "evaluation_batch"
     __table_args__ = (
         sa.CheckConstraint(_known("status", BatchStatus), name="status_known"),
-        sa.CheckConstraint("selection IN ('final_picks', 'unevaluated')", name="selection_known"),
+        sa.CheckConstraint(
+            "selection IN ('final_picks', 'unevaluated', 'uploads')", name="selection_known"
+        ),
+        sa.CheckConstraint(_known("kind", BatchKind), name="kind_known"),
     )
 
     # None until the INSERT is flushed; every stored row has one.
@@ -48,6 +57,10 @@ class EvaluationBatch(SQLModel, table=True):
         default_factory=list, sa_column=sa.Column(postgresql.ARRAY(sa.BigInteger), nullable=False)
     )
     selection: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    kind: str = Field(
+        default=BatchKind.adhoc,
+        sa_column=sa.Column(sa.String(10), nullable=False, server_default=BatchKind.adhoc),
+    )
     # The kit that generated inputs and scored answers (PORTAL_EVAL_KIT at creation).
     kit: str = Field(
         default="", sa_column=sa.Column(sa.String(200), nullable=False, server_default="")

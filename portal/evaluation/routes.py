@@ -27,6 +27,7 @@ def with_progress(batch: EvaluationBatch, progress: BatchProgress) -> BatchPubli
                 "name",
                 "seeds",
                 "selection",
+                "kind",
                 "kit",
                 "status",
                 "created_at",

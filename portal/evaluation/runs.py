@@ -18,6 +18,7 @@ from sqlmodel import col
 from portal.core.text import safe_json, safe_text, shorten
 from portal.core.time import utcnow
 from portal.evaluation.models import (
+    BatchKind,
     BatchStatus,
     BatchSubmission,
     EvaluationBatch,
@@ -65,18 +66,44 @@ class ClaimedRun:
 
 
 def claim(session: Session, run_id: int, worker_id: str, max_attempts: int) -> ClaimedRun | None:
-    """Take a queued run of a running batch; None if someone else has it or it is over."""
+    """Take the next queued run of `run_id`'s batch, if that batch is running; None when
+    it has nothing left to take.
+
+    A message is a ticket for one run of its batch, not for that very run: the worker
+    takes the batch's lowest queue position, so teams stay interleaved however their
+    runs were sent (a team's fifth upload, queued later at a later position, still
+    waits behind every other team's first). A batch holds as many tickets as queued
+    runs, and a spare ticket finds nothing and is dropped.
+    """
     now = utcnow()
-    running_batches = sa.select(col(EvaluationBatch.id)).where(
-        col(EvaluationBatch.status) == BatchStatus.running
+    batch_id = session.scalar(
+        sa.select(col(EvaluationRun.batch_id))
+        .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
+        .where(
+            col(EvaluationRun.id) == run_id,
+            col(EvaluationBatch.status) == BatchStatus.running,
+        )
+    )
+    if batch_id is None:
+        return None
+    # SKIP LOCKED: workers claiming at the same moment take different runs, no waiting.
+    next_run = (
+        sa.select(col(EvaluationRun.id))
+        .where(
+            col(EvaluationRun.batch_id) == batch_id,
+            col(EvaluationRun.status) == RunStatus.queued,
+            col(EvaluationRun.attempts) < max_attempts,
+        )
+        .order_by(col(EvaluationRun.queue_position), col(EvaluationRun.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
     row = session.execute(
         sa.update(EvaluationRun)
         .where(
-            col(EvaluationRun.id) == run_id,
+            col(EvaluationRun.id) == next_run,
             col(EvaluationRun.status) == RunStatus.queued,
-            col(EvaluationRun.attempts) < max_attempts,
-            col(EvaluationRun.batch_id).in_(running_batches),
         )
         .values(
             status=RunStatus.running,
@@ -309,11 +336,14 @@ def settle(
         .where(col(EvaluationRun.batch_id) == batch_id, col(EvaluationRun.status).in_(ACTIVE))
     )
     if remaining == 0:
+        # The competition's public batch runs as long as the competition: every upload
+        # adds runs to it.
         session.execute(
             sa.update(EvaluationBatch)
             .where(
                 col(EvaluationBatch.id) == batch_id,
                 col(EvaluationBatch.status) == BatchStatus.running,
+                col(EvaluationBatch.kind) != BatchKind.public,
             )
             .values(status=BatchStatus.finished, finished_at=utcnow())
         )

@@ -1,19 +1,29 @@
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from portal.core.text import NameText
 
 MAX_SEEDS = 50
 
 
+def _distinct_seeds_in_range(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError("each seed may appear only once")
+    if any(seed < 0 or seed >= 2**63 for seed in value):
+        raise ValueError("seeds must be between 0 and 2^63-1")
+    return value
+
+
+# Fixed seeds for a batch or the competition: distinct, 0 to 2^63-1, at most MAX_SEEDS.
+Seeds = Annotated[list[int], Field(max_length=MAX_SEEDS), AfterValidator(_distinct_seeds_in_range)]
+
+
 class BatchCreate(BaseModel):
     name: NameText = Field(min_length=1, max_length=120)
-    seeds: list[int] = Field(
-        min_length=1,
-        max_length=MAX_SEEDS,
-        description="Fixed seeds; each submission runs once per seed",
+    seeds: Seeds = Field(
+        min_length=1, description="Fixed seeds; each submission runs once per seed"
     )
     selection: Literal["final_picks", "unevaluated"] = Field(
         description="final_picks: each team's picks, else its latest submission; "
@@ -26,15 +36,6 @@ class BatchCreate(BaseModel):
         value = " ".join(value.split())
         if not value:
             raise ValueError("the batch needs a name")
-        return value
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("each seed may appear only once")
-        if any(seed < 0 or seed >= 2**63 for seed in value):
-            raise ValueError("seeds must be between 0 and 2^63-1")
         return value
 
 
@@ -50,6 +51,7 @@ class BatchPublic(BaseModel):
     name: str
     seeds: list[int]
     selection: str
+    kind: str
     kit: str
     status: str
     created_at: datetime

@@ -18,6 +18,7 @@ from portal.core.errors import Conflict, NotFound
 from portal.core.pagination import Page, PageParams, first_column, paginate
 from portal.core.time import utcnow
 from portal.evaluation.models import (
+    BatchKind,
     BatchStatus,
     BatchSubmission,
     EvaluationBatch,
@@ -70,7 +71,14 @@ async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Sub
         col(Team.is_active), col(Team.role) == Role.participant
     )
     if selection == "unevaluated":
-        evaluated = sa.select(col(BatchSubmission.submission_id))
+        # Not yet in an admin batch: the competition scores every upload by itself.
+        evaluated = sa.select(col(BatchSubmission.submission_id)).join(
+            EvaluationBatch,
+            sa.and_(
+                col(EvaluationBatch.id) == BatchSubmission.batch_id,
+                col(EvaluationBatch.kind) == BatchKind.adhoc,
+            ),
+        )
         result = await session.scalars(
             sa.select(Submission)
             .where(
@@ -174,26 +182,24 @@ async def start(
     return batch
 
 
-async def cancel(
-    session: AsyncSession, batch_id: int, *, actor: Team, broker: Broker
-) -> EvaluationBatch:
-    batch = await get(session, batch_id, lock=True)
-    if batch.status not in (BatchStatus.draft, BatchStatus.running):
-        raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
+async def stop_runs(
+    session: AsyncSession,
+    batch: EvaluationBatch,
+    *,
+    reason: str,
+    status: BatchStatus = BatchStatus.finished,
+) -> int:
+    """End a batch now: its queued and running runs are cancelled with `reason` (a
+    running run's worker sees it at its next heartbeat and kills the container).
+    The caller holds the batch's row lock. Returns how many runs were cancelled."""
     now = utcnow()
-    # Running runs flip too: their worker's next heartbeat sees it and kills the container.
     cancelled = await session.execute(
         sa.update(EvaluationRun)
         .where(
             col(EvaluationRun.batch_id) == batch.id,
             col(EvaluationRun.status).in_(ACTIVE),
         )
-        .values(
-            status=RunStatus.cancelled,
-            reason="Cancelled by an organizer.",
-            finished_at=now,
-            heartbeat_at=None,
-        )
+        .values(status=RunStatus.cancelled, reason=reason, finished_at=now, heartbeat_at=None)
     )
     await session.execute(
         sa.update(BatchSubmission)
@@ -203,9 +209,27 @@ async def cancel(
         )
         .values(status=RunStatus.cancelled, finished_at=now)
     )
-    batch.status = BatchStatus.cancelled
+    batch.status = status
     batch.finished_at = now
     await session.flush()
+    return cancelled.rowcount  # type: ignore[attr-defined]  # DML gives a CursorResult
+
+
+async def cancel(
+    session: AsyncSession, batch_id: int, *, actor: Team, broker: Broker
+) -> EvaluationBatch:
+    batch = await get(session, batch_id, lock=True)
+    if batch.kind != BatchKind.adhoc:
+        raise Conflict(
+            f"Batch #{batch.id} is the competition's {batch.kind} evaluation; it follows the "
+            "competition (change its seeds on the competition page) and cannot be cancelled.",
+            code="competition_batch",
+        )
+    if batch.status not in (BatchStatus.draft, BatchStatus.running):
+        raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
+    cancelled = await stop_runs(
+        session, batch, reason="Cancelled by an organizer.", status=BatchStatus.cancelled
+    )
     _enqueue_after_commit(session, broker, [])
     await audit.record(
         session,
@@ -213,7 +237,7 @@ async def cancel(
         actor=actor,
         target_type="batch",
         target_id=batch.id,
-        details={"runs_cancelled": cancelled.rowcount},  # type: ignore[attr-defined]  # DML gives a CursorResult
+        details={"runs_cancelled": cancelled},
     )
     return batch
 

@@ -19,6 +19,8 @@ SCHEDULED_KEY = "leaderboard:refresh_scheduled"
 REFRESH_ACTOR = "refresh_leaderboard"
 DEBOUNCE_MS = 1000
 REFRESH_LOCK = 7_341_002
+# Per-batch rankings (ranking.sql) and the competition's boards (standings.sql).
+VIEWS = ("leaderboard", "standings")
 
 
 def refresh(engine: sa.Engine, redis: Redis) -> bool:
@@ -29,7 +31,8 @@ def refresh(engine: sa.Engine, redis: Redis) -> bool:
             return False
         try:
             # CONCURRENTLY: readers keep seeing the previous contents meanwhile.
-            connection.execute(sa.text("REFRESH MATERIALIZED VIEW CONCURRENTLY leaderboard"))
+            for view in VIEWS:
+                connection.execute(sa.text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
         finally:
             connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": REFRESH_LOCK})
     pipe = redis.pipeline()

@@ -4,8 +4,10 @@ from fastapi import Depends, Path, UploadFile
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import CurrentTeam, PageTeam
+from portal.competition import service as competition
+from portal.competition.deps import CompetitionDep
 from portal.core.db import SessionDep
-from portal.core.deps import ClockDep, SessionmakerDep, SettingsDep, StorageDep
+from portal.core.deps import BrokerDep, ClockDep, SessionmakerDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.pagination import MAX_ROW_ID
@@ -48,7 +50,11 @@ class Uploader:
         storage: StorageDep,
         clock: ClockDep,
         sessionmaker: SessionmakerDep,
+        broker: BrokerDep,
+        competition: CompetitionDep,
     ) -> None:
+        self.broker = broker
+        self.competition = competition
         self.settings = settings
         self.storage = storage
         self.clock = clock
@@ -62,8 +68,11 @@ class Uploader:
         async def upload_it() -> tuple[Submission, service.Quota]:
             if upload is None:
                 raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
+            now = self.clock()
+            # Outside the window nothing is read, stored or counted.
+            competition.check_upload_window(self.competition, now)
             content = await upload.read(self.settings.max_upload_bytes + 1)
-            return await service.upload(
+            submission, quota = await service.upload(
                 session,
                 team=team,
                 filename=filename,
@@ -71,8 +80,11 @@ class Uploader:
                 note=note,
                 settings=self.settings,
                 storage=self.storage,
-                now=self.clock(),
+                now=now,
             )
+            # Scored on the public seeds at once: the runs go to the workers on commit.
+            await competition.queue_public_evaluation(session, submission, self.broker)
+            return submission, quota
 
         outcome = await form_action(session, upload_it)
         if isinstance(outcome, PortalError):

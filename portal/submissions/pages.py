@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageTeam
+from portal.competition.deps import PicksOpenDep
 from portal.core.config import Settings
 from portal.core.cookies import flash
 from portal.core.db import SessionDep
@@ -122,11 +123,19 @@ async def toggle_final_form(
     settings: SettingsDep,
     submission: OwnSubmissionPage,
     final: Annotated[bool, Form()],
+    picks_open: PicksOpenDep,
     back: Annotated[NameText, Form(max_length=20)] = "list",
 ) -> Response:
     limit = settings.final_picks
     outcome = await form_action(
-        session, service.set_final, session, team, submission, final, limit=limit
+        session,
+        service.set_final,
+        session,
+        team,
+        submission,
+        final,
+        limit=limit,
+        picks_open=picks_open,
     )
     error = outcome if isinstance(outcome, PortalError) else None
     if not is_htmx(request):

@@ -5,6 +5,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import CurrentTeam
+from portal.competition.deps import PicksOpenDep
 from portal.core.config import Settings
 from portal.core.db import SessionDep
 from portal.core.deps import ClockDep, SettingsDep, StorageDep
@@ -92,10 +93,17 @@ async def download_submission(submission: OwnSubmission, storage: StorageDep) ->
 
 
 async def _toggle(
-    team: Team, session: AsyncSession, settings: Settings, submission: Submission, final: bool
+    team: Team,
+    session: AsyncSession,
+    settings: Settings,
+    submission: Submission,
+    final: bool,
+    picks_open: bool,
 ) -> FinalPickState:
     limit = settings.final_picks
-    used = await service.set_final(session, team, submission, final, limit=limit)
+    used = await service.set_final(
+        session, team, submission, final, limit=limit, picks_open=picks_open
+    )
     return FinalPickState(
         submission_id=submission.id, is_final=final, picks_used=used, picks_limit=limit
     )
@@ -103,15 +111,24 @@ async def _toggle(
 
 @router.put("/{submission_id}/final", response_model=FinalPickState)
 async def pick_final(
-    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
+    team: CurrentTeam,
+    session: SessionDep,
+    settings: SettingsDep,
+    submission: OwnSubmission,
+    picks_open: PicksOpenDep,
 ) -> FinalPickState:
-    """Mark as a final submission (idempotent); 409 past PORTAL_FINAL_PICKS."""
-    return await _toggle(team, session, settings, submission, True)
+    """Mark as a final submission (idempotent); 409 past PORTAL_FINAL_PICKS or after the
+    competition's end."""
+    return await _toggle(team, session, settings, submission, True, picks_open)
 
 
 @router.delete("/{submission_id}/final", response_model=FinalPickState)
 async def unpick_final(
-    team: CurrentTeam, session: SessionDep, settings: SettingsDep, submission: OwnSubmission
+    team: CurrentTeam,
+    session: SessionDep,
+    settings: SettingsDep,
+    submission: OwnSubmission,
+    picks_open: PicksOpenDep,
 ) -> FinalPickState:
-    """Unmark as a final submission (idempotent)."""
-    return await _toggle(team, session, settings, submission, False)
+    """Unmark as a final submission (idempotent); 409 after the competition's end."""
+    return await _toggle(team, session, settings, submission, False, picks_open)

@@ -35,7 +35,7 @@ from portal.core.pagination import Page, PageParams, paginate
 from portal.core.storage import Storage, StorageUnavailable, content_key
 from portal.core.time import competition_day, next_midnight
 from portal.evaluation import service as evaluation
-from portal.evaluation.models import BatchSubmission, EvaluationBatch
+from portal.evaluation.models import BatchKind, BatchSubmission, EvaluationBatch
 from portal.submissions.models import Submission, SubmissionQuota
 from portal.submissions.schemas import BatchResultPublic, BatchResultRuns
 from portal.teams.models import Team
@@ -296,14 +296,24 @@ async def record_refusal(
     )
 
 
+def _public_batches() -> sa.Select[Any]:
+    """The competition's public evaluations, the only ones a team sees of its own: admin
+    batches are an organizer's view, and the final evaluation is private."""
+    return sa.select(col(EvaluationBatch.id)).where(col(EvaluationBatch.kind) == BatchKind.public)
+
+
 def _latest_result_columns() -> LateralFromClause:
-    """Status and score of each submission's most recent evaluation, if any."""
+    """Status and score of each submission's public evaluation (the latest public batch:
+    a new one starts when the public seeds change)."""
     return (
         sa.select(
             col(BatchSubmission.status),
             col(BatchSubmission.mean_score),
         )
-        .where(col(BatchSubmission.submission_id) == Submission.id)
+        .where(
+            col(BatchSubmission.submission_id) == Submission.id,
+            col(BatchSubmission.batch_id).in_(_public_batches()),
+        )
         .order_by(col(BatchSubmission.id).desc())
         .limit(1)
         .lateral("latest")
@@ -345,7 +355,10 @@ async def view_of(session: AsyncSession, submission: Submission) -> SubmissionVi
             col(BatchSubmission.status),
             col(BatchSubmission.mean_score),
         )
-        .where(col(BatchSubmission.submission_id) == submission.id)
+        .where(
+            col(BatchSubmission.submission_id) == submission.id,
+            col(BatchSubmission.batch_id).in_(_public_batches()),
+        )
         .order_by(col(BatchSubmission.id).desc())
         .limit(1)
     )
@@ -366,14 +379,18 @@ async def results_by_batch(
             col(BatchSubmission.finished_at),
         )
         .join(EvaluationBatch, col(EvaluationBatch.id) == BatchSubmission.batch_id)
-        .where(col(BatchSubmission.submission_id) == submission.id)
+        .where(
+            col(BatchSubmission.submission_id) == submission.id,
+            col(EvaluationBatch.kind) == BatchKind.public,
+        )
         .order_by(col(BatchSubmission.batch_id).desc())
     )
     return [BatchResultPublic.model_validate(row) for row in rows]
 
 
 async def results_with_runs(session: AsyncSession, submission: Submission) -> list[BatchResultRuns]:
-    """Each batch's result with its runs and their logs, for the submission's page."""
+    """Each public evaluation's result with its runs and their logs, for the team's own
+    submission page (never an admin batch's or the final evaluation's)."""
     results = await results_by_batch(session, submission)
     runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
     return [
@@ -405,8 +422,10 @@ async def set_final(
     final: bool,
     *,
     limit: int,
+    picks_open: bool = True,
 ) -> int:
-    """Pick or unpick; idempotent; returns the picks used afterwards.
+    """Pick or unpick; idempotent; returns the picks used afterwards. Picks change only
+    while uploads are open (`picks_open`): after the end they are what the final runs.
 
     Locking the team's row serialises concurrent toggles of one team, so the count
     checked here is the count that commits: the limit holds under any race.
@@ -415,6 +434,11 @@ async def set_final(
     await session.refresh(submission)
     if submission.is_final == final:
         return await count_picks(session, team)
+    if not picks_open:
+        raise Conflict(
+            "Final picks are closed: they can change only while the competition is open.",
+            code="picks_closed",
+        )
     used = await count_picks(session, team)
     if final and used >= limit:
         raise Conflict(

@@ -1,0 +1,48 @@
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from portal.core.text import NameText
+from portal.evaluation.schemas import BatchProgress, Seeds
+
+
+class CompetitionPublic(BaseModel):
+    """What anyone may know: never the private seeds."""
+
+    name: str
+    phase: str
+    starts_at: datetime
+    freeze_at: datetime | None
+    ends_at: datetime
+    public_seeds: list[int]
+    final_picks: int = Field(description="How many final submissions a team may pick")
+
+
+class CompetitionAdmin(CompetitionPublic):
+    private_seeds: list[int]
+    public_batch_id: int | None
+    final_batch_id: int | None
+    final_started_at: datetime | None
+    revealed_at: datetime | None
+    final_progress: BatchProgress | None
+
+
+class CompetitionUpdate(BaseModel):
+    """PATCH: only the fields sent change; `freeze_at: null` removes the freeze."""
+
+    name: NameText | None = Field(default=None, min_length=1, max_length=120)
+    starts_at: AwareDatetime | None = None
+    freeze_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    public_seeds: Seeds | None = None
+    private_seeds: Seeds | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("the competition needs a name")
+        return value
