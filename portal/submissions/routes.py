@@ -32,6 +32,8 @@ def public(view: service.SubmissionView) -> SubmissionPublic:
         **view.submission.model_dump(
             include={"id", "filename", "note", "sha256", "size_bytes", "created_at", "is_final"}
         ),
+        public_status=view.status,
+        public_score=view.score,
         status=view.status,
         score=view.score,
     )

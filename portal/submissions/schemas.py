@@ -39,8 +39,16 @@ class SubmissionPublic(BaseModel):
     size_bytes: int
     created_at: datetime
     is_final: bool
-    status: str = Field(description="Latest evaluation status, or 'not evaluated'")
-    score: float | None = Field(description="Mean score in the latest finished evaluation")
+    public_status: str = Field(
+        description="The evaluation on the public seeds: queued, running, scored, failed, "
+        "timeout, memory_limit, disk_limit, invalid_answer, cancelled, or 'not evaluated' "
+        "(no public seeds are set yet)"
+    )
+    public_score: float | None = Field(
+        description="Mean score over the public seeds, once every public run has ended"
+    )
+    status: str = Field(description="Same as public_status (kept for older clients)")
+    score: float | None = Field(description="Same as public_score (kept for older clients)")
 
 
 class SubmissionDetail(SubmissionPublic):
