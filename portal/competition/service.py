@@ -139,9 +139,11 @@ async def _add_entries(
     return [run.id for run in sorted(runs, key=lambda r: (r.queue_position, r.id))]
 
 
-def _send_after_commit(session: AsyncSession, broker: Broker, run_ids: list[int]) -> None:
+def _send_after_commit(
+    session: AsyncSession, broker: Broker, run_ids: list[int], *, public: bool
+) -> None:
     async def send() -> None:
-        await run_in_threadpool(enqueue_runs, broker, run_ids)
+        await run_in_threadpool(lambda: enqueue_runs(broker, run_ids, public=public))
         await run_in_threadpool(enqueue_leaderboard_refresh, broker, 0)
 
     after_commit(session, send)
@@ -166,7 +168,7 @@ async def queue_public_evaluation(
     batch = await evaluation.get(session, competition.public_batch_id)
     run_ids = await _add_entries(session, batch, [submission])
     if broker is not None:
-        _send_after_commit(session, broker, run_ids)
+        _send_after_commit(session, broker, run_ids, public=True)
     return True
 
 
@@ -271,7 +273,7 @@ async def update(
         },
     )
     await session.run_sync(lambda sync: audit_phase_change(sync, now, actor_team_id=actor.id))
-    _send_after_commit(session, broker, run_ids)
+    _send_after_commit(session, broker, run_ids, public=True)
     _after_change(session, redis, broker)
     return competition
 
@@ -405,7 +407,7 @@ async def start_final(
         },
     )
     await session.run_sync(lambda sync: audit_phase_change(sync, now, actor_team_id=actor.id))
-    _send_after_commit(session, broker, run_ids)
+    _send_after_commit(session, broker, run_ids, public=False)
     _after_change(session, redis, broker)
     return batch
 
