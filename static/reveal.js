@@ -100,7 +100,10 @@
       var before = {};
       if (animate) {
         Object.keys(rows).forEach(function (id) {
-          before[id] = rows[id].getBoundingClientRect().top;
+          before[id] = rows[id].getBoundingClientRect().top; // mid-move rows: where drawn
+        });
+        Object.keys(rows).forEach(function (id) {
+          rows[id].getAnimations().forEach(function (move) { move.cancel(); });
         });
       }
       var order = layout(step);
@@ -117,23 +120,26 @@
       stepNote.textContent = "step " + step + " of " + total;
       boardNote.textContent = step === total ? "all " + total + " revealed" : waitingNote;
       if (!animate) return;
-      order.forEach(function (id) {
-        var row = rows[id];
-        var moved = before[id] - row.getBoundingClientRect().top;
-        if (moved && row.animate && !STILL) {
-          row.animate(
-            [{ transform: "translateY(" + moved + "px)" }, { transform: "translateY(0)" }],
+      var moves = order.map(function (id) {
+        return [rows[id], before[id] - rows[id].getBoundingClientRect().top];
+      });
+      // Scroll while every row stands at its new place (a moving row is drawn where it
+      // was), so a board longer than the screen follows the row being revealed.
+      var current = board.querySelector("li.current");
+      if (current) {
+        current.scrollIntoView({ block: "center", behavior: STILL ? "auto" : "smooth" });
+      } else if (step === 0) {
+        window.scrollTo({ top: 0, behavior: STILL ? "auto" : "smooth" });
+      }
+      if (STILL) return;
+      moves.forEach(function (move) {
+        if (move[1] && move[0].animate) {
+          move[0].animate(
+            [{ transform: "translateY(" + move[1] + "px)" }, { transform: "translateY(0)" }],
             { duration: MOVE_MS, easing: "cubic-bezier(0.2, 0.7, 0.2, 1)" }
           );
         }
       });
-      var current = board.querySelector("li.current");
-      if (current) {
-        // Follow the row being revealed on a board longer than the screen.
-        current.scrollIntoView({ block: "center", behavior: "smooth" });
-      } else if (step === 0) {
-        window.scrollTo({ top: 0, behavior: "smooth" });
-      }
     }
 
     function showError(message) {

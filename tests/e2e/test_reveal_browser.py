@@ -1,6 +1,8 @@
 """The reveal ceremony on the projector, in a real browser at two screen sizes: the final
 standings from the last place up, one key press per team; screenshots are looked at."""
 
+from datetime import timedelta
+
 import pytest
 from playwright.async_api import expect
 
@@ -10,9 +12,12 @@ from tests.fixtures.final_standings import (
     FINAL_ORDER,
     LATE,
     SHAKE_UP,
+    Upload,
     ceremony_order,
+    finish_final,
     seed_final,
 )
+from tests.fixtures.leaderboard import refresh_now
 
 # What each revealed row shows: final rank, final score, shake-up against the frozen board.
 REVEALED = {
@@ -136,7 +141,7 @@ async def test_admin_reveals_the_final_standings_step_by_step_and_opens_the_fina
     # After the reveal the ceremony can run again (it calls the reveal no more).
     await page.reload()
     await expect_step(page, 0)
-    for steps in range(1, 7):
+    for _ in FINAL_ORDER:
         await page.keyboard.press("ArrowRight")
     await expect_step(page, 6)
     await expect(page.locator("#reveal-error")).to_be_hidden()
@@ -163,4 +168,59 @@ async def test_a_failed_reveal_call_is_shown_on_the_projector(
     error = page.locator("#reveal-error")
     await expect(error).to_be_visible()
     await expect(error).to_contain_text("The final board could not be made public")
+    await page.close()
+
+
+async def test_the_waiting_projector_turns_into_the_ceremony_once_the_final_is_in(
+    teams, services, live_server, browser
+):
+    admin = await teams.admin(name="Organizers")
+    for name in SHAKE_UP:
+        await teams.create(name=name)
+    seed_final(services, SHAKE_UP, finished=False)
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    errors = collect_script_errors(page)
+    await log_in(page, live_server, admin.email, admin.token, r"/admin/teams$")
+    await page.goto(f"{live_server}/leaderboard/projector/reveal?interval=2")
+    await expect(
+        page.get_by_text("The final evaluation is running: 5 of 6 runs done.")
+    ).to_be_visible()
+    await expect(page.locator("#reveal-board")).to_have_count(0)
+    finish_final(services, SHAKE_UP["Ada"][0].final)
+    refresh_now(services)
+    # No reload by hand: the page polls and loads the ceremony, keeping its interval.
+    await expect_step(page, 0)
+    assert page.url.endswith("/leaderboard/projector/reveal?interval=2")
+    await page.keyboard.press("a")
+    await expect(page.locator("#reveal-autoplay")).to_have_text("▶ auto-play · every 2 s")
+    await page.keyboard.press("a")
+    await expect(page.locator("#reveal-autoplay")).to_be_hidden()
+    assert errors == [], errors
+    await page.close()
+
+
+async def test_on_a_board_longer_than_the_screen_the_revealed_row_stays_in_view(
+    teams, services, live_server, browser
+):
+    admin = await teams.admin(name="Organizers")
+    uploads = {}
+    for n in range(30):  # the audience's order: 29 first ... 00 last
+        uploads[f"Team {n:02d}"] = [
+            Upload(timedelta(hours=-2, minutes=n), 0.5 + n / 100, final=0.9 - (n * 7 % 30) / 50)
+        ]
+        await teams.create(name=f"Team {n:02d}")
+    seed_final(services, uploads)
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await log_in(page, live_server, admin.email, admin.token, r"/admin/teams$")
+    await page.goto(f"{live_server}/leaderboard/projector/reveal")
+    await expect(page.locator("#reveal-board > li")).to_have_count(30)
+    for _ in range(12):
+        await page.keyboard.press("ArrowRight")
+    await expect(page.locator("#reveal")).to_have_attribute("data-step", "12")
+    # Twelfth from the bottom of 30: far below the first screen, yet on it.
+    await settled(page)
+    await expect(page.locator("#reveal-board > li.current")).to_be_in_viewport()
+    await page.keyboard.press("Home")
+    await settled(page)
+    await expect(page.locator("#reveal-board > li").first).to_be_in_viewport()
     await page.close()

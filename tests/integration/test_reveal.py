@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import re
 
-import psycopg
 import pytest
 import redis as sync_redis
 
-from portal.core.db import psycopg_conninfo
 from portal.leaderboard.refresh import REFRESHED_AT_KEY
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
-from tests.fixtures.final_standings import FINAL_SCORES, LATE, SHAKE_UP, seed_final
+from tests.fixtures.final_standings import (
+    FINAL_SCORES,
+    LATE,
+    SHAKE_UP,
+    finish_final,
+    seed_final,
+)
 from tests.fixtures.leaderboard import refresh_now
 
 REVEAL = "/leaderboard/projector/reveal"
@@ -92,9 +96,7 @@ async def test_reveal_page_holds_the_audiences_order_and_the_final_standings(
     assert data["interval_seconds"] == 4
 
 
-async def test_without_a_freeze_the_ceremony_starts_from_the_public_board(
-    client, teams, services
-):
+async def test_without_a_freeze_the_ceremony_starts_from_the_public_board(client, teams, services):
     admin, created = await create_shake_up_teams(teams)
     seed_final(services, SHAKE_UP, freeze=False)
     await browser_login(client, admin)
@@ -125,18 +127,7 @@ async def test_reveal_page_waits_for_the_final_evaluation_and_then_loads_the_cer
         assert score not in running.text
 
     # The last run ends; until the boards show it, the page keeps waiting.
-    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
-        conn.execute(
-            "UPDATE evaluation_run SET status = 'scored', score = 0.4129 WHERE status = 'queued'"
-        )
-        conn.execute(
-            "UPDATE batch_submission SET status = 'scored', mean_score = 0.4129 "
-            "WHERE status = 'queued'"
-        )
-        conn.execute(
-            "UPDATE evaluation_batch SET status = 'finished', finished_at = now() "
-            "WHERE kind = 'final'"
-        )
+    finish_final(services, SHAKE_UP["Ada"][0].final)
     stale = await client.get(REVEAL, headers={"HX-Request": "true"})
     assert "The final evaluation has finished; the boards are being updated." in stale.text
 
@@ -147,9 +138,7 @@ async def test_reveal_page_waits_for_the_final_evaluation_and_then_loads_the_cer
     assert reveal_data((await client.get(REVEAL)).text)["teams"]
 
 
-async def test_boards_refreshed_before_the_last_result_are_not_revealed(
-    client, teams, services
-):
+async def test_boards_refreshed_before_the_last_result_are_not_revealed(client, teams, services):
     admin, _ = await create_shake_up_teams(teams)
     seed_final(services, SHAKE_UP)
     await browser_login(client, admin)
