@@ -30,6 +30,7 @@ from portal.evaluation import pages as evaluation_pages
 from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
+from portal.leaderboard import reveal as leaderboard_reveal
 from portal.leaderboard import routes as leaderboard_routes
 from portal.llm import pages as llm_pages
 from portal.llm import routes as llm_routes
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         evaluation_routes.router,
         evaluation_pages.router,
         leaderboard_routes.router,
+        leaderboard_reveal.router,
         audit_routes.router,
         audit_routes.pages,
         llm_routes.router,
