@@ -380,6 +380,29 @@ async def test_a_sweep_after_a_pause_records_every_change_it_missed(client, sett
     ]
 
 
+async def test_an_admin_action_after_a_pause_records_the_clocks_changes_first(
+    client, teams, settings
+):
+    context = worker_context(settings)
+    admin = await teams.admin()
+    team = await teams.create()
+    await configure(client, admin, private_seeds=[5])
+    await upload_many(client, team, 1)
+    # Frozen and ended by the clock while no worker swept; then the admin starts the final.
+    set_window(
+        context, freeze_at=datetime(2001, 1, 1, tzinfo=UTC), ends_at=END - timedelta(days=9000)
+    )
+    started = await client.post("/api/v1/competition/final", headers=admin.auth)
+    assert started.status_code == 202, started.text
+    rows = audit_rows(context, "competition.phase")
+    assert [(r["details"]["from"], r["details"]["to"], r["actor_team_id"]) for r in rows] == [
+        ("open", "frozen", None),
+        ("frozen", "ended", None),
+        ("ended", "final", admin.id),
+    ]
+    assert rows[0]["details"]["at"] == "2001-01-01T00:00:00+00:00"
+
+
 async def test_admin_actions_are_audited_with_their_actor_and_no_private_seed(
     client, teams, settings
 ):
