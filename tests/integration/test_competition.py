@@ -452,17 +452,17 @@ async def test_admin_actions_are_audited_with_their_actor_and_no_private_seed(
 BAD_SETTINGS = {
     "end before start": (
         {"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"},
-        "end",
+        "must be after the start",
     ),
-    "freeze before start": ({"freeze_at": "1999-01-01T00:00:00Z"}, "freeze"),
-    "freeze after end": ({"freeze_at": "2100-01-02T00:00:00Z"}, "freeze"),
+    "freeze before start": ({"freeze_at": "1999-01-01T00:00:00Z"}, "between the start and the end"),
+    "freeze after end": ({"freeze_at": "2100-01-02T00:00:00Z"}, "between the start and the end"),
     "naive start": ({"starts_at": "2030-01-01T00:00:00"}, "timezone"),
     "naive end": ({"ends_at": "2101-01-01T00:00:00"}, "timezone"),
     "duplicate seeds": ({"public_seeds": [4, 4]}, "once"),
     "negative seed": ({"private_seeds": [-1]}, "between"),
-    "too many seeds": ({"public_seeds": list(range(51))}, "50"),
-    "NUL in the name": ({"name": "Grand\x00Prix"}, "name"),
-    "empty name": ({"name": "   "}, "name"),
+    "too many seeds": ({"public_seeds": list(range(51))}, "at most 50"),
+    "NUL in the name": ({"name": "Grand\x00Prix"}, "NUL"),
+    "empty name": ({"name": "   "}, "needs a name"),
 }
 
 
