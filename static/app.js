@@ -121,7 +121,6 @@ function tickPhaseClock(badge, steps, serverOffset) {
   const text = badge.querySelector("[data-phase-text]");
   const left = badge.querySelector("[data-phase-left]");
   badge.dataset.phase = step.phase;
-  badge.className = badge.className.replace(/\bphase-[a-z]+\b/, `phase-${step.phase}`);
   if (text.textContent !== step.text) text.textContent = step.text;
   if (step.at) {
     left.hidden = false;

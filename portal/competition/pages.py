@@ -30,7 +30,7 @@ from portal.core.deps import BrokerDep, ClockDep, RedisDep, SettingsDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
-from portal.core.templating import render
+from portal.core.templating import local_time, render
 from portal.evaluation import service as evaluation
 from portal.evaluation.schemas import BatchProgress
 
@@ -84,12 +84,14 @@ def timeline(competition: Competition, phase: Phase) -> list[TimelineEntry]:
     ]
 
 
-def start_final_blocked(competition: Competition, phase: Phase, now: datetime) -> str | None:
+def start_final_blocked(
+    competition: Competition, phase: Phase, now: datetime, timezone: str
+) -> str | None:
     """Why the final evaluation cannot start now; None when it can."""
     if phase in (Phase.before, Phase.open, Phase.frozen):
         return (
-            "It starts after the end: "
-            f"{time_left((competition.ends_at - now).total_seconds())} from now."
+            f"Available after the end, {local_time(competition.ends_at, timezone)}: "
+            f"in {time_left((competition.ends_at - now).total_seconds())}."
         )
     if phase in (Phase.final, Phase.revealed):
         return "It has started already."
@@ -150,7 +152,7 @@ async def _page(
             "public_progress": public_progress,
             "final_progress": final_progress,
             "final_live": phase == Phase.final and final_blocked is not None,
-            "start_blocked": start_final_blocked(competition, phase, now),
+            "start_blocked": start_final_blocked(competition, phase, now, settings.timezone),
             "reveal_blocked": final_blocked,
             "confirm_reveal": confirm_reveal and final_blocked is None,
         },
