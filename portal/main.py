@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import routes as audit_routes
 from portal.auth import pages as auth_pages
 from portal.auth import routes as auth_routes
+from portal.competition import pages as competition_pages
 from portal.competition import routes as competition_routes
+from portal.competition.header import PhaseInHeader
 from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         submission_routes.router,
         submission_pages.router,
         competition_routes.router,
+        competition_pages.router,
         evaluation_routes.router,
         evaluation_pages.router,
         leaderboard_routes.router,
@@ -124,7 +127,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
         responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES
-        app.include_router(router, responses=responses)
+        # Every page's header shows the competition's phase; the gateway and the health
+        # probes render no page and stay as lean as they were.
+        plain = router in (gateway_routes.router, health_routes.router)
+        app.include_router(
+            router, responses=responses, dependencies=[] if plain else [PhaseInHeader]
+        )
     return app
 
 

@@ -172,14 +172,24 @@ async def queue_public_evaluation(
     return True
 
 
+def _of_contenders(statement: sa.Select) -> sa.Select:
+    return statement.join(Team, col(Team.id) == Submission.team_id).where(
+        col(Team.is_active), col(Team.role) == Role.participant
+    )
+
+
 async def _contenders_submissions(session: AsyncSession) -> list[Submission]:
     result = await session.scalars(
-        sa.select(Submission)
-        .join(Team, col(Team.id) == Submission.team_id)
-        .where(col(Team.is_active), col(Team.role) == Role.participant)
-        .order_by(col(Submission.created_at), col(Submission.id))
+        _of_contenders(sa.select(Submission)).order_by(
+            col(Submission.created_at), col(Submission.id)
+        )
     )
     return list(result)
+
+
+async def count_contenders_submissions(session: AsyncSession) -> int:
+    """How many uploads a change of the public seeds scores again."""
+    return await session.scalar(_of_contenders(sa.select(sa.func.count(col(Submission.id))))) or 0
 
 
 async def _new_public_batch(
