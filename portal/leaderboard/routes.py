@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal.auth.deps import optional_team, request_api_token
 from portal.competition import service as competition_service
@@ -25,7 +25,7 @@ from portal.competition.phases import CompetitionState
 from portal.core.config import Settings
 from portal.core.cookies import session_data
 from portal.core.db import SessionDep
-from portal.core.deps import ClockDep, RedisDep, SettingsDep
+from portal.core.deps import ClockDep, RedisDep, SessionmakerDep, SettingsDep
 from portal.core.errors import Forbidden, NotFound
 from portal.core.htmx import wants_fragment
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
@@ -80,13 +80,17 @@ def board_cache(request: Request) -> RenderCache:
     return cache
 
 
-async def viewer_is_admin(request: Request, session: AsyncSession, redis: Redis) -> bool:
+async def viewer_is_admin(
+    request: Request, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> bool:
     """Whether an admin is asking. A visitor (no token, no logged-in cookie) costs no
-    lookup; a logged-in viewer costs the usual session check."""
+    lookup; a logged-in viewer costs the usual session check (which also gives the
+    page its navigation)."""
     data = session_data(request)
     if request_api_token(request) is None and (data is None or data.team_id is None):
         return False
-    team = await optional_team(request, session, redis)
+    async with sessionmaker() as session:
+        team = await optional_team(request, session, redis)
     return team is not None and team.is_admin
 
 
@@ -126,26 +130,25 @@ class BoardRequest:
 
 async def board_request(
     request: Request,
-    session: AsyncSession,
     redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
     now: datetime,
     asked: Board | None,
     q: str,
     page: PageParams,
 ) -> BoardRequest:
-    # The version first: rows read afterwards are at least that new, so a body cached
-    # under this version is never older than it claims.
-    version, refreshed_at = await service.state(redis)
-    competition = await competition_service.current(session, redis)
-    admin = await viewer_is_admin(request, session, redis)
+    # The version is read before any row: rows read afterwards are at least that new,
+    # so a body cached under this version is never older than it claims.
+    state = await service.board_state(redis, sessionmaker)
+    admin = await viewer_is_admin(request, redis, sessionmaker)
     return BoardRequest(
-        competition=competition,
+        competition=state.competition,
         now=now,
-        version=version,
-        refreshed_at=refreshed_at,
+        version=state.version,
+        refreshed_at=state.refreshed_at,
         admin=admin,
         asked=asked,
-        choice=standings.choose(asked, competition, now, admin=admin),
+        choice=standings.choose(asked, state.competition, now, admin=admin),
         q=q,
         page=page,
     )
@@ -162,7 +165,7 @@ async def _final_progress(session: AsyncSession, board: BoardRequest) -> FinalPr
 @router.get("/api/v1/leaderboard", response_model=CompetitionBoardPublic | BatchBoardPublic)
 async def leaderboard_api(
     request: Request,
-    session: SessionDep,
+    sessionmaker: SessionmakerDep,
     redis: RedisDep,
     clock: ClockDep,
     batch: BatchQuery = None,
@@ -174,14 +177,17 @@ async def leaderboard_api(
     """The competition's board (see `board`), with an ETag; `batch`: a batch's ranking."""
     params = PageParams(page=page, size=size)
     if batch is not None:
-        return await _batch_board(request, session, redis, batch, q, params)
-    asked = await board_request(request, session, redis, clock(), board, q, params)
+        async with sessionmaker() as session:
+            return await _batch_board(request, session, redis, batch, q, params)
+    asked = await board_request(request, redis, sessionmaker, clock(), board, q, params)
     tag = asked.etag("api")
     if cached := not_modified(request, tag):
         return cached
 
     async def body() -> bytes:
-        rows = await standings.rows(session, asked.choice, params, q)
+        async with sessionmaker() as session:
+            rows = await standings.rows(session, asked.choice, params, q)
+            progress = await _final_progress(session, asked)
         return (
             CompetitionBoardPublic(
                 **rows.map(StandingRowPublic.model_validate).model_dump(),
@@ -190,7 +196,7 @@ async def leaderboard_api(
                 frozen_at=asked.choice.frozen_at,
                 competition=asked.competition.name,
                 version=asked.version,
-                final_progress=await _final_progress(session, asked),
+                final_progress=progress,
             )
             .model_dump_json()
             .encode()
@@ -243,8 +249,12 @@ def _board_query(board: BoardRequest, **extra: Any) -> dict[str, Any]:
     return {k: v for k, v in query.items() if v}
 
 
-async def _board_html(session: AsyncSession, settings: Settings, board: BoardRequest) -> bytes:
-    rows = await standings.rows(session, board.choice, board.page, board.q)
+async def _board_html(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, board: BoardRequest
+) -> bytes:
+    async with sessionmaker() as session:
+        rows = await standings.rows(session, board.choice, board.page, board.q)
+        progress = await _final_progress(session, board)
     context = {
         "settings": settings,
         "board": board,
@@ -258,7 +268,7 @@ async def _board_html(session: AsyncSession, settings: Settings, board: BoardReq
         "q": board.q,
         "poll_query": _board_query(board, page=rows.page),
         "base_query": _board_query(board),
-        "final_progress": await _final_progress(session, board),
+        "final_progress": progress,
         "refreshed_at": board.refreshed_at,
     }
     return templates.env.get_template("leaderboard_board.html").render(context).encode()
@@ -267,7 +277,7 @@ async def _board_html(session: AsyncSession, settings: Settings, board: BoardReq
 @router.get("/leaderboard", include_in_schema=False)
 async def leaderboard_page(
     request: Request,
-    session: SessionDep,
+    sessionmaker: SessionmakerDep,
     redis: RedisDep,
     clock: ClockDep,
     settings: SettingsDep,
@@ -275,18 +285,20 @@ async def leaderboard_page(
     q: SearchQuery = "",
     page: PageQuery = 1,
 ) -> Response:
+    # Polls are read-only and mostly answered from Redis and the render cache: a
+    # database session is opened only for what needs one.
     asked = await board_request(
-        request, session, redis, clock(), board, q, PageParams(page=page, size=PAGE_SIZE)
+        request, redis, sessionmaker, clock(), board, q, PageParams(page=page, size=PAGE_SIZE)
     )
     tag = asked.etag("fragment")
     fragment = wants_fragment(request)
     if fragment and (cached := not_modified(request, tag)):
         return cached
-    html = await board_cache(request).get(tag, lambda: _board_html(session, settings, asked))
+    html = await board_cache(request).get(tag, lambda: _board_html(sessionmaker, settings, asked))
     if fragment:
         return HTMLResponse(html, headers=cache_headers(tag))
-    # The whole page carries the viewer's navigation and CSRF token: never shared.
-    await optional_team(request, session, redis)
+    # The whole page carries the viewer's navigation (board_request looked the viewer up)
+    # and CSRF token: never shared, never cached.
     # The fragment comes from our own autoescaping template: already safe HTML.
     board_html = Markup(html.decode())  # noqa: S704
     return render(request, "leaderboard.html", {"board_html": board_html, "q": q, "asked": board})

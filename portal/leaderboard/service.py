@@ -8,14 +8,17 @@ in ranking.sql beside this module; the competition's boards are in standings.py.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from portal.competition import service as competition_service
+from portal.competition.phases import CompetitionState
 from portal.core.pagination import Page, PageParams, paginate
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY
@@ -71,6 +74,39 @@ class BoardView:
 async def state(redis: Redis) -> tuple[int, float | None]:
     version, refreshed_at = await redis.mget(VERSION_KEY, REFRESHED_AT_KEY)
     return int(version or 0), float(refreshed_at) if refreshed_at else None
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """What every board poll reads first: the boards' version and the competition."""
+
+    version: int
+    refreshed_at: float | None
+    competition: CompetitionState
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_competition(cached: bytes) -> CompetitionState:
+    # Every poll reads the same cached JSON until the competition changes: parse it once.
+    return CompetitionState.model_validate_json(cached)
+
+
+async def board_state(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> BoardState:
+    """One Redis round trip for a poll: the version, then the competition's cached state
+    (read through competition.service.current, from the database, only on a miss)."""
+    version, refreshed_at, cached = await redis.mget(
+        VERSION_KEY, REFRESHED_AT_KEY, competition_service.CACHE_KEY
+    )
+    if cached:
+        competition = _parse_competition(cached)
+    else:
+        async with sessionmaker() as session:
+            competition = await competition_service.current(session, redis)
+    return BoardState(
+        version=int(version or 0),
+        refreshed_at=float(refreshed_at) if refreshed_at else None,
+        competition=competition,
+    )
 
 
 async def started_batches(session: AsyncSession) -> list[EvaluationBatch]:
