@@ -108,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # First: routes are matched in order, and gateway calls are the hottest path.
         gateway_routes.router,
         health_routes.router,
+        # Then the boards: every open page and projector polls them every 2 s.
+        leaderboard_routes.router,
         auth_routes.router,
         auth_pages.router,
         team_routes.router,
@@ -118,7 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         competition_pages.router,
         evaluation_routes.router,
         evaluation_pages.router,
-        leaderboard_routes.router,
         leaderboard_reveal.router,
         audit_routes.router,
         audit_routes.pages,

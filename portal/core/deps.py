@@ -4,6 +4,10 @@
 `create_app` builds each resource once and keeps it on `app.state`; these functions are
 the only readers, so a test swaps one with `app.dependency_overrides[get_clock] = ...`
 and every handler that declares it sees the replacement.
+
+They are `async def` though they never wait: FastAPI runs a plain `def` dependency in
+its thread pool, one thread hop per dependency per request, which cost a leaderboard
+poll more than all of its own work.
 """
 
 from __future__ import annotations
