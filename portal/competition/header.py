@@ -23,8 +23,7 @@ from fastapi import Depends, Request
 from portal.competition import service
 from portal.competition.models import Phase
 from portal.competition.phases import CompetitionState
-from portal.core.db import SessionDep
-from portal.core.deps import ClockDep, RedisDep
+from portal.core.deps import ClockDep, RedisDep, SessionmakerDep
 from portal.core.htmx import wants_fragment
 
 HEADER_STATE = "competition_header"  # the attribute of request.state base.html reads
@@ -112,12 +111,15 @@ def phase_header(state: CompetitionState, now: datetime) -> PhaseHeader:
 
 
 async def show_phase_in_header(
-    request: Request, session: SessionDep, redis: RedisDep, clock: ClockDep
+    request: Request, sessionmaker: SessionmakerDep, redis: RedisDep, clock: ClockDep
 ) -> None:
-    """Give a full page render the competition's phase (fragments and the API skip it)."""
+    """Give a full page render the competition's phase (fragments and the API skip it).
+
+    Every request of a page router resolves this, board polls included: it asks for no
+    session, so those that skip it cost nothing."""
     if request.url.path.startswith(NOT_PAGES) or wants_fragment(request):
         return
-    state = await service.current(session, redis)
+    state = await service.current_or_load(redis, sessionmaker)
     setattr(request.state, HEADER_STATE, phase_header(state, clock()))
 
 

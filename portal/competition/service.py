@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from dramatiq import Broker
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
@@ -62,6 +62,17 @@ async def current(session: AsyncSession, redis: Redis) -> CompetitionState:
     state = CompetitionState.model_validate(await load(session))
     await redis.set(CACHE_KEY, state.model_dump_json(), ex=CACHE_SECONDS)
     return state
+
+
+async def current_or_load(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> CompetitionState:
+    """`current` for callers with no session of their own: one opens only on a miss."""
+    cached = await redis.get(CACHE_KEY)
+    if cached:
+        return CompetitionState.model_validate_json(cached)
+    async with sessionmaker() as session:
+        return await current(session, redis)
 
 
 def _after_change(session: AsyncSession, redis: Redis, broker: Broker) -> None:

@@ -171,7 +171,8 @@ class TeamPublicView:
 
 async def _row_of(session: AsyncSession, choice: Choice, team_id: int) -> StandingRow | None:
     found = (await session.execute(_select(choice).where(standings.c.team_id == team_id))).first()
-    return StandingRow(*found) if found else None
+    # The row holds _select's columns, in StandingRow's order.
+    return StandingRow(*found) if found else None  # type: ignore[arg-type,call-arg]
 
 
 async def team_view(
@@ -200,5 +201,6 @@ async def team_view(
         if public.frozen_at is not None:
             # Frozen: uploads after the freeze stay hidden here as on the board.
             statement = statement.where(col(Submission.created_at) < public.frozen_at)
-        scores = [(at, score) for at, score in await session.execute(statement)]
+        rows = await session.execute(statement)
+        scores = [(at, score) for at, score in rows if at is not None]
     return TeamPublicView(team=team, row=row, final_row=final_row, scores=scores)

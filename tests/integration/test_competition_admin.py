@@ -282,10 +282,13 @@ async def test_the_final_evaluation_starts_from_the_page_and_shows_live_progress
     fragment = await client.get(PAGE, headers=HX)
     assert fragment.text.lstrip().startswith('<section class="card" id="final-live"')
     assert "hx-trigger" in fragment.text and "phase-clock" not in fragment.text
-    assert [action for action, _ in audit_rows(services)][-2:] == [
-        "competition.final_start",
-        "competition.phase",
-    ]
+    # The action, then the phases it passed: those the clock reached unswept (no worker
+    # here), ending with the end, then the final the admin started.
+    rows = audit_rows(services)
+    actions = [action for action, _ in rows]
+    after_start = rows[actions.index("competition.final_start") + 1 :]
+    passed = [(a, d["to"]) for a, d in after_start]
+    assert passed[-2:] == [("competition.phase", "ended"), ("competition.phase", "final")]
 
 
 async def test_the_reveal_is_refused_while_the_final_evaluation_runs(app, client, teams, services):
