@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import routes as audit_routes
 from portal.auth import pages as auth_pages
 from portal.auth import routes as auth_routes
+from portal.competition import pages as competition_pages
 from portal.competition import routes as competition_routes
+from portal.competition.header import PhaseInHeader
 from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
@@ -30,6 +32,7 @@ from portal.evaluation import pages as evaluation_pages
 from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
+from portal.leaderboard import reveal as leaderboard_reveal
 from portal.leaderboard import routes as leaderboard_routes
 from portal.llm import pages as llm_pages
 from portal.llm import routes as llm_routes
@@ -105,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # First: routes are matched in order, and gateway calls are the hottest path.
         gateway_routes.router,
         health_routes.router,
+        # Then the boards: every open page and projector polls them every 2 s.
+        leaderboard_routes.router,
         auth_routes.router,
         auth_pages.router,
         team_routes.router,
@@ -112,9 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         submission_routes.router,
         submission_pages.router,
         competition_routes.router,
+        competition_pages.router,
         evaluation_routes.router,
         evaluation_pages.router,
-        leaderboard_routes.router,
+        leaderboard_reveal.router,
         audit_routes.router,
         audit_routes.pages,
         llm_routes.router,
@@ -122,7 +128,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
         responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES
-        app.include_router(router, responses=responses)
+        # Every page's header shows the competition's phase; the gateway and the health
+        # probes render no page and stay as lean as they were.
+        plain = router in (gateway_routes.router, health_routes.router)
+        app.include_router(
+            router, responses=responses, dependencies=[] if plain else [PhaseInHeader]
+        )
     return app
 
 

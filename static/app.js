@@ -98,3 +98,44 @@ setInterval(() => {
     if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
   });
 }, 1000);
+
+// The header's competition phase: count down to the next moment every second and move
+// on to the next step when it passes ("Open · ends in" -> "Ended"), reloading nothing.
+// Counted on the server's clock (sent with the page), not this computer's. timeLeft
+// words it as portal/competition/header.py `time_left` does.
+function timeLeft(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const days = Math.floor(total / 86400);
+  const hours = Math.floor((total % 86400) / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const secs = total % 60;
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${secs} s`;
+  return `${secs} s`;
+}
+
+function tickPhaseClock(badge, steps, serverOffset) {
+  const now = Date.now() + serverOffset;
+  const step = steps.find((s) => s.at && Date.parse(s.at) > now) || steps[steps.length - 1];
+  const text = badge.querySelector("[data-phase-text]");
+  const left = badge.querySelector("[data-phase-left]");
+  badge.dataset.phase = step.phase;
+  if (text.textContent !== step.text) text.textContent = step.text;
+  if (step.at) {
+    left.hidden = false;
+    left.setAttribute("datetime", step.at);
+    left.title = step.title;
+    left.textContent = timeLeft((Date.parse(step.at) - now) / 1000);
+  } else {
+    left.hidden = true;
+  }
+}
+
+document.querySelectorAll("[data-phase-clock]").forEach((badge) => {
+  const steps = JSON.parse(badge.dataset.steps || "[]");
+  if (!steps.length) return;
+  const serverOffset = Date.parse(badge.dataset.serverNow) - Date.now();
+  tickPhaseClock(badge, steps, serverOffset);
+  if (steps.some((s) => s.at)) setInterval(() => tickPhaseClock(badge, steps, serverOffset), 1000);
+});

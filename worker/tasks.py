@@ -16,7 +16,7 @@ from portal.competition.phases import audit_phase_change
 from portal.core.config import Settings
 from portal.core.time import utcnow
 from portal.evaluation import runs
-from portal.evaluation.queue import QUEUE, RUN_ACTOR
+from portal.evaluation.queue import PUBLIC_QUEUE, PUBLIC_RUN_ACTOR, QUEUE, RUN_ACTOR
 from portal.leaderboard import refresh as leaderboard_refresh
 from portal.leaderboard.refresh import REFRESH_ACTOR
 from worker.context import WorkerContext
@@ -118,6 +118,7 @@ def setup(
         actor_name=RUN_ACTOR,
         queue_name=QUEUE,
         broker=broker,
+        priority=10,
         max_retries=settings.eval_max_attempts,
         min_backoff=1_000,
         max_backoff=30_000,
@@ -125,6 +126,21 @@ def setup(
         retry_when=_retry_infrastructure_only,
     )
     def run_evaluation(run_id: int) -> None:
+        execute_run(context, run_id)
+
+    # The same work for uploads' public scores, from their own queue, taken first.
+    @dramatiq.actor(
+        actor_name=PUBLIC_RUN_ACTOR,
+        queue_name=PUBLIC_QUEUE,
+        broker=broker,
+        priority=0,
+        max_retries=settings.eval_max_attempts,
+        min_backoff=1_000,
+        max_backoff=30_000,
+        time_limit=time_limit_ms,
+        retry_when=_retry_infrastructure_only,
+    )
+    def run_public_evaluation(run_id: int) -> None:
         execute_run(context, run_id)
 
     def enqueue(run_id: int) -> None:

@@ -69,6 +69,19 @@ def run_in_transaction(
             raise  # unreachable: fail() exits
 
 
+def request_board_refresh(settings: Settings) -> None:
+    """Ask the workers to refresh the leaderboards (after a committed change to who is
+    on them), through the same Redis queue the web app uses."""
+    from portal.evaluation.queue import create_broker, enqueue_leaderboard_refresh
+
+    with backing_services(settings) as urls:
+        broker = create_broker(urls.redis_url)
+        try:
+            enqueue_leaderboard_refresh(broker, 0)
+        finally:
+            broker.close()
+
+
 def install_sigterm_as_exit() -> None:
     # uvicorn re-raises the signal it caught after shutting down; with this handler a
     # SIGTERM unwinds through our `finally` blocks (stopping worker, Redis, PostgreSQL).

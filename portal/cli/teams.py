@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from portal.cli.common import DataDirOption, fail, load_settings, run_in_transaction
+from portal.cli.common import (
+    DataDirOption,
+    fail,
+    load_settings,
+    request_board_refresh,
+    run_in_transaction,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,7 +151,10 @@ def _set_active(email: str, active: bool, data_dir: Path | None) -> None:
         await teams.set_active(session, team, active, actor=None)
         return team
 
-    team = run_in_transaction(load_settings(data_dir), work)
+    settings = load_settings(data_dir)
+    team = run_in_transaction(settings, work)
+    # The running portal's workers refresh the boards: the team leaves (or rejoins) them.
+    request_board_refresh(settings)
     typer.echo(f"Team {team.name!r} <{team.email}> {'activated' if active else 'deactivated'}.")
 
 

@@ -73,10 +73,55 @@ def phase_at(competition: CompetitionState | Competition, now: datetime) -> Phas
     return Phase.before
 
 
+# Every phase in the order a competition goes through them.
+PHASE_ORDER = tuple(Phase)
+
+
+def _reached_at(competition: Competition, phase: Phase) -> datetime | None:
+    """When the competition entered `phase`; None if it went straight past it (a freeze at
+    the start skips `open`, a freeze at the end skips `frozen`)."""
+    freeze = competition.freeze_at
+    return {
+        Phase.before: None,
+        Phase.open: competition.starts_at
+        if freeze is None or freeze > competition.starts_at
+        else None,
+        Phase.frozen: freeze if freeze is not None and freeze < competition.ends_at else None,
+        Phase.ended: competition.ends_at,
+        Phase.final: competition.final_started_at,
+        Phase.revealed: competition.revealed_at,
+    }[phase]
+
+
+def _steps(
+    competition: Competition, before: Phase, phase: Phase, now: datetime, actor: int | None
+) -> list[tuple[Phase, Phase, datetime, int | None]]:
+    """The changes from `before` to `phase` as (from, to, at, actor), one per phase passed.
+
+    When nobody swept for a while (no worker running), the clock may have frozen and
+    ended the competition meanwhile: each change it made is recorded at its own instant,
+    with no actor. The last change is the caller's (an admin's action: at `now`, theirs).
+    A change backwards (an admin moved the start or the end) is one step.
+    """
+    if PHASE_ORDER.index(phase) < PHASE_ORDER.index(before):
+        return [(before, phase, now, actor)]
+    passed = [
+        p
+        for p in PHASE_ORDER[PHASE_ORDER.index(before) + 1 : PHASE_ORDER.index(phase)]
+        if _reached_at(competition, p) is not None
+    ]
+    steps = []
+    for start, end in zip([before, *passed], [*passed, phase], strict=True):
+        last = end == phase
+        at = now if last and actor is not None else _reached_at(competition, end) or now
+        steps.append((start, end, at, actor if last else None))
+    return steps
+
+
 def audit_phase_change(
     session: Session, now: datetime, *, actor_team_id: int | None = None
 ) -> Phase | None:
-    """Write one audit row if the phase moved since the last one; the new phase or None.
+    """Write one audit row per phase change since the last one; the new phase or None.
 
     The conditional UPDATE makes it exactly once however many workers sweep at the same
     moment (the worker's watchdog calls this every few seconds for the clock's changes;
@@ -86,7 +131,7 @@ def audit_phase_change(
     if competition is None:
         return None
     phase = phase_at(competition, now)
-    before = competition.recorded_phase
+    before = Phase(competition.recorded_phase)
     if phase == before:
         return None
     changed = session.execute(
@@ -99,13 +144,14 @@ def audit_phase_change(
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]  # DML gives a CursorResult
         return None
-    session.add(
-        AuditLog(
-            action="competition.phase",
-            actor_team_id=actor_team_id,
-            target_type="competition",
-            target_id=str(COMPETITION_ID),
-            details={"from": before, "to": phase, "at": now.isoformat()},
+    for start, end, at, actor in _steps(competition, before, phase, now, actor_team_id):
+        session.add(
+            AuditLog(
+                action="competition.phase",
+                actor_team_id=actor,
+                target_type="competition",
+                target_id=str(COMPETITION_ID),
+                details={"from": start, "to": end, "at": at.isoformat()},
+            )
         )
-    )
     return phase

@@ -139,9 +139,11 @@ async def _add_entries(
     return [run.id for run in sorted(runs, key=lambda r: (r.queue_position, r.id))]
 
 
-def _send_after_commit(session: AsyncSession, broker: Broker, run_ids: list[int]) -> None:
+def _send_after_commit(
+    session: AsyncSession, broker: Broker, run_ids: list[int], *, public: bool
+) -> None:
     async def send() -> None:
-        await run_in_threadpool(enqueue_runs, broker, run_ids)
+        await run_in_threadpool(lambda: enqueue_runs(broker, run_ids, public=public))
         await run_in_threadpool(enqueue_leaderboard_refresh, broker, 0)
 
     after_commit(session, send)
@@ -166,18 +168,28 @@ async def queue_public_evaluation(
     batch = await evaluation.get(session, competition.public_batch_id)
     run_ids = await _add_entries(session, batch, [submission])
     if broker is not None:
-        _send_after_commit(session, broker, run_ids)
+        _send_after_commit(session, broker, run_ids, public=True)
     return True
+
+
+def _of_contenders(statement: sa.Select) -> sa.Select:
+    return statement.join(Team, col(Team.id) == Submission.team_id).where(
+        col(Team.is_active), col(Team.role) == Role.participant
+    )
 
 
 async def _contenders_submissions(session: AsyncSession) -> list[Submission]:
     result = await session.scalars(
-        sa.select(Submission)
-        .join(Team, col(Team.id) == Submission.team_id)
-        .where(col(Team.is_active), col(Team.role) == Role.participant)
-        .order_by(col(Submission.created_at), col(Submission.id))
+        _of_contenders(sa.select(Submission)).order_by(
+            col(Submission.created_at), col(Submission.id)
+        )
     )
     return list(result)
+
+
+async def count_contenders_submissions(session: AsyncSession) -> int:
+    """How many uploads a change of the public seeds scores again."""
+    return await session.scalar(_of_contenders(sa.select(sa.func.count(col(Submission.id))))) or 0
 
 
 async def _new_public_batch(
@@ -271,7 +283,7 @@ async def update(
         },
     )
     await session.run_sync(lambda sync: audit_phase_change(sync, now, actor_team_id=actor.id))
-    _send_after_commit(session, broker, run_ids)
+    _send_after_commit(session, broker, run_ids, public=True)
     _after_change(session, redis, broker)
     return competition
 
@@ -405,7 +417,7 @@ async def start_final(
         },
     )
     await session.run_sync(lambda sync: audit_phase_change(sync, now, actor_team_id=actor.id))
-    _send_after_commit(session, broker, run_ids)
+    _send_after_commit(session, broker, run_ids, public=False)
     _after_change(session, redis, broker)
     return batch
 

@@ -4,6 +4,10 @@
 `create_app` builds each resource once and keeps it on `app.state`; these functions are
 the only readers, so a test swaps one with `app.dependency_overrides[get_clock] = ...`
 and every handler that declares it sees the replacement.
+
+They are `async def` though they never wait: FastAPI runs a plain `def` dependency in
+its thread pool, one thread hop per dependency per request, which cost a leaderboard
+poll more than all of its own work.
 """
 
 from __future__ import annotations
@@ -22,33 +26,36 @@ from portal.core.storage import Storage
 
 Clock = Callable[[], datetime]
 
+# Each is `async def` although it only reads app.state: FastAPI runs a plain `def`
+# dependency in the thread pool, a hop that every request would pay for nothing.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
-def get_broker(request: Request) -> Broker:
+async def get_broker(request: Request) -> Broker:
     return request.app.state.broker
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     # The clock itself, not a reading of it: a handler reads it when its rules need "now".
     return request.app.state.clock
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     """For writes that must commit on their own (an audit of a refused request)."""
     return request.app.state.sessionmaker
 

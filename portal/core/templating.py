@@ -29,7 +29,7 @@ def _format_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def _local_time(value: datetime | None, timezone: str) -> str:
+def local_time(value: datetime | None, timezone: str) -> str:
     if value is None:
         return ""
     return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
@@ -52,7 +52,7 @@ def humanize_duration(seconds: float) -> str:
 
 
 templates.env.filters["datetime"] = _format_time
-templates.env.filters["localtime"] = _local_time
+templates.env.filters["localtime"] = local_time
 templates.env.filters["filesize"] = _file_size
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
+from dramatiq import Broker
 from redis import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
+
+from portal.core.db import after_commit
+from portal.evaluation.queue import enqueue_leaderboard_refresh
 
 VERSION_KEY = "leaderboard:version"
 REFRESHED_AT_KEY = "leaderboard:refreshed_at"
@@ -45,3 +51,13 @@ def refresh(engine: sa.Engine, redis: Redis) -> bool:
 def should_schedule(redis: Redis) -> bool:
     """True for the first caller in each debounce window."""
     return bool(redis.set(SCHEDULED_KEY, b"1", nx=True, px=DEBOUNCE_MS))
+
+
+def refresh_after_commit(session: AsyncSession, broker: Broker) -> None:
+    """Refresh the boards as soon as `session` commits: for changes outside evaluation
+    (a team deactivated or activated) that move teams off or onto every board."""
+
+    async def send() -> None:
+        await run_in_threadpool(enqueue_leaderboard_refresh, broker, 0)
+
+    after_commit(session, send)

@@ -1,92 +1,235 @@
-"""Public leaderboard: page, HTMX fragment, projector and JSON, all behind one ETag.
+"""The competition's boards: page, HTMX fragment, projector and JSON, behind one ETag.
 
-A poll whose If-None-Match matches answers 304 after a single Redis read: no database
-work at all, so hundreds of screens polling every two seconds cost almost nothing.
+A poll whose If-None-Match matches answers 304 after Redis reads alone (the board's
+version and the competition's state); a visitor's poll touches no database at all, so
+hundreds of screens polling every two seconds cost almost nothing. A new version is
+rendered once per process and served from cache.py's LRU to every poller after that.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from typing import Annotated
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portal.auth.deps import optional_team
+from portal.auth.deps import optional_team, request_api_token
+from portal.competition import service as competition_service
+from portal.competition.phases import CompetitionState
+from portal.core.config import Settings
+from portal.core.cookies import session_data
 from portal.core.db import SessionDep
-from portal.core.deps import RedisDep
-from portal.core.errors import NotFound
-from portal.core.htmx import VARY_HTMX, wants_fragment
+from portal.core.deps import ClockDep, RedisDep, SessionmakerDep, SettingsDep
+from portal.core.errors import Forbidden, NotFound
+from portal.core.htmx import wants_fragment
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import OptionalRowId
-from portal.core.templating import render
+from portal.core.templating import render, templates
 from portal.core.text import FreeText
-from portal.leaderboard import service
-from portal.leaderboard.schemas import BoardRowPublic, LeaderboardPublic
+from portal.leaderboard import service, standings
+from portal.leaderboard.cache import RenderCache, cache_headers, etag, not_modified
+from portal.leaderboard.schemas import (
+    BatchBoardPublic,
+    BoardRowPublic,
+    CompetitionBoardPublic,
+    FinalProgress,
+    StandingRowPublic,
+)
+from portal.leaderboard.standings import Board, Choice
 
 router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
 PROJECTOR_PAGE_SIZE = 8
 PROJECTOR_PAGE_SECONDS = 10
 BatchQuery = Annotated[
-    OptionalRowId, Query(description="one batch; default (or empty): the latest started")
+    OptionalRowId,
+    Query(description="admin only: one batch's own ranking instead of the competition's board"),
+]
+BoardQuery = Annotated[
+    Board | None,
+    Query(
+        description="public (frozen for non-admins during the freeze), live (admin), final "
+        "(admin until the reveal); default: the current board, public until the reveal"
+    ),
 ]
 SearchQuery = Annotated[FreeText, Query(max_length=100, description="team name contains")]
+PageQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
-def etag(version: int, *parts: object) -> str:
-    digest = hashlib.sha1(repr(parts).encode()).hexdigest()[:12]  # noqa: S324 (not security)
-    return f'W/"lb{version}-{digest}"'
+def clock_time(at: datetime, timezone: str) -> str:
+    """ "14:00 (Europe/Paris)": when the board froze, as the room reads its clocks."""
+    return f"{at.astimezone(ZoneInfo(timezone)):%H:%M} ({timezone})"
 
 
-def cache_headers(tag: str) -> dict[str, str]:
-    # no-cache (not no-store): browsers keep the copy and revalidate it with the ETag.
-    return {"ETag": tag, "Cache-Control": "no-cache", "Vary": VARY_HTMX}
+def frozen_label(choice: Choice, timezone: str) -> str | None:
+    return clock_time(choice.frozen_at, timezone) if choice.frozen_at else None
 
 
-def not_modified(request: Request, tag: str) -> Response | None:
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers=cache_headers(tag))
-    return None
+def board_cache(request: Request) -> RenderCache:
+    """One cache per app (so test apps sharing a process never see each other's)."""
+    state = request.app.state
+    cache = getattr(state, "board_cache", None)
+    if cache is None:
+        cache = state.board_cache = RenderCache()
+    return cache
 
 
-async def _board(
-    session: AsyncSession,
+async def viewer_is_admin(
+    request: Request, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> bool:
+    """Whether an admin is asking. A visitor (no token, no logged-in cookie) costs no
+    lookup; a logged-in viewer costs the usual session check (which also gives the
+    page its navigation)."""
+    data = session_data(request)
+    if request_api_token(request) is None and (data is None or data.team_id is None):
+        return False
+    async with sessionmaker() as session:
+        team = await optional_team(request, session, redis)
+    return team is not None and team.is_admin
+
+
+@dataclass(frozen=True)
+class BoardRequest:
+    """What one request's board depends on; every field is in its ETag."""
+
+    competition: CompetitionState
+    now: datetime
+    version: int
+    refreshed_at: float | None
+    admin: bool
+    asked: Board | None
+    choice: Choice
+    q: str
+    page: PageParams
+
+    @property
+    def phase(self) -> str:
+        return self.competition.phase(self.now)
+
+    def etag(self, kind: str) -> str:
+        return etag(
+            self.version,
+            kind,
+            self.refreshed_at,
+            self.phase,
+            self.competition.updated_at.isoformat(),
+            self.asked,
+            self.choice.shown,
+            self.admin,
+            self.page.page,
+            self.page.size,
+            self.q,
+        )
+
+
+async def board_request(
+    request: Request,
     redis: Redis,
-    batch: int | None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    asked: Board | None,
     q: str,
-    page: int,
-    size: int,
-    state: tuple[int, float | None] | None = None,
-) -> service.BoardView:
-    return await service.board_view(
-        session, redis, batch, q, PageParams(page=page, size=size), state
+    page: PageParams,
+) -> BoardRequest:
+    # The version is read before any row: rows read afterwards are at least that new,
+    # so a body cached under this version is never older than it claims.
+    state = await service.board_state(redis, sessionmaker)
+    admin = await viewer_is_admin(request, redis, sessionmaker)
+    return BoardRequest(
+        competition=state.competition,
+        now=now,
+        version=state.version,
+        refreshed_at=state.refreshed_at,
+        admin=admin,
+        asked=asked,
+        choice=standings.choose(asked, state.competition, now, admin=admin),
+        q=q,
+        page=page,
     )
 
 
-@router.get("/api/v1/leaderboard", response_model=LeaderboardPublic)
+async def _final_progress(session: AsyncSession, board: BoardRequest) -> FinalProgress | None:
+    batch_id = board.competition.final_batch_id
+    if board.choice.shown != Board.final or batch_id is None:
+        return None
+    done, total = await service.batch_progress(session, batch_id)
+    return FinalProgress(done=done, total=total)
+
+
+@router.get("/api/v1/leaderboard", response_model=CompetitionBoardPublic | BatchBoardPublic)
 async def leaderboard_api(
     request: Request,
-    session: SessionDep,
+    sessionmaker: SessionmakerDep,
     redis: RedisDep,
+    clock: ClockDep,
     batch: BatchQuery = None,
+    board: BoardQuery = None,
     q: SearchQuery = "",
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page: PageQuery = 1,
     size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ) -> Response:
-    """The board of a batch (default: the latest started), public, with an ETag."""
-    state = await service.state(redis)
-    version = state[0]
-    tag = etag(version, "api", batch, q, page, size)
+    """The competition's board (see `board`), with an ETag; `batch`: a batch's ranking."""
+    params = PageParams(page=page, size=size)
+    if batch is not None:
+        async with sessionmaker() as session:
+            return await _batch_board(request, session, redis, batch, q, params)
+    asked = await board_request(request, redis, sessionmaker, clock(), board, q, params)
+    tag = asked.etag("api")
     if cached := not_modified(request, tag):
         return cached
-    view = await _board(session, redis, batch, q, page, size, state)
-    chosen, rows = view.batch, view.rows.map(BoardRowPublic.model_validate)
-    body = LeaderboardPublic(
-        **rows.model_dump(),
+
+    async def body() -> bytes:
+        async with sessionmaker() as session:
+            rows = await standings.rows(session, asked.choice, params, q)
+            progress = await _final_progress(session, asked)
+        return (
+            CompetitionBoardPublic(
+                **rows.map(StandingRowPublic.model_validate).model_dump(),
+                board=asked.choice.shown,
+                phase=asked.phase,
+                frozen_at=asked.choice.frozen_at,
+                competition=asked.competition.name,
+                version=asked.version,
+                final_progress=progress,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    content = await board_cache(request).get(tag, body)
+    return Response(content, media_type="application/json", headers=cache_headers(tag))
+
+
+async def _batch_board(
+    request: Request,
+    session: AsyncSession,
+    redis: Redis,
+    batch: int,
+    q: str,
+    params: PageParams,
+) -> Response:
+    """A batch's own ranking: an admin view (ad-hoc runs and re-runs), never public."""
+    team = await optional_team(request, session, redis)
+    if team is None or not team.is_admin:
+        raise Forbidden(
+            "A batch's own ranking is for admins only; the competition's board is "
+            "GET /api/v1/leaderboard without `batch`.",
+            code="admin_required",
+        )
+    version, _ = await service.state(redis)
+    tag = etag(version, "batch", batch, q, params.page, params.size)
+    if cached := not_modified(request, tag):
+        return cached
+    view = await service.board_view(session, batch, q, params, version)
+    chosen = view.batch
+    body = BatchBoardPublic(
+        **view.rows.map(BoardRowPublic.model_validate).model_dump(),
         batch_id=chosen.id if chosen else None,
         batch_name=chosen.name if chosen else None,
         batch_status=chosen.status if chosen else None,
@@ -99,31 +242,66 @@ async def leaderboard_api(
     )
 
 
+def _board_query(board: BoardRequest, **extra: Any) -> dict[str, Any]:
+    """The query that names this board again: a board asked for by name stays; without
+    one, polls follow the current board (public, then final after the reveal)."""
+    query = {"board": board.asked, "q": board.q, **extra}
+    return {k: v for k, v in query.items() if v}
+
+
+async def _board_html(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, board: BoardRequest
+) -> bytes:
+    async with sessionmaker() as session:
+        rows = await standings.rows(session, board.choice, board.page, board.q)
+        progress = await _final_progress(session, board)
+    context = {
+        "settings": settings,
+        "board": board,
+        "competition": board.competition,
+        "phase": board.phase,
+        "shown": board.choice.shown,
+        "frozen_at": board.choice.frozen_at,
+        "frozen_label": frozen_label(board.choice, settings.timezone),
+        "tabs": standings.tabs(board.competition, admin=board.admin),
+        "rows": rows,
+        "q": board.q,
+        "poll_query": _board_query(board, page=rows.page),
+        "base_query": _board_query(board),
+        "final_progress": progress,
+        "refreshed_at": board.refreshed_at,
+    }
+    return templates.env.get_template("leaderboard_board.html").render(context).encode()
+
+
 @router.get("/leaderboard", include_in_schema=False)
 async def leaderboard_page(
     request: Request,
-    session: SessionDep,
+    sessionmaker: SessionmakerDep,
     redis: RedisDep,
-    batch: BatchQuery = None,
+    clock: ClockDep,
+    settings: SettingsDep,
+    board: BoardQuery = None,
     q: SearchQuery = "",
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page: PageQuery = 1,
 ) -> Response:
-    state = await service.state(redis)
-    fragment = wants_fragment(request)
-    tag = etag(state[0], "page", fragment, batch, q, page)
-    if cached := not_modified(request, tag):
-        return cached
-    if not fragment:
-        # Whole page: show the visitor's navigation if logged in. Polls skip this lookup.
-        await optional_team(request, session, redis)
-    view = await _board(session, redis, batch, q, page, PAGE_SIZE, state)
-    return render(
-        request,
-        "leaderboard.html",
-        view.template_context(),
-        block="board",
-        headers=cache_headers(tag),
+    # Polls are read-only and mostly answered from Redis and the render cache: a
+    # database session is opened only for what needs one.
+    asked = await board_request(
+        request, redis, sessionmaker, clock(), board, q, PageParams(page=page, size=PAGE_SIZE)
     )
+    tag = asked.etag("fragment")
+    fragment = wants_fragment(request)
+    if fragment and (cached := not_modified(request, tag)):
+        return cached
+    html = await board_cache(request).get(tag, lambda: _board_html(sessionmaker, settings, asked))
+    if fragment:
+        return HTMLResponse(html, headers=cache_headers(tag))
+    # The whole page carries the viewer's navigation (board_request looked the viewer up)
+    # and CSRF token: never shared, never cached.
+    # The fragment comes from our own autoescaping template: already safe HTML.
+    board_html = Markup(html.decode())  # noqa: S704
+    return render(request, "leaderboard.html", {"board_html": board_html, "q": q, "asked": board})
 
 
 @router.get("/leaderboard/projector", include_in_schema=False)
@@ -131,40 +309,74 @@ async def projector(
     request: Request,
     session: SessionDep,
     redis: RedisDep,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    clock: ClockDep,
+    settings: SettingsDep,
+    page: PageQuery = 1,
     since: Annotated[float, Query(ge=0)] = 0,
 ) -> Response:
-    """Full screen, large type; pages through the board by itself every few seconds.
+    """Full screen, large type; pages through the current board by itself.
 
-    Never pinned to a batch (an old `?batch=` is ignored): it is put up once before the
-    event and left alone, so it always shows the latest started batch's board."""
-    now = time.time()
-    turn = since and now - since >= PROJECTOR_PAGE_SECONDS
-    view = await _board(session, redis, None, "", page, PROJECTOR_PAGE_SIZE)
-    pages = view.rows.pages
-    if turn:
-        page, since = (page % pages) + 1, now
+    Never pinned (an old `?batch=` or `?board=` is ignored): it is put up once before
+    the event and left alone, and shows what the room may see (the frozen board during
+    the freeze, the final one after the reveal), even on an admin's machine."""
+    now = clock()
+    now_seconds = now.timestamp()
+    competition = await competition_service.current(session, redis)
+    version, refreshed_at = await service.state(redis)
+    choice = standings.choose(None, competition, now, admin=False)
+    params = PageParams(page=page, size=PROJECTOR_PAGE_SIZE)
+    rows = await standings.rows(session, choice, params)
+    pages = rows.pages
+    if since and now_seconds - since >= PROJECTOR_PAGE_SECONDS:
+        page, since = (page % pages) + 1, now_seconds
     elif page > pages:
-        page, since = 1, now  # a newer batch has fewer teams: start again from the top
-    if page != view.rows.page:
-        view = await _board(session, redis, None, "", page, PROJECTOR_PAGE_SIZE)
+        page, since = 1, now_seconds  # fewer teams than a moment ago: start from the top
+    if page != rows.page:
+        rows = await standings.rows(session, choice, PageParams(page=page, size=params.size))
     return render(
         request,
         "projector.html",
-        {**view.template_context(), "page_started": since or now, "pages": pages},
+        {
+            "competition": competition,
+            "phase": competition.phase(now),
+            "shown": choice.shown,
+            "frozen_label": frozen_label(choice, settings.timezone),
+            "rows": rows,
+            "pages": pages,
+            "page_started": since or now_seconds,
+            "version": version,
+            "refreshed_at": refreshed_at,
+        },
         block="projector_board",
         headers={"Cache-Control": "no-cache"},
     )
 
 
 @router.get("/leaderboard/teams/{team_id}", include_in_schema=False)
-async def team_history(
-    request: Request, session: SessionDep, team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+async def team_page(
+    request: Request,
+    session: SessionDep,
+    redis: RedisDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
-    team, history = await service.team_history(session, team_id)
-    if team is None:
+    """A team's public record: its row on the board everyone sees and its public scores
+    over its uploads; never a batch's or a private result."""
+    await optional_team(request, session, redis)
+    competition = await competition_service.current(session, redis)
+    now = clock()
+    view = await standings.team_view(session, competition, now, team_id)
+    if view is None:
         raise NotFound(f"No team #{team_id} on the leaderboard.")
-    points = service.sparkline([entry.score for entry in history])
+    public = standings.choose(standings.Board.public, competition, now, admin=False)
     return render(
-        request, "leaderboard_team.html", {"team": team, "history": history, "points": points}
+        request,
+        "leaderboard_team.html",
+        {
+            "view": view,
+            "team": view.team,
+            "points": service.sparkline([score for _, score in view.scores]),
+            "frozen_label": frozen_label(public, settings.timezone),
+        },
     )

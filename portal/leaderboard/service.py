@@ -1,25 +1,27 @@
-"""Reading the leaderboard: from the materialized view only, so a poll costs one
+"""A batch's own ranking (an admin view, `GET /api/v1/leaderboard?batch=N`), the boards'
+version, and the sparkline: read from the materialized views only, so a poll costs one
 indexed query (or nothing at all, when the ETag still matches).
 
-How teams are ranked (best submission, ties, runs done) is the view's query, in
-ranking.sql beside this module.
+How teams are ranked in a batch (best submission, ties, runs done) is the view's query,
+in ranking.sql beside this module; the competition's boards are in standings.py.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from portal.competition import service as competition_service
+from portal.competition.phases import CompetitionState
 from portal.core.pagination import Page, PageParams, paginate
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY
-from portal.leaderboard.schemas import HistoryEntry
 from portal.teams.models import Team
 
 leaderboard = sa.table(
@@ -60,41 +62,51 @@ class BoardRow:
 
 @dataclass(frozen=True)
 class BoardView:
-    """Everything a board shows: the page, the JSON API and the projector read this."""
+    """One batch's ranking and its progress."""
 
     batch: EvaluationBatch | None
-    # The batch asked for; None follows the latest started one.
-    pinned: int | None
-    previous: EvaluationBatch | None
-    batches: list[EvaluationBatch]
     rows: Page[BoardRow]
-    q: str
     runs_done: int
     runs_total: int
     version: int
-    refreshed_at: float | None
-
-    @property
-    def board_query(self) -> dict[str, object]:
-        """The query that names this view again: links and polls keep a batch only if one
-        was asked for, so a board opened without one moves on to every newer batch."""
-        return {k: v for k, v in (("batch", self.pinned), ("q", self.q)) if v}
-
-    @property
-    def updated_ago(self) -> int | None:
-        return int(time.time() - self.refreshed_at) if self.refreshed_at else None
-
-    def template_context(self) -> dict[str, object]:
-        return {
-            **{field.name: getattr(self, field.name) for field in fields(self)},
-            "board_query": self.board_query,
-            "updated_ago": self.updated_ago,
-        }
 
 
 async def state(redis: Redis) -> tuple[int, float | None]:
     version, refreshed_at = await redis.mget(VERSION_KEY, REFRESHED_AT_KEY)
     return int(version or 0), float(refreshed_at) if refreshed_at else None
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """What every board poll reads first: the boards' version and the competition."""
+
+    version: int
+    refreshed_at: float | None
+    competition: CompetitionState
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_competition(cached: bytes) -> CompetitionState:
+    # Every poll reads the same cached JSON until the competition changes: parse it once.
+    return CompetitionState.model_validate_json(cached)
+
+
+async def board_state(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> BoardState:
+    """One Redis round trip for a poll: the version, then the competition's cached state
+    (read through competition.service.current, from the database, only on a miss)."""
+    version, refreshed_at, cached = await redis.mget(
+        VERSION_KEY, REFRESHED_AT_KEY, competition_service.CACHE_KEY
+    )
+    if cached:
+        competition = _parse_competition(cached)
+    else:
+        async with sessionmaker() as session:
+            competition = await competition_service.current(session, redis)
+    return BoardState(
+        version=int(version or 0),
+        refreshed_at=float(refreshed_at) if refreshed_at else None,
+        competition=competition,
+    )
 
 
 async def started_batches(session: AsyncSession) -> list[EvaluationBatch]:
@@ -165,31 +177,13 @@ async def board(
 
 
 async def board_view(
-    session: AsyncSession,
-    redis: Redis,
-    batch_id: int | None,
-    q: str,
-    params: PageParams,
-    state_read: tuple[int, float | None] | None = None,
+    session: AsyncSession, batch_id: int | None, q: str, params: PageParams, version: int
 ) -> BoardView:
-    """The board of `batch_id` (None: the latest started batch). Callers that already
-    read the board's state for the ETag pass it as `state_read`."""
-    chosen, previous, batches = await choose_batch(session, batch_id)
+    """The ranking of `batch_id` (None: the latest started batch)."""
+    chosen, previous, _ = await choose_batch(session, batch_id)
     rows = await board(session, chosen, previous, params, q) if chosen else Page.empty(params)
     done, total = await batch_progress(session, chosen.id) if chosen else (0, 0)
-    version, refreshed_at = state_read or await state(redis)
-    return BoardView(
-        batch=chosen,
-        pinned=batch_id,
-        previous=previous,
-        batches=batches,
-        rows=rows,
-        q=q,
-        runs_done=done,
-        runs_total=total,
-        version=version,
-        refreshed_at=refreshed_at,
-    )
+    return BoardView(batch=chosen, rows=rows, runs_done=done, runs_total=total, version=version)
 
 
 async def batch_progress(session: AsyncSession, batch_id: int) -> tuple[int, int]:
@@ -204,28 +198,8 @@ async def batch_progress(session: AsyncSession, batch_id: int) -> tuple[int, int
     return int(done), int(total)
 
 
-async def team_history(
-    session: AsyncSession, team_id: int
-) -> tuple[Team | None, list[HistoryEntry]]:
-    team = await session.get(Team, team_id)
-    if team is None:
-        return None, []
-    rows = await session.execute(
-        sa.select(
-            col(EvaluationBatch.id).label("batch_id"),
-            col(EvaluationBatch.name).label("batch_name"),
-            leaderboard.c.score,
-            leaderboard.c.rank,
-        )
-        .join(leaderboard, leaderboard.c.batch_id == EvaluationBatch.id)
-        .where(leaderboard.c.team_id == team_id)
-        .order_by(col(EvaluationBatch.started_at))
-    )
-    return team, [HistoryEntry.model_validate(row) for row in rows]
-
-
 def sparkline(scores: list[float | None], width: int = 240, height: int = 48) -> str:
-    """Points for an SVG polyline of scores over batches (None skipped)."""
+    """Points for an SVG polyline of scores in order (None skipped)."""
     values = [s for s in scores if s is not None]
     if len(values) < 2:
         return ""

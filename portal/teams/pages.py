@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from portal.auth.deps import PageAdmin, PageTeam
 from portal.core.cookies import flash
 from portal.core.db import SessionDep
+from portal.core.deps import BrokerDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
@@ -14,6 +15,7 @@ from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import FreeText, NameText
+from portal.leaderboard.refresh import refresh_after_commit
 from portal.llm import service as llm_service
 from portal.teams import service
 from portal.teams.models import Role
@@ -125,6 +127,7 @@ async def set_active_submit(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
+    broker: BrokerDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     active: Annotated[bool, Form()],
 ) -> Response:
@@ -134,6 +137,7 @@ async def set_active_submit(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
+    refresh_after_commit(session, broker)
     verb = "activated" if active else "deactivated (its sessions ended)"
     flash(request, response, f"{team.name} {verb}.", "success")
     return response

@@ -4,8 +4,10 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from portal.auth.deps import AdminTeam, CurrentTeam
 from portal.core.db import SessionDep
+from portal.core.deps import BrokerDep
 from portal.core.pagination import MAX_ROW_ID, Page, PageDep
 from portal.core.text import FreeText
+from portal.leaderboard.refresh import refresh_after_commit
 from portal.teams import service
 from portal.teams.models import Team
 from portal.teams.schemas import TeamCreate, TeamPublic, TeamUpdate, TeamWithToken
@@ -68,11 +70,13 @@ async def read_team(team: AnyTeam) -> TeamPublic:
 
 @router.patch("/{team_id}", response_model=TeamPublic)
 async def update_team(
-    body: TeamUpdate, team: AnyTeam, admin: AdminTeam, session: SessionDep
+    body: TeamUpdate, team: AnyTeam, admin: AdminTeam, session: SessionDep, broker: BrokerDep
 ) -> TeamPublic:
-    """Activate/deactivate (deactivation ends the team's sessions) or set a quota override."""
+    """Activate/deactivate (deactivation ends the team's sessions and takes the team off
+    the boards at once) or set a quota override."""
     if body.is_active is not None:
         await service.set_active(session, team, body.is_active, actor=admin)
+        refresh_after_commit(session, broker)
     if "daily_submission_limit" in body.model_fields_set:
         await service.set_daily_submission_limit(
             session, team, body.daily_submission_limit, actor=admin

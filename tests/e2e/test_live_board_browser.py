@@ -1,10 +1,13 @@
-"""A board put up before the event, in a real browser, is never touched again: it comes
-alive with the first batch and moves on to every newer one by itself."""
+"""A board put up before the competition, in a real browser, is never touched again: it
+comes alive with the first scores, freezes, and shows the final results at the reveal,
+by itself."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import expect
 
-from tests.fixtures.leaderboard import seed_board
+from tests.fixtures.leaderboard import seed_final_scores, seed_public_scores, set_competition
 
 # Polls run every 2 s; give a few of them, so a slow machine is not a failure.
 A_FEW_POLLS_MS = 15_000
@@ -13,11 +16,13 @@ A_FEW_POLLS_MS = 15_000
 @pytest.mark.parametrize(
     "path,shot", [("/leaderboard/projector", "projector"), ("/leaderboard", "leaderboard")]
 )
-async def test_a_board_opened_before_any_batch_follows_each_new_batch_without_a_reload(
+async def test_a_board_opened_before_any_score_follows_the_competition_without_a_reload(
     teams, services, live_server, browser, artifacts, path, shot
 ):
     for name in ("Ada", "Bob", "Cy"):
         await teams.create(name=name)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    freeze = now - timedelta(hours=1)
     page = await browser.new_page(viewport={"width": 1920, "height": 1080})
     errors, refused = [], []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -28,29 +33,36 @@ async def test_a_board_opened_before_any_batch_follows_each_new_batch_without_a_
         ),
     )
     await page.goto(f"{live_server}{path}")
-    await expect(page.get_by_text("No evaluation batch has run yet.")).to_be_visible()
+    await expect(page.get_by_text("No scores yet")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Competition")).to_be_visible()
     # Marks this very document: a reload or navigation would drop the mark.
     await page.evaluate("window.openedBeforeTheEvent = true")
-    await page.screenshot(path=str(artifacts / f"{shot}-before-any-batch.png"))
+    await page.screenshot(path=str(artifacts / f"{shot}-before-any-score.png"))
 
-    seed_board(
+    ids = seed_public_scores(
         services,
-        {"Ada": [("scored", 3.0)], "Bob": [("scored", 2.0)], "Cy": [("scored", 1.0)]},
-        "Round 1",
+        {
+            "Ada": [(3.0, freeze - timedelta(minutes=30))],
+            "Bob": [(2.0, freeze - timedelta(minutes=20)), (9.0, freeze + timedelta(minutes=5))],
+            "Cy": [(1.0, freeze - timedelta(minutes=10))],
+        },
     )
-    await expect(page.get_by_role("heading", name="Round 1")).to_be_visible(timeout=A_FEW_POLLS_MS)
     first_row = page.locator("table.board tbody tr").first
-    await expect(first_row.locator("td.team")).to_have_text("Ada")
+    await expect(first_row.locator("td.team")).to_have_text("Bob", timeout=A_FEW_POLLS_MS)
 
-    seed_board(
-        services,
-        {"Ada": [("scored", 1.0)], "Bob": [("scored", 2.0)], "Cy": [("scored", 3.0)]},
-        "Round 2",
+    set_competition(services, freeze_at=freeze)  # Bob's 9.0 came after the freeze
+    await expect(page.get_by_text(f"Frozen at {freeze:%H:%M} (UTC)")).to_be_visible(
+        timeout=A_FEW_POLLS_MS
     )
-    await expect(page.get_by_role("heading", name="Round 2")).to_be_visible(timeout=A_FEW_POLLS_MS)
-    await expect(first_row.locator("td.team")).to_have_text("Cy")
-    await expect(first_row.locator(".up")).to_have_text("▲ 2")
-    await page.screenshot(path=str(artifacts / f"{shot}-following-round-2.png"))
+    await expect(first_row.locator("td.team")).to_have_text("Ada")
+    await page.screenshot(path=str(artifacts / f"{shot}-frozen.png"))
+
+    set_competition(services, ends_at=now - timedelta(minutes=1))
+    seed_final_scores(services, {ids["Ada"][0]: 1.0, ids["Bob"][1]: 2.0, ids["Cy"][0]: 3.0})
+    set_competition(services, revealed_at=now)
+    await expect(first_row.locator("td.team")).to_have_text("Cy", timeout=A_FEW_POLLS_MS)
+    await expect(first_row.locator(".up")).to_have_text("▲ 2")  # public rank 3 -> 1
+    await page.screenshot(path=str(artifacts / f"{shot}-final.png"))
 
     assert await page.evaluate("window.openedBeforeTheEvent") is True
     assert refused == [] and errors == []

@@ -1,11 +1,12 @@
 """The projector view in a real browser at two screen sizes; screenshots are looked at."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import expect
 
-from tests.fixtures.leaderboard import seed_board
+from tests.fixtures.leaderboard import seed_final_scores, seed_public_scores, set_competition
 
 
 @pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 720)])
@@ -15,17 +16,21 @@ async def test_projector_is_large_chrome_free_and_pages_itself(
     names = [f"Team {chr(65 + n)}{n}" for n in range(16)]
     for name in names:
         await teams.create(name=name)
-    seed_board(
-        services, {name: [("scored", 1.0 + n / 10)] for n, name in enumerate(names)}, "Round 1"
+    now = datetime.now(UTC)
+    ids = seed_public_scores(
+        services,
+        {name: [(1.0 + n / 10, now - timedelta(minutes=60 - n))] for n, name in enumerate(names)},
     )
-    seed_board(
-        services, {name: [("scored", 3.0 - n / 10)] for n, name in enumerate(names)}, "Final round"
-    )
+    set_competition(services, ends_at=now - timedelta(minutes=1))
+    # The final turns the public order upside down.
+    seed_final_scores(services, {ids[name][0]: 3.0 - n / 10 for n, name in enumerate(names)})
+    set_competition(services, revealed_at=now)
     page = await browser.new_page(viewport={"width": width, "height": height})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.goto(f"{live_server}/leaderboard/projector")
-    await expect(page.get_by_role("heading", name="Final round")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Competition")).to_be_visible()
+    await expect(page.get_by_text("Final results")).to_be_visible()
     assert await page.locator("nav").count() == 0  # no chrome
     first_row = page.locator("table.board tbody tr").first
     await expect(first_row.locator("td.team")).to_have_text("Team A0")

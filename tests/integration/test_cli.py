@@ -165,6 +165,18 @@ def test_cli_uses_the_embedded_data_dir_when_no_database_url_is_set(tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr  # data persisted
 
 
+def _wait_for_public_board(port: int, *, minimum_teams: int, wait_seconds: float) -> dict:
+    deadline = time.monotonic() + wait_seconds
+    board: dict = {}
+    while time.monotonic() < deadline:
+        board = httpx.get(f"http://127.0.0.1:{port}/api/v1/leaderboard").json()
+        scored = [row for row in board.get("items", []) if row.get("score") is not None]
+        if len(scored) >= minimum_teams:
+            return board
+        time.sleep(1)
+    raise AssertionError(f"the public board did not fill within {wait_seconds} s: {board}")
+
+
 def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
     data_dir = tmp_path / "dev-data"
     tmp_path.chmod(0o755)
@@ -228,6 +240,16 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
         )
         assert login.status_code == 200
         assert _servers_using(data_dir), "embedded servers should be running"
+        # A newcomer sees a live competition: open, and the demo uploads scored on the
+        # public seeds by themselves, within a minute of the first start.
+        competition = httpx.get(f"http://127.0.0.1:{port}/api/v1/competition").json()
+        assert competition["phase"] == "open" and competition["public_seeds"]
+        assert "private_seeds" not in competition
+        board = _wait_for_public_board(port, minimum_teams=3, wait_seconds=60)
+        order = [row["team_name"] for row in board["items"]]
+        # 2-opt beats nearest neighbour beats the input order (examples/).
+        assert order.index("Team Alpha") < order.index("Team Beta") < order.index("Team Gamma")
+        assert "Organizers" not in order
     finally:
         stop(process)
     assert _servers_using(data_dir) == [], "SIGTERM must stop PostgreSQL and Redis"
