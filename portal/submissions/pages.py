@@ -7,7 +7,9 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageTeam
-from portal.competition.deps import PicksOpenDep
+from portal.competition.deps import CompetitionDep, PicksOpenDep
+from portal.competition.models import Phase
+from portal.competition.phases import UPLOADS_OPEN, CompetitionState
 from portal.core.config import Settings
 from portal.core.cookies import flash
 from portal.core.db import SessionDep
@@ -27,12 +29,27 @@ SUBMISSIONS_PER_PAGE = 20
 SOURCE_PREVIEW_BYTES = 256 * 1024
 
 
+def _seeds(count: int) -> str:
+    return f"{count} public seed{'' if count == 1 else 's'}"
+
+
+def _what_happens_next(competition: CompetitionState) -> str:
+    """What an accepted upload waits for, said where the team looks for its score."""
+    if competition.public_seeds:
+        return (
+            f"Queued for scoring on {_seeds(len(competition.public_seeds))}; "
+            "the score appears here within a minute."
+        )
+    return "Not scored yet: no public seeds are set."
+
+
 async def _dashboard(
     request: Request,
     team: Team,
     session: AsyncSession,
     settings: Settings,
     clock: Clock,
+    competition: CompetitionState,
     page: int = 1,
     *,
     message: tuple[str, str] | None = None,
@@ -40,6 +57,7 @@ async def _dashboard(
     block: str | None = "submissions_panel",
 ) -> Response:
     now = clock()
+    phase = competition.phase(now)
     quota = await service.quota_for(session, team, settings, now)
     submissions = await service.list_for_team(
         session, team, PageParams(page=page, size=SUBMISSIONS_PER_PAGE)
@@ -54,6 +72,12 @@ async def _dashboard(
             "resets_in": humanize_duration((quota.resets_at - now).total_seconds()),
             "picks_used": await service.count_picks(session, team),
             "picks_limit": settings.final_picks,
+            "picks_open": phase in UPLOADS_OPEN,
+            "uploads_open": phase in UPLOADS_OPEN,
+            "not_started": phase == Phase.before,
+            "starts_in": humanize_duration((competition.starts_at - now).total_seconds()),
+            "competition": competition,
+            "public_seeds_text": _seeds(len(competition.public_seeds)),
             "max_upload_bytes": settings.max_upload_bytes,
             "message": message,
         },
@@ -69,9 +93,10 @@ async def dashboard(
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
+    competition: CompetitionDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    return await _dashboard(request, team, session, settings, clock, page)
+    return await _dashboard(request, team, session, settings, clock, competition, page)
 
 
 @router.post("/submissions")
@@ -82,6 +107,7 @@ async def upload_form(
     settings: SettingsDep,
     clock: ClockDep,
     uploader: UploaderDep,
+    competition: CompetitionDep,
     file: Annotated[UploadFile | None, File()] = None,
     note: Annotated[FreeText, Form(max_length=service.MAX_NOTE_CHARS)] = "",
 ) -> Response:
@@ -96,6 +122,7 @@ async def upload_form(
                 session,
                 settings,
                 clock,
+                competition,
                 message=("error", outcome.message),
                 status_code=outcome.status_code,
             )
@@ -104,11 +131,19 @@ async def upload_form(
         return response
     submission, quota = outcome
     text = (
-        f"Uploaded {submission.filename} as #{submission.id}. {quota.remaining} uploads left today."
+        f"Uploaded {submission.filename} as #{submission.id}. {_what_happens_next(competition)} "
+        f"{quota.remaining} uploads left today."
     )
     if is_htmx(request):
         return await _dashboard(
-            request, team, session, settings, clock, message=("success", text), status_code=201
+            request,
+            team,
+            session,
+            settings,
+            clock,
+            competition,
+            message=("success", text),
+            status_code=201,
         )
     response = redirect(request, "/dashboard")
     flash(request, response, text, "success")
@@ -155,8 +190,28 @@ async def toggle_final_form(
             "picks_limit": limit,
             "error": error.message if error else None,
             "back": back,
+            "picks_open": picks_open,
         },
         status_code=error.status_code if error else 200,
+    )
+
+
+@router.get("/submissions/{submission_id}/row")
+async def submission_row(
+    request: Request,
+    session: SessionDep,
+    submission: OwnSubmissionPage,
+    picks_open: PicksOpenDep,
+) -> Response:
+    """One dashboard row, polled while its public evaluation is queued or running: the
+    settled row is rendered without the trigger, so the polling stops by itself."""
+    return render(
+        request,
+        "partials/submission_row.html",
+        {
+            "view": await service.view_of(session, submission),
+            "picks_open": picks_open,
+        },
     )
 
 
@@ -168,16 +223,20 @@ async def submission_page(
     settings: SettingsDep,
     storage: StorageDep,
     submission: OwnSubmissionPage,
+    competition: CompetitionDep,
+    picks_open: PicksOpenDep,
 ) -> Response:
     results = await service.results_with_runs(session, submission)
-    live = any(run.status in ("queued", "running") for r in results for run in r.runs)
+    live = any(run.status in service.PENDING for r in results for run in r.runs)
     context = {
         "team": team,
         "view": await service.view_of(session, submission),
         "results": results,
         "live": live,
+        "current_public_batch_id": competition.public_batch_id,
         "picks_used": await service.count_picks(session, team),
         "picks_limit": settings.final_picks,
+        "picks_open": picks_open,
     }
     if not is_htmx(request):
         chunks = await service.open_file(storage, submission)

@@ -28,6 +28,7 @@ from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 
 from portal.audit import service as audit
+from portal.competition.models import COMPETITION_ID, Competition
 from portal.core.bodylimit import too_large_message
 from portal.core.config import Settings
 from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
@@ -35,12 +36,14 @@ from portal.core.pagination import Page, PageParams, paginate
 from portal.core.storage import Storage, StorageUnavailable, content_key
 from portal.core.time import competition_day, next_midnight
 from portal.evaluation import service as evaluation
-from portal.evaluation.models import BatchKind, BatchSubmission, EvaluationBatch
+from portal.evaluation.models import BatchKind, BatchSubmission, EvaluationBatch, RunStatus
 from portal.submissions.models import Submission, SubmissionQuota
 from portal.submissions.schemas import BatchResultPublic, BatchResultRuns
 from portal.teams.models import Team
 
 NOT_EVALUATED = "not evaluated"
+PENDING = (RunStatus.queued, RunStatus.running)
+SHORT_REASON_CHARS = 160
 MAX_NOTE_CHARS = 500
 MAX_FILENAME_CHARS = 255
 
@@ -62,11 +65,17 @@ class Quota:
 
 @dataclass(frozen=True)
 class SubmissionView:
-    """A submission with its latest evaluation outcome."""
+    """A submission with its public evaluation: status, score, and for a run that did
+    not score, the first failing seed's reason in one line."""
 
     submission: Submission
     status: str
     score: float | None
+    reason: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status in PENDING
 
 
 def daily_limit(team: Team, settings: Settings) -> int:
@@ -296,49 +305,81 @@ async def record_refusal(
     )
 
 
-def _public_batches() -> sa.Select[Any]:
-    """The competition's public evaluations, the only ones a team sees of its own: admin
-    batches are an organizer's view, and the final evaluation is private."""
-    return sa.select(col(EvaluationBatch.id)).where(col(EvaluationBatch.kind) == BatchKind.public)
-
-
-def _latest_result_columns() -> LateralFromClause:
-    """Status and score of each submission's public evaluation (the latest public batch:
-    a new one starts when the public seeds change)."""
+def _current_public_batch() -> sa.ScalarSelect[Any]:
+    """The public batch on the current public seeds (NULL while none are set): the one
+    the public board ranks, so a row's score is the score the board counts."""
     return (
-        sa.select(
-            col(BatchSubmission.status),
-            col(BatchSubmission.mean_score),
-        )
+        sa.select(col(Competition.public_batch_id))
+        .where(col(Competition.id) == COMPETITION_ID)
+        .scalar_subquery()
+    )
+
+
+def short_reason(status: str, seed_results: dict[str, Any] | None) -> str | None:
+    """Why a public evaluation did not score, in one line: the first failing seed's
+    reason up to its first sentence's end (the full reason and log are on the
+    submission's page), with how many seeds failed when that is not all of them."""
+    if status in (*PENDING, RunStatus.scored, NOT_EVALUATED) or not seed_results:
+        return None
+    ended = [r for r in seed_results.values() if r.get("status") != RunStatus.cancelled]
+    failed = [r for r in ended if r.get("status") != RunStatus.scored]
+    first = next((r.get("reason") for r in failed if r.get("reason")), None)
+    if first is None:
+        return None
+    line = first.strip().splitlines()[0]
+    sentence_end = line.find(". ")
+    if sentence_end >= 0:
+        line = line[: sentence_end + 1]
+    if len(line) > SHORT_REASON_CHARS:
+        line = line[: SHORT_REASON_CHARS - 1].rstrip() + "…"
+    if len(failed) < len(ended):
+        line += f" ({len(failed)} of {len(ended)} seeds)"
+    return line
+
+
+def _view(submission: Submission, row: Any | None) -> SubmissionView:
+    if row is None or row.status is None:
+        return SubmissionView(submission, NOT_EVALUATED, None)
+    return SubmissionView(
+        submission, row.status, row.mean_score, short_reason(row.status, row.seed_results)
+    )
+
+
+def _public_result_columns() -> tuple[Any, ...]:
+    return (
+        col(BatchSubmission.status),
+        col(BatchSubmission.mean_score),
+        col(BatchSubmission.seed_results),
+    )
+
+
+def _public_result() -> LateralFromClause:
+    """Each submission's entry in the current public batch (at most one: a batch holds a
+    submission once)."""
+    return (
+        sa.select(*_public_result_columns())
         .where(
             col(BatchSubmission.submission_id) == Submission.id,
-            col(BatchSubmission.batch_id).in_(_public_batches()),
+            col(BatchSubmission.batch_id) == _current_public_batch(),
         )
-        .order_by(col(BatchSubmission.id).desc())
-        .limit(1)
-        .lateral("latest")
+        .lateral("public_result")
     )
 
 
 async def list_for_team(
     session: AsyncSession, team: Team, page: PageParams
 ) -> Page[SubmissionView]:
-    latest = _latest_result_columns()
+    result = _public_result()
     statement = (
-        sa.select(Submission, latest.c.status, latest.c.mean_score)
-        .outerjoin(latest, sa.true())
+        sa.select(Submission, result.c.status, result.c.mean_score, result.c.seed_results)
+        .outerjoin(result, sa.true())
         .where(col(Submission.team_id) == team.id)
         .order_by(
             col(Submission.created_at).desc(),
             col(Submission.id).desc(),
         )
     )
-    return await paginate(
-        session,
-        statement,
-        page,
-        lambda row: SubmissionView(row[0], row.status or NOT_EVALUATED, row.mean_score),
-    )
+    return await paginate(session, statement, page, lambda row: _view(row[0], row))
 
 
 async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Submission:
@@ -350,25 +391,22 @@ async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Subm
 
 
 async def view_of(session: AsyncSession, submission: Submission) -> SubmissionView:
-    latest = await session.execute(
-        sa.select(
-            col(BatchSubmission.status),
-            col(BatchSubmission.mean_score),
+    row = (
+        await session.execute(
+            sa.select(*_public_result_columns()).where(
+                col(BatchSubmission.submission_id) == submission.id,
+                col(BatchSubmission.batch_id) == _current_public_batch(),
+            )
         )
-        .where(
-            col(BatchSubmission.submission_id) == submission.id,
-            col(BatchSubmission.batch_id).in_(_public_batches()),
-        )
-        .order_by(col(BatchSubmission.id).desc())
-        .limit(1)
-    )
-    row = latest.first()
-    return SubmissionView(submission, row[0] if row else NOT_EVALUATED, row[1] if row else None)
+    ).first()
+    return _view(submission, row)
 
 
 async def results_by_batch(
     session: AsyncSession, submission: Submission
 ) -> list[BatchResultPublic]:
+    """The submission's public evaluations, newest first: the only ones a team sees of its
+    own (admin batches are an organizer's view, the final evaluation is private)."""
     rows: sa.Result[*tuple[Any, ...]] = await session.execute(
         sa.select(
             col(BatchSubmission.batch_id),
@@ -391,13 +429,16 @@ async def results_by_batch(
 async def results_with_runs(session: AsyncSession, submission: Submission) -> list[BatchResultRuns]:
     """Each public evaluation's result with its runs and their logs, for the team's own
     submission page (never an admin batch's or the final evaluation's)."""
-    results = await results_by_batch(session, submission)
-    runs = await evaluation.list_runs(session, submission_id=submission.id, include_log=True)
+    # Runs are read batch by batch, of the public batches only: a private run's log is
+    # never even loaded for a team's page.
     return [
         BatchResultRuns(
-            **result.model_dump(), runs=[run for run in runs if run.batch_id == result.batch_id]
+            **result.model_dump(),
+            runs=await evaluation.list_runs(
+                session, result.batch_id, submission_id=submission.id, include_log=True
+            ),
         )
-        for result in results
+        for result in await results_by_batch(session, submission)
     ]
 
 

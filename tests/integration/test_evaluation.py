@@ -3,6 +3,7 @@
 import psycopg
 
 from portal.core.db import psycopg_conninfo
+from tests.fixtures.competition import configure, wait_for_public_score
 from tests.fixtures.evaluation import (
     ONE_MIB_FILE,
     example,
@@ -13,6 +14,7 @@ from tests.fixtures.evaluation import (
 )
 from tests.fixtures.factories import browser_login
 from tests.fixtures.leaderboard import seed_board
+from tests.fixtures.public_results import Entry, Run, seed_public_batch
 
 
 async def test_default_kit_scores_the_examples_in_a_clear_order(client, teams, eval_worker):
@@ -54,6 +56,7 @@ async def test_runs_are_queued_round_robin_across_teams(client, teams, eval_work
 
 async def test_final_picks_with_latest_submission_as_fallback(client, teams, eval_worker):
     admin = await teams.admin()
+    await configure(client, admin, public_seeds=[3])
     picker = await teams.create(name="Picker")
     lazy = await teams.create(name="Lazy")
     first = await upload(client, picker, "p1.py", example("tsp_nearest_neighbour.py"))
@@ -64,9 +67,10 @@ async def test_final_picks_with_latest_submission_as_fallback(client, teams, eva
     batch = await run_batch(client, admin, seeds=[3])
     chosen = {run["team_name"]: run["submission_id"] for run in batch["runs"]}
     assert chosen == {"Picker": first, "Lazy": latest}
-    detail = await client.get(f"/api/v1/submissions/{latest}", headers=lazy.auth)
-    assert detail.json()["status"] == "scored" and detail.json()["score"] > 1
-    assert detail.json()["results"][0]["batch_name"] == "test batch"
+    # The team sees its public score; the admin's batch stays the organizer's view.
+    detail = await wait_for_public_score(client, lazy, latest)
+    assert detail["public_status"] == "scored" and detail["public_score"] > 1
+    assert [result["batch_name"] for result in detail["results"]] == ["Public scores"]
 
 
 async def test_failures_are_results_with_reasons_and_rerun_never_duplicates(
@@ -108,16 +112,24 @@ async def test_filling_the_work_dir_is_a_disk_limit_the_team_sees_and_can_rerun(
     client, teams, eval_worker
 ):
     admin = await teams.admin()
+    await configure(client, admin, public_seeds=[1])
     filler = await teams.create(name="Filler")
     submission_id = await upload(client, filler, "fill.py", fill_work(ONE_MIB_FILE, 1000).encode())
-    batch = await run_batch(client, admin, seeds=[1])
-    assert batch["progress"]["counts"] == {"disk_limit": 1}
     reason = "Disk limit exceeded: the program wrote more than 32 MiB (or 10000 files) in /work."
-    assert batch["runs"][0]["reason"] == reason
+    # The team sees it on its public evaluation: the row's status and reason, the page's
+    # per-seed reason.
+    detail = await wait_for_public_score(client, filler, submission_id)
+    assert detail["public_status"] == "disk_limit"
     await browser_login(client, filler)
+    dashboard = await client.get("/dashboard")
+    assert "disk limit" in dashboard.text and reason in dashboard.text
     page = await client.get(f"/submissions/{submission_id}")
     assert "disk limit" in page.text and reason in page.text
-    # A disk limit is a failed run: "re-run failed" runs it again, in the same row.
+    # An organizer's batch judges it the same; a disk limit is a failed run, so
+    # "re-run failed" runs it again, in the same row.
+    batch = await run_batch(client, admin, seeds=[1])
+    assert batch["progress"]["counts"] == {"disk_limit": 1}
+    assert batch["runs"][0]["reason"] == reason
     rerun = await client.post(f"/api/v1/batches/{batch['id']}/rerun-failed", headers=admin.auth)
     assert rerun.status_code == 200, rerun.text
     again = await wait_for_batch(client, admin, batch["id"])
@@ -184,11 +196,10 @@ async def test_batch_input_is_validated_and_actions_audited(client, teams, servi
 
 async def test_the_live_results_fragment_keeps_polling_its_own_submission(client, teams, services):
     team = await teams.create(name="Poller")
-    seed_board(services, {"Poller": [("scored", 1.0), ("running", None)]})
+    (submission_id,) = seed_public_batch(
+        services, "Poller", [Entry("p.py", [Run("scored", 1.0), Run("running")])]
+    )
     await browser_login(client, team)
-    submission_id = (await client.get("/api/v1/submissions", headers=team.auth)).json()["items"][0][
-        "id"
-    ]
     fragment = await client.get(f"/submissions/{submission_id}", headers={"HX-Request": "true"})
     assert fragment.text.lstrip().startswith('<section class="card" id="results"')
     assert f'hx-get="/submissions/{submission_id}"' in fragment.text

@@ -161,7 +161,7 @@ async def test_detail_page_shows_the_source_escaped(client, teams):
     assert "print(&#39;&lt;b&gt;bold&lt;/b&gt;&#39;)" in page.text
     assert "<b>bold</b>" not in page.text
     assert f'href="/api/v1/submissions/{sid}/file"' in page.text
-    assert "Not evaluated yet" in page.text
+    assert "Not scored: the organizers have not set public seeds yet" in page.text
 
 
 async def test_admin_sets_and_clears_a_quota_override_from_the_teams_page(client, teams):
