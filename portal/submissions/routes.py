@@ -52,7 +52,8 @@ async def upload_submission(
     if isinstance(outcome, PortalError):
         raise outcome
     submission, quota = outcome
-    view = service.SubmissionView(submission, service.NOT_EVALUATED, None)
+    # Read back: "queued" when the upload went to the public evaluation with it.
+    view = await service.view_of(session, submission)
     return SubmissionCreated(**public(view).model_dump(), quota=QuotaPublic.model_validate(quota))
 
 
