@@ -36,6 +36,7 @@ from portal.evaluation.models import (
 )
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE
+from portal.leaderboard.refresh import LocalChanges
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -81,6 +82,7 @@ def _after_change(session: AsyncSession, redis: Redis, broker: Broker) -> None:
 
     async def publish() -> None:
         await redis.delete(CACHE_KEY)
+        LocalChanges.note()
         await run_in_threadpool(enqueue_leaderboard_refresh, broker, 0)
 
     after_commit(session, publish)

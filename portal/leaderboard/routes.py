@@ -8,9 +8,10 @@ rendered once per process and served from cache.py's LRU to every poller after t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
@@ -71,13 +72,23 @@ def frozen_label(choice: Choice, timezone: str) -> str | None:
     return clock_time(choice.frozen_at, timezone) if choice.frozen_at else None
 
 
-def board_cache(request: Request) -> RenderCache:
-    """One cache per app (so test apps sharing a process never see each other's)."""
+T = TypeVar("T")
+
+
+def _one_per_app(request: Request, name: str, make: Callable[[], T]) -> T:
+    """One per app (so test apps sharing a process never see each other's)."""
     state = request.app.state
-    cache = getattr(state, "board_cache", None)
-    if cache is None:
-        cache = state.board_cache = RenderCache()
-    return cache
+    if not hasattr(state, name):
+        setattr(state, name, make())
+    return getattr(state, name)
+
+
+def board_cache(request: Request) -> RenderCache:
+    return _one_per_app(request, "board_cache", RenderCache)
+
+
+def board_state_memory(request: Request) -> service.BoardStateMemory:
+    return _one_per_app(request, "board_state_memory", service.BoardStateMemory)
 
 
 async def viewer_is_admin(
@@ -139,7 +150,7 @@ async def board_request(
 ) -> BoardRequest:
     # The version is read before any row: rows read afterwards are at least that new,
     # so a body cached under this version is never older than it claims.
-    state = await service.board_state(redis, sessionmaker)
+    state = await board_state_memory(request).read(redis, sessionmaker)
     admin = await viewer_is_admin(request, redis, sessionmaker)
     return BoardRequest(
         competition=state.competition,

@@ -9,6 +9,7 @@ in ranking.sql beside this module; the competition's boards are in standings.py.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +22,7 @@ from portal.competition import service as competition_service
 from portal.competition.phases import CompetitionState
 from portal.core.pagination import Page, PageParams, paginate
 from portal.evaluation.models import BatchStatus, EvaluationBatch
-from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY
+from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY, LocalChanges
 from portal.teams.models import Team
 
 leaderboard = sa.table(
@@ -91,9 +92,38 @@ def _parse_competition(cached: bytes) -> CompetitionState:
     return CompetitionState.model_validate_json(cached)
 
 
+class BoardStateMemory:
+    """What this app last read of the boards' state, kept for a moment.
+
+    The Redis round trip was most of a 304's cost, so polls within STATE_MEMORY_SECONDS
+    of a read reuse it: a board shows a change up to that much later (screens poll every
+    2 s), and at once after a change made in this process (LocalChanges). One per app,
+    so test apps in one process never see each other's.
+    """
+
+    def __init__(self) -> None:
+        self._remembered: tuple[float, int, BoardState] | None = None
+
+    async def read(
+        self, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> BoardState:
+        now = time.monotonic()
+        if self._remembered is not None:
+            read_at, changes, state = self._remembered
+            if changes == LocalChanges.count and now - read_at < STATE_MEMORY_SECONDS:
+                return state
+        changes = LocalChanges.count
+        state = await board_state(redis, sessionmaker)
+        self._remembered = (now, changes, state)
+        return state
+
+
+STATE_MEMORY_SECONDS = 0.5
+
+
 async def board_state(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> BoardState:
-    """One Redis round trip for a poll: the version, then the competition's cached state
-    (read through competition.service.current, from the database, only on a miss)."""
+    """One Redis round trip: the version, then the competition's cached state (read
+    through competition.service.current, from the database, only on a miss)."""
     version, refreshed_at, cached = await redis.mget(
         VERSION_KEY, REFRESHED_AT_KEY, competition_service.CACHE_KEY
     )
