@@ -139,7 +139,9 @@ class RequestContextMiddleware:
             route = _route_template(scope)
             status = status_holder["status"]
             metrics.observe_request(scope["method"], route, status, elapsed)
-            if route not in metrics.QUIET_ROUTES:
+            # Unchanged-board polls (304) come every 2 s from every open screen: counted
+            # in the metrics, not written to the log one line each.
+            if route not in metrics.QUIET_ROUTES and status != 304:
                 query = scope.get("query_string", b"").decode("latin-1")
                 logger.info(
                     "request",
