@@ -37,7 +37,7 @@ def choose_runner(settings: Settings) -> DockerRunner | ProcessRunner:
 
     if settings.eval_runner in ("docker", "auto"):
         try:
-            runner = DockerRunner(settings.eval_image)
+            runner = DockerRunner(settings.eval_image, deployment=settings.deployment_id)
             runner.ping()
             if settings.eval_network:
                 check_evaluation_network(runner.client, settings.eval_network)

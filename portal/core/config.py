@@ -1,5 +1,6 @@
 """Settings: every knob is a `PORTAL_*` environment variable (see .env.example)."""
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -7,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 # The value shipped in .env.example; production refuses to start with it.
 EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
@@ -120,6 +122,17 @@ class Settings(BaseSettings):
     @property
     def cookies_secure(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def deployment_id(self) -> str:
+        """Names this deployment's evaluation containers, from the database it runs on
+        (never its password), so two portals or test sessions sharing one Docker engine
+        never take each other's containers for leftovers."""
+        if not self.database_url:
+            return "embedded"
+        url = make_url(self.database_url)
+        where = f"{url.host or ''}:{url.port or ''}/{url.database or ''}?{url.query}"
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
 
     @property
     def local_storage_path(self) -> Path:

@@ -32,6 +32,9 @@ from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxR
 logger = logging.getLogger(__name__)
 SANDBOX_UID = 65534
 LABEL = "portal.eval"
+# Which portal a container belongs to (Settings.deployment_id): run ids repeat across
+# deployments and test sessions sharing one engine.
+DEPLOYMENT_LABEL = "portal.deployment"
 WORKDIR = "/work"
 # Docker keeps at most two files of this size (the tail of the output); we read that
 # back and keep a byte-capped head and tail of it.
@@ -79,8 +82,16 @@ class DockerRunner:
     name = "docker"
     is_sandbox = True
 
-    def __init__(self, image: str, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self,
+        image: str,
+        client: docker.DockerClient | None = None,
+        *,
+        deployment: str = "default",
+    ) -> None:
         self.image = image
+        # Every container and volume carries it; cleanup and kills look only at ours.
+        self.deployment = deployment
         try:
             self.client = client or docker.from_env(timeout=60)
         except DockerException as exc:
@@ -110,7 +121,12 @@ class DockerRunner:
         heartbeat: Heartbeat,
     ) -> SandboxResult:
         container = keeper = work = None
-        labels = {LABEL: "1", "portal.run_id": str(run_id), "portal.worker": worker_id}
+        labels = {
+            LABEL: "1",
+            DEPLOYMENT_LABEL: self.deployment,
+            "portal.run_id": str(run_id),
+            "portal.worker": worker_id,
+        }
         started = time.monotonic()
         try:
             work = self._work_volume(limits, labels)
@@ -240,10 +256,12 @@ class DockerRunner:
         )
 
     def _containers(self, run_id: int | None = None) -> list[Container]:
-        return self.client.containers.list(all=True, filters={"label": _labels(run_id)})
+        return self.client.containers.list(
+            all=True, filters={"label": _labels(self.deployment, run_id)}
+        )
 
     def _volumes(self, run_id: int | None = None) -> list[Volume]:
-        return self.client.volumes.list(filters={"label": _labels(run_id)})
+        return self.client.volumes.list(filters={"label": _labels(self.deployment, run_id)})
 
     def kill_run_containers(self, run_id: int) -> int:
         """Kill and remove whatever a lost attempt of this run left behind."""
@@ -267,8 +285,9 @@ class DockerRunner:
         return removed
 
 
-def _labels(run_id: int | None) -> list[str]:
-    return [f"{LABEL}=1"] + ([f"portal.run_id={run_id}"] if run_id is not None else [])
+def _labels(deployment: str, run_id: int | None) -> list[str]:
+    labels = [f"{LABEL}=1", f"{DEPLOYMENT_LABEL}={deployment}"]
+    return labels + ([f"portal.run_id={run_id}"] if run_id is not None else [])
 
 
 def _run_id_of(labels: dict[str, str]) -> int:
