@@ -1,8 +1,9 @@
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from portal.core.text import NameText
+from portal.core.time import Instant
 from portal.evaluation.schemas import BatchProgress, Seeds
 
 
@@ -31,9 +32,9 @@ class CompetitionUpdate(BaseModel):
     """PATCH: only the fields sent change; `freeze_at: null` removes the freeze."""
 
     name: NameText | None = Field(default=None, min_length=1, max_length=120)
-    starts_at: AwareDatetime | None = None
-    freeze_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    freeze_at: Instant | None = None
+    ends_at: Instant | None = None
     public_seeds: Seeds | None = None
     private_seeds: Seeds | None = None
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from portal.competition.models import Competition
 from portal.competition.schemas import CompetitionUpdate
 from portal.core.errors import validation_message
+from portal.core.time import within_range
 from portal.evaluation.pages import parse_seeds
 
 FIELDS = ("name", "starts_at", "freeze_at", "ends_at", "public_seeds", "private_seeds")
@@ -85,6 +86,10 @@ def parse_local(field: str, text: str, timezone: str) -> datetime | None:
         return typed
     zone = ZoneInfo(timezone)
     local = typed.replace(tzinfo=zone)
+    try:
+        within_range(local)
+    except ValueError as exc:
+        raise SettingsRefused(f"{label}: {exc}.") from None
     # A time the clocks skip (the hour lost to daylight saving) does not exist there.
     if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != typed:
         raise SettingsRefused(

@@ -1,7 +1,34 @@
 """Time helpers: store UTC, count days in the competition's timezone."""
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, AwareDatetime
+
+# The instants a setting may take: a day inside Python's datetime range on each side,
+# so every timezone can show them. An instant past either end in UTC (year 1 at
+# +05:00, 9999-12-31 at -05:00) is stored by PostgreSQL but cannot be read back, which
+# made every request that reads it fail.
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def within_range(value: datetime) -> datetime:
+    """`value` as given (its offset kept), or a ValueError saying which instants fit."""
+    try:
+        inside = EARLIEST_INSTANT <= value.astimezone(UTC) <= LATEST_INSTANT
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise ValueError(
+            f"must be between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d} (UTC)"
+        )
+    return value
+
+
+# A timezone-aware instant the database and every timezone can hold.
+Instant = Annotated[AwareDatetime, AfterValidator(within_range)]
 
 
 def parse_day(text: str) -> date:

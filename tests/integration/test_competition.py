@@ -463,6 +463,10 @@ BAD_SETTINGS = {
     "too many seeds": ({"public_seeds": list(range(51))}, "at most 50"),
     "NUL in the name": ({"name": "Grand\x00Prix"}, "NUL"),
     "empty name": ({"name": "   "}, "needs a name"),
+    # Instants outside what every timezone can show: storing one made the competition
+    # row unreadable, so every page answered 500 until the database was edited by hand.
+    "start before year 1 in UTC": ({"starts_at": "0001-01-01T00:00:00+05:00"}, "between"),
+    "end after year 9999 in UTC": ({"ends_at": "9999-12-31T23:59:59-05:00"}, "between"),
 }
 
 

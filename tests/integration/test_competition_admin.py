@@ -116,6 +116,23 @@ async def test_the_settings_form_saves_local_times_and_seeds_and_audits_them(
     assert details["private_seeds"] == "3 seeds"  # never the values
 
 
+async def test_a_local_time_outside_what_utc_can_hold_is_refused_with_the_range(
+    paris, teams_for, services
+):
+    # Midnight of 1 January of year 1 in Paris is still year 0 in UTC: converting it
+    # overflowed (a 500) instead of saying which dates the form takes.
+    admin = await teams_for(paris).admin()
+    before = competition_row(services)
+    async with make_client(paris) as client:
+        csrf = await browser_login(client, admin)
+        response = await client.post(PAGE, data=form(csrf, starts_at="0001-01-01T00:00"))
+
+    assert response.status_code == 422
+    assert "Start: must be between" in html.unescape(response.text)
+    assert field_value(response.text, "starts_at") == "0001-01-01T00:00"
+    assert competition_row(services) == before
+
+
 async def test_emptying_the_freeze_field_removes_the_freeze(client, teams, services):
     admin = await teams.admin()
     csrf = await browser_login(client, admin)
@@ -166,6 +183,7 @@ async def test_saving_an_unchanged_form_changes_nothing_even_with_sub_second_ins
         ({"name": "Spring\x00Cup"}, "Name: must not contain the NUL character (U+0000)", 422),
         ({"ends_at": "next tuesday"}, "End: 'next tuesday' is not a date and time", 422),
         ({"starts_at": ""}, "Start: choose a date and time", 422),
+        ({"starts_at": "0001-01-01T00:00+05:00"}, "Start: must be between", 422),
     ],
     ids=[
         "end-before-start",
@@ -176,6 +194,7 @@ async def test_saving_an_unchanged_form_changes_nothing_even_with_sub_second_ins
         "nul-in-name",
         "end-not-a-date",
         "no-start",
+        "start-before-year-1-in-utc",
     ],
 )
 async def test_a_refused_setting_comes_back_typed_with_the_reason_and_changes_nothing(
