@@ -21,6 +21,16 @@ MAX_PAGE = 100_000
 MAX_ROW_ID = 2**31 - 1
 
 
+def search(text: str | None, *columns: Any) -> list[sa.ColumnElement[bool]]:
+    """A list's search box as a WHERE condition: rows where any of `columns` contains
+    the text, ignoring case; none for an empty search. The text is taken literally:
+    `%`, `_` and `\\` are escaped, not LIKE's wildcards (a `_` matched every name)."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    return [sa.or_(*(column.icontains(text, autoescape=True) for column in columns))]
+
+
 @dataclass(frozen=True)
 class PageParams:
     page: int

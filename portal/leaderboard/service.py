@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from portal.competition import service as competition_service
 from portal.competition.phases import CompetitionState
-from portal.core.pagination import Page, PageParams, paginate
+from portal.core.pagination import Page, PageParams, paginate, search
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.leaderboard.refresh import REFRESHED_AT_KEY, VERSION_KEY, LocalChanges
 from portal.teams.models import Team
@@ -177,9 +177,7 @@ async def board(
     query: str | None = None,
 ) -> Page[BoardRow]:
     before = leaderboard.alias("before")
-    conditions = [leaderboard.c.batch_id == batch.id]
-    if query and query.strip():
-        conditions.append(col(Team.name).ilike(f"%{query.strip()}%"))
+    conditions = [leaderboard.c.batch_id == batch.id, *search(query, col(Team.name))]
     statement = (
         sa.select(
             leaderboard.c.rank,

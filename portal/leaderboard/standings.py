@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from portal.competition.phases import CompetitionState
 from portal.core.errors import Forbidden
-from portal.core.pagination import Page, PageParams, paginate
+from portal.core.pagination import Page, PageParams, paginate, search
 from portal.evaluation.models import BatchSubmission
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
@@ -118,11 +118,6 @@ class StandingRow:
         return self.public_rank - self.rank
 
 
-def _search(query: str) -> list[sa.ColumnElement[bool]]:
-    text = query.strip()
-    return [col(Team.name).ilike(f"%{text}%")] if text else []
-
-
 def _select(choice: Choice) -> sa.Select[tuple[object, ...]]:
     """The board's rows in order; the final board's with each team's public row."""
     public = standings.alias("public_row")
@@ -154,7 +149,7 @@ def _select(choice: Choice) -> sa.Select[tuple[object, ...]]:
 async def rows(
     session: AsyncSession, choice: Choice, page: PageParams, query: str = ""
 ) -> Page[StandingRow]:
-    statement = _select(choice).where(*_search(query))
+    statement = _select(choice).where(*search(query, col(Team.name)))
     return await paginate(session, statement, page, lambda row: StandingRow(*row))
 
 

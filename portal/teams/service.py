@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from portal.audit import service as audit
 from portal.core.errors import Conflict, NotFound
-from portal.core.pagination import Page, PageParams, first_column, paginate
+from portal.core.pagination import Page, PageParams, first_column, paginate, search
 from portal.core.security import hash_token, new_api_token, visible_prefix
 from portal.core.time import utcnow
 from portal.teams.models import Role, Team
@@ -154,13 +154,9 @@ async def set_active(
 
 
 async def list_teams(session: AsyncSession, query: str | None, page: PageParams) -> Page[Team]:
-    conditions = []
-    if query and query.strip():
-        pattern = f"%{query.strip()}%"
-        conditions.append(sa.or_(col(Team.name).ilike(pattern), col(Team.email).ilike(pattern)))
     statement = (
         sa.select(Team)
-        .where(*conditions)
+        .where(*search(query, col(Team.name), col(Team.email)))
         .order_by(col(Team.role).desc(), sa.func.lower(col(Team.name)))
     )
     return await paginate(session, statement, page, first_column)

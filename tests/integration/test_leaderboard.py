@@ -6,6 +6,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from urllib.parse import quote
 
 from portal.core.deps import get_clock
 from tests.fixtures.competition import configure, wait_for_public_score
@@ -269,6 +270,26 @@ async def test_search_and_pagination_on_the_public_board(client, teams, services
     assert [r["team_name"] for r in found["items"]] == ["Robot 6"]
     html = await client.get("/leaderboard?q=nobody")
     assert "No team matches" in html.text
+
+
+async def test_a_search_takes_percent_underscore_and_backslash_literally(client, teams, services):
+    # LIKE's wildcards used to reach the query: `_` or `%` matched every team.
+    names = ("100% Robots", "Team_1", "TeamX1", "Back\\slash")
+    for name in names:
+        await teams.create(name=name)
+    admin = await teams.admin()
+    seed_public_scores(services, {name: [(1.0, ago(10))] for name in names})
+    batch = seed_board(services, {name: [("scored", 1.0), ("scored", 1.0)] for name in names})
+    boards = {
+        "public board": ("/api/v1/leaderboard?q=", {}),
+        "batch ranking": (f"/api/v1/leaderboard?batch={batch}&q=", admin.auth),
+    }
+    for what, (url, headers) in boards.items():
+        for typed, expected in (("%", ["100% Robots"]), ("team_", ["Team_1"]), ("\\", [names[3]])):
+            found = (await client.get(url + quote(typed), headers=headers)).json()
+            assert [r["team_name"] for r in found["items"]] == expected, (what, typed)
+    listed = (await client.get("/api/v1/teams?q=" + quote("_1"), headers=admin.auth)).json()
+    assert [item["name"] for item in listed["items"]] == ["Team_1"]
 
 
 async def test_a_team_page_shows_only_its_public_record(client, teams, services):
