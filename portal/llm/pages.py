@@ -30,8 +30,12 @@ async def _usage_page(
     window: Window,
     team_id: int | None,
     template: str,
+    *,
+    private_runs: bool,
 ) -> Response:
-    report = await service.report(session, window, team_id=team_id, default_rpm=settings.llm_rpm)
+    report = await service.report(
+        session, window, team_id=team_id, default_rpm=settings.llm_rpm, private_runs=private_runs
+    )
     return render(
         request,
         template,
@@ -53,7 +57,9 @@ async def team_usage_page(
     settings: SettingsDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
-    return await _usage_page(request, session, settings, window, team.id, "usage.html")
+    return await _usage_page(
+        request, session, settings, window, team.id, "usage.html", private_runs=team.is_admin
+    )
 
 
 @router.get("/admin/usage")
@@ -64,7 +70,9 @@ async def admin_usage_page(
     settings: SettingsDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
-    return await _usage_page(request, session, settings, window, None, "admin/usage.html")
+    return await _usage_page(
+        request, session, settings, window, None, "admin/usage.html", private_runs=True
+    )
 
 
 @router.post("/admin/teams/{team_id}/llm-limit")

@@ -70,7 +70,9 @@ async def read_usage(
         team_id = team.id
     elif team_id is not None:
         await teams.get(session, team_id)  # 404 for an unknown team
-    report = await service.report(session, window, team_id=team_id, default_rpm=default_rpm)
+    report = await service.report(
+        session, window, team_id=team_id, default_rpm=default_rpm, private_runs=team.is_admin
+    )
     return report_public(report, team_id)
 
 

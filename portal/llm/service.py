@@ -13,6 +13,7 @@ from sqlmodel import col
 
 from portal.audit import service as audit
 from portal.core.time import utcnow
+from portal.evaluation.models import BatchKind, BatchSubmission, EvaluationBatch
 from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
 from portal.teams.models import Team
 
@@ -117,17 +118,36 @@ def _totals(row: sa.Row[Any]) -> Totals:
     )
 
 
+def _not_a_private_run() -> sa.ColumnElement[bool]:
+    """A call from a team's own code or from a run of the public evaluation."""
+    private_entries = (
+        sa.select(col(BatchSubmission.id))
+        .join(EvaluationBatch, col(EvaluationBatch.id) == BatchSubmission.batch_id)
+        .where(col(EvaluationBatch.kind) != BatchKind.public)
+    )
+    entry = col(LlmUsageLog.batch_submission_id)
+    return sa.or_(entry.is_(None), entry.not_in(private_entries))
+
+
 async def report(
     session: AsyncSession,
     window: Window,
     *,
     team_id: int | None,
     default_rpm: int,
+    private_runs: bool = True,
     now: datetime | None = None,
 ) -> UsageReport:
-    """Totals and a per-step series for one team, or for every team (team_id None)."""
+    """Totals and a per-step series for one team, or for every team (team_id None).
+
+    `private_runs` False leaves out the calls made by runs outside the public
+    evaluation (the final's, an admin batch's): a run on the private seeds could spend
+    its seed as tokens, so a team's own report must not show them.
+    """
     until = now or utcnow()
     scope = [] if team_id is None else [col(LlmUsageLog.team_id) == team_id]
+    if not private_runs:
+        scope.append(_not_a_private_run())
     if window == Window.all:
         first = await session.scalar(
             sa.select(sa.func.min(col(LlmUsageLog.created_at))).where(*scope)

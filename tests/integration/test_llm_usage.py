@@ -6,11 +6,15 @@ import asyncio
 import re
 from datetime import timedelta
 
+import psycopg
 import pytest
+import redis as sync_redis
 import sqlalchemy as sa
 
 from portal.audit.models import AuditLog
+from portal.core.db import psycopg_conninfo
 from portal.core.time import utcnow
+from portal.llm import run_tokens
 from portal.llm.models import LlmUsageLog
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
@@ -80,6 +84,56 @@ async def test_team_usage_counts_calls_tokens_and_the_exceeded_rate(app, client,
     assert by_team[other.id]["requests_per_minute"] == 10
     one = (await client.get(f"/api/v1/usage?team_id={other.id}", headers=admin.auth)).json()
     assert one["totals"]["calls"] == 1
+
+
+def batch_entry(services, team_id: int, kind: str) -> int:
+    """A batch of `kind` holding one submission of the team; its batch_submission id."""
+    with psycopg.connect(psycopg_conninfo(services.database_url), autocommit=True) as conn:
+        batch_id = conn.execute(
+            "INSERT INTO evaluation_batch (name, seeds, selection, status, started_at, kit, kind) "
+            "VALUES (%s, '{7}', 'uploads', 'running', now(), 'tsp', %s) RETURNING id",
+            (kind, kind),
+        ).fetchone()[0]
+        submission_id = conn.execute(
+            "INSERT INTO submission (team_id, sha256, size_bytes, filename, storage_key, note, is_final) "
+            "VALUES (%s, %s, 1, 's.py', 'k', '', false) RETURNING id",
+            (team_id, kind.ljust(64, "0")),
+        ).fetchone()[0]
+        return conn.execute(
+            "INSERT INTO batch_submission (batch_id, submission_id, team_id, status) "
+            "VALUES (%s, %s, %s, 'running') RETURNING id",
+            (batch_id, submission_id, team_id),
+        ).fetchone()[0]
+
+
+async def test_a_team_never_sees_the_gateway_calls_of_its_private_runs(
+    app, client, teams, services
+):
+    # A run on the private seeds can read its seed and spend it as prompt tokens; the
+    # team's usage report showed them, so its own code could tell it the private seeds.
+    admin, team = await teams.admin(), await teams.create()
+    redis = sync_redis.Redis.from_url(services.redis_url)
+    prompts = {"public": "one two", "final": "a " * 41, "adhoc": "b " * 97}
+    for kind, prompt in prompts.items():
+        token = run_tokens.issue(redis, team.id, batch_entry(services, team.id, kind), 10)
+        run_call = await client.post(
+            "/llm/v1/chat/completions",
+            json=chat(prompt),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert run_call.status_code == 200
+    assert await calls(client, team, 1) == [200]  # "hello": 4 prompt tokens
+    await app.state.llm_gateway.recorder.flush()
+
+    public_run_and_own_call = (2 + 3) + (1 + 3)
+    api = (await client.get("/api/v1/usage?window=hour", headers=team.auth)).json()["totals"]
+    assert (api["calls"], api["prompt_tokens"]) == (2, public_run_and_own_call)
+    await browser_login(client, team)
+    page = (await client.get("/usage")).text
+    assert re.search(r"<dt>Calls</dt><dd>2</dd>", page)
+    assert re.search(rf"<dt>Prompt tokens</dt><dd>{public_run_and_own_call}</dd>", page)
+    admins = await client.get(f"/api/v1/usage?window=hour&team_id={team.id}", headers=admin.auth)
+    assert admins.json()["totals"]["calls"] == 4  # the organizers see every call
 
 
 async def test_windows_select_what_they_say(app, client, teams):
