@@ -369,15 +369,16 @@ async def start_final(
     competition = await load(session, lock=True)
     phase = phase_at(competition, now)
     if phase != Phase.ended:
+        too_early = (
+            f"The competition is still open until {competition.ends_at.isoformat()}."
+            if phase != Phase.before
+            else "The competition has not started yet."
+        ) + " The final evaluation starts after the end."
         raise Conflict(
             {
-                Phase.before: "The competition has not started yet.",
-                Phase.open: f"The competition is still open until {competition.ends_at.isoformat()}.",
-                Phase.frozen: f"The competition is still open until {competition.ends_at.isoformat()}.",
                 Phase.final: "The final evaluation has already started.",
                 Phase.revealed: "The final results are already revealed.",
-            }[phase]
-            + " The final evaluation starts after the end.",
+            }.get(phase, too_early),
             code="final_not_possible",
             details={"phase": phase},
         )

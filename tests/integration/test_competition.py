@@ -502,6 +502,10 @@ async def test_only_admins_change_the_competition_and_never_after_the_final_star
     await upload_many(client, team, 1)
     await end_now(client, admin)
     assert (await client.post("/api/v1/competition/final", headers=admin.auth)).status_code == 202
+    again = await client.post("/api/v1/competition/final", headers=admin.auth)
+    assert again.status_code == 409
+    # A double click is told what happened, not that the final starts after the end.
+    assert again.json()["error"]["message"] == "The final evaluation has already started."
     before = await admin_competition(client, admin)
     late = await client.patch("/api/v1/competition", headers=admin.auth, json={"name": "Later"})
     assert late.status_code == 409
