@@ -24,8 +24,8 @@ from worker.evaluate import RetryableError, execute_run
 from worker.kits.base import failed_run_score
 
 logger = logging.getLogger(__name__)
-# Sends a run's message to the queue again.
-Enqueue = Callable[[int], None]
+# Sends a run's message to its queue again: (run id, whether it is a public run).
+Enqueue = Callable[[int, bool], None]
 # Only one watchdog sweep at a time across every worker process.
 WATCHDOG_LOCK = 7_341_001
 
@@ -45,6 +45,7 @@ def watchdog_sweep(context: WorkerContext, enqueue: Enqueue) -> tuple[list[int],
             failed_run_score(context.kit),
         )
         stalled = runs.stalled_queued_runs(session, settings.eval_stale_after_seconds)
+        public = runs.public_run_ids(session, requeued + stalled)
         # The clock moves the competition too (start, freeze, end): audited once each.
         phase_moved = audit_phase_change(session, utcnow()) is not None
     runner = context.runner
@@ -52,7 +53,8 @@ def watchdog_sweep(context: WorkerContext, enqueue: Enqueue) -> tuple[list[int],
         # Kill whatever the lost attempt left running before the run starts again.
         runner.kill_run_containers(run_id)
     for run_id in requeued + stalled:
-        enqueue(run_id)
+        # Back to the queue it came from: an upload's score keeps its priority.
+        enqueue(run_id, run_id in public)
     if (given_up or phase_moved) and context.after_result is not None:
         context.after_result()
     if requeued or given_up or stalled:
@@ -143,8 +145,8 @@ def setup(
     def run_public_evaluation(run_id: int) -> None:
         execute_run(context, run_id)
 
-    def enqueue(run_id: int) -> None:
-        run_evaluation.send(run_id)
+    def enqueue(run_id: int, public: bool) -> None:
+        (run_public_evaluation if public else run_evaluation).send(run_id)
 
     @dramatiq.actor(
         actor_name=REFRESH_ACTOR, queue_name=QUEUE, broker=broker, max_retries=3, time_limit=300_000

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from portal.core.text import NameText
 from portal.core.time import Instant
@@ -29,7 +29,12 @@ class CompetitionAdmin(CompetitionPublic):
 
 
 class CompetitionUpdate(BaseModel):
-    """PATCH: only the fields sent change; `freeze_at: null` removes the freeze."""
+    """PATCH: only the fields sent change; `freeze_at: null` removes the freeze.
+
+    A field it does not know is refused (a typo such as `freeze` would otherwise be
+    dropped without a word), and so is null for a field that cannot be empty."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: NameText | None = Field(default=None, min_length=1, max_length=120)
     starts_at: Instant | None = None
@@ -47,3 +52,13 @@ class CompetitionUpdate(BaseModel):
         if not value:
             raise ValueError("the competition needs a name")
         return value
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> "CompetitionUpdate":
+        for name in ("name", "starts_at", "ends_at", "public_seeds", "private_seeds"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(
+                    f"{name} cannot be null: send a value, or leave the field out to keep "
+                    "it (only freeze_at may be null, which removes the freeze)"
+                )
+        return self

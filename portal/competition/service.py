@@ -235,11 +235,6 @@ async def _new_public_batch(
 
 def _changes(competition: Competition, data: CompetitionUpdate) -> dict[str, Any]:
     sent = data.model_dump(exclude_unset=True)
-    if sent.get("name") is None:
-        sent.pop("name", None)
-    for required in ("starts_at", "ends_at", "public_seeds", "private_seeds"):
-        if required in sent and sent[required] is None:
-            sent.pop(required)
     return {k: v for k, v in sent.items() if getattr(competition, k) != v}
 
 

@@ -15,7 +15,8 @@ LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def within_range(value: datetime) -> datetime:
-    """`value` as given (its offset kept), or a ValueError saying which instants fit."""
+    """`value` in UTC (as the database gives it back, so an answer never echoes the
+    offset it was sent with), or a ValueError saying which instants fit."""
     try:
         inside = EARLIEST_INSTANT <= value.astimezone(UTC) <= LATEST_INSTANT
     except OverflowError:
@@ -24,7 +25,7 @@ def within_range(value: datetime) -> datetime:
         raise ValueError(
             f"must be between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d} (UTC)"
         )
-    return value
+    return value.astimezone(UTC)
 
 
 # A timezone-aware instant the database and every timezone can hold.

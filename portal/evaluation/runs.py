@@ -406,6 +406,23 @@ def live_run_ids(session: Session, stale_after_seconds: float) -> set[int]:
     )
 
 
+def public_run_ids(session: Session, run_ids: list[int]) -> set[int]:
+    """Those of `run_ids` that belong to a public batch (uploads' scores, sent to their
+    own queue)."""
+    if not run_ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(col(EvaluationRun.id))
+            .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
+            .where(
+                col(EvaluationRun.id).in_(run_ids),
+                col(EvaluationBatch.kind) == BatchKind.public,
+            )
+        )
+    )
+
+
 def stalled_queued_runs(session: Session, stale_after_seconds: float) -> list[int]:
     """Queued runs of batches where nothing has moved for a while.
 

@@ -467,6 +467,10 @@ BAD_SETTINGS = {
     # row unreadable, so every page answered 500 until the database was edited by hand.
     "start before year 1 in UTC": ({"starts_at": "0001-01-01T00:00:00+05:00"}, "between"),
     "end after year 9999 in UTC": ({"ends_at": "9999-12-31T23:59:59-05:00"}, "between"),
+    # A typo or a null must not be dropped without a word.
+    "unknown field": ({"freeze": "2030-01-01T00:00:00Z"}, "extra"),
+    "null end": ({"ends_at": None}, "cannot be null"),
+    "null name": ({"name": None}, "cannot be null"),
 }
 
 
@@ -625,3 +629,28 @@ async def test_uploads_are_scored_by_a_worker_and_again_when_the_public_seeds_ch
     batch = (await admin_competition(client, admin))["public_batch_id"]
     assert batch != old
     assert {r["seed"] for r in await batch_runs(client, admin, batch)} == {21}
+
+
+async def test_the_watchdog_sends_a_lost_public_run_back_to_the_public_queue(
+    client, teams, settings
+):
+    """A worker that dies mid-run: its upload's run goes back to the uploads' queue (which
+    workers serve first), not behind an admin batch or the final."""
+    from worker.tasks import watchdog_sweep
+
+    admin = await teams.admin()
+    team = await teams.create()
+    await configure(client, admin, public_seeds=[5])
+    await upload_many(client, team, 1)
+    context = worker_context(
+        settings.model_copy(update={"eval_runner": "process", "eval_allow_process_runner": True})
+    )
+    batch_id = (await admin_competition(client, admin))["public_batch_id"]
+    (run,) = claim_all(context, batch_id)
+    with context.sessions.begin() as session:  # its worker stopped heartbeating an hour ago
+        session.execute(
+            sa.text("UPDATE evaluation_run SET heartbeat_at = now() - interval '1 hour'")
+        )
+    sent: list[tuple[int, bool]] = []
+    watchdog_sweep(context, lambda run_id, public: sent.append((run_id, public)))
+    assert sent == [(run.id, True)]
