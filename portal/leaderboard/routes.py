@@ -323,7 +323,7 @@ async def projector(
     clock: ClockDep,
     settings: SettingsDep,
     page: PageQuery = 1,
-    since: Annotated[float, Query(ge=0)] = 0,
+    since: Annotated[float, Query(ge=0, le=1e10, allow_inf_nan=False)] = 0,
 ) -> Response:
     """Full screen, large type; pages through the current board by itself.
 

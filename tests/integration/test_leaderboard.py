@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 from urllib.parse import quote
 
+import pytest
+
 from portal.core.deps import get_clock
 from tests.fixtures.competition import configure, wait_for_public_score
 from tests.fixtures.evaluation import example, running_eval_worker, upload
@@ -386,3 +388,9 @@ async def test_an_upload_scored_by_a_worker_shows_on_the_next_poll(client, teams
         await asyncio.sleep(0.1)
     assert [r["team_name"] for r in board["items"]] == ["Fast", "Slow"]
     assert [r["rank"] for r in board["items"]] == [1, 2]
+
+
+@pytest.mark.parametrize("since", ["inf", "nan", "1e308"])
+async def test_the_projector_refuses_a_page_start_it_could_never_turn_from(client, since):
+    response = await client.get(f"/leaderboard/projector?since={since}")
+    assert response.status_code == 422
