@@ -92,12 +92,17 @@ document.addEventListener("htmx:afterSwap", () => {
   });
   previousRanks = null;
 });
-setInterval(() => {
+function showUpdatedAt() {
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
     if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
   });
-}, 1000);
+}
+// At once on a new board too: a poll swaps in an empty label, which would otherwise
+// stay blank until the next tick (a blink every poll on the projector).
+document.addEventListener("htmx:afterSwap", showUpdatedAt);
+showUpdatedAt();
+setInterval(showUpdatedAt, 1000);
 
 // The header's competition phase: count down to the next moment every second and move
 // on to the next step when it passes ("Open · ends in" -> "Ended"), reloading nothing.
