@@ -288,9 +288,15 @@ async def test_a_whole_competition_from_an_empty_projector_to_the_revealed_winne
         for rank, name in enumerate(FINAL_ORDER, start=1):
             row = board_row(page, name)
             await expect(row.locator("td.rank")).to_have_text(str(rank))
-            await expect(row.locator("td.public-rank")).to_have_text(re.compile(r"^\d"))
+            # The public rank beside it: the team's place on the public board of the
+            # end (all its uploads), which the Public tab shows once revealed.
+            public_rank = LIVE_ORDER.index(name) + 1
+            await expect(row.locator("td.public-rank")).to_have_text(
+                re.compile(rf"^{public_rank}\b")
+            )
             await expect(row.locator("td.score")).to_have_text(final_scores[name])
     await expect(projector.get_by_text("Final results")).to_be_visible()
+    await expect(visitor.locator("header .phase-clock")).to_have_text("Results revealed")
     await visitor.screenshot(path=str(artifacts / "walk-07-visitor-final.png"), full_page=True)
     await projector.screenshot(path=str(artifacts / "walk-07-projector-final.png"))
     assert await projector.evaluate("window.untouchedSinceBeforeTheStart === true")
