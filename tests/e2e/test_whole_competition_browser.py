@@ -86,6 +86,7 @@ async def test_a_whole_competition_from_an_empty_projector_to_the_revealed_winne
         name: await teams.create(name=name, email=f"{name.split()[1].lower()}@example.org")
         for name in SOLUTIONS
     }
+    assert (await client.get("/api/v1/competition")).json()["public_seeds"] == []
     errors: dict[str, list[str]] = {}
     seen_by_others = []  # every page a visitor or a team looked at
 
