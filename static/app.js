@@ -92,12 +92,17 @@ document.addEventListener("htmx:afterSwap", () => {
   });
   previousRanks = null;
 });
-setInterval(() => {
+function showUpdatedAt() {
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
     if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
   });
-}, 1000);
+}
+// At once on a new board too: a poll swaps in an empty label, which would otherwise
+// stay blank until the next tick (a blink every poll on the projector).
+document.addEventListener("htmx:afterSwap", showUpdatedAt);
+showUpdatedAt();
+setInterval(showUpdatedAt, 1000);
 
 // The header's competition phase: count down to the next moment every second and move
 // on to the next step when it passes ("Open · ends in" -> "Ended"), reloading nothing.
@@ -129,13 +134,42 @@ function tickPhaseClock(badge, steps, serverOffset) {
     left.textContent = timeLeft((Date.parse(step.at) - now) / 1000);
   } else {
     left.hidden = true;
+    left.textContent = ""; // hidden, its text would still be part of the badge's text
   }
 }
 
-document.querySelectorAll("[data-phase-clock]").forEach((badge) => {
-  const steps = JSON.parse(badge.dataset.steps || "[]");
-  if (!steps.length) return;
+// A badge follows its steps; `follow` swaps in new ones (a board poll brings the current
+// steps, so a page left open also moves to the final evaluation or the reveal).
+function phaseClock(badge) {
   const serverOffset = Date.parse(badge.dataset.serverNow) - Date.now();
-  tickPhaseClock(badge, steps, serverOffset);
-  if (steps.some((s) => s.at)) setInterval(() => tickPhaseClock(badge, steps, serverOffset), 1000);
+  let steps = [];
+  let timer = null;
+  function follow(json) {
+    const next = JSON.parse(json || "[]");
+    if (!next.length) return;
+    badge.dataset.steps = json;
+    steps = next;
+    tickPhaseClock(badge, steps, serverOffset);
+    if (timer === null && steps.some((s) => s.at)) {
+      timer = setInterval(() => tickPhaseClock(badge, steps, serverOffset), 1000);
+    } else if (timer !== null && !steps.some((s) => s.at)) {
+      clearInterval(timer);
+      timer = null;
+    }
+  }
+  follow(badge.dataset.steps);
+  return follow;
+}
+
+const phaseClocks = new Map();
+document.querySelectorAll("[data-phase-clock]").forEach((badge) => {
+  phaseClocks.set(badge, phaseClock(badge));
+});
+document.addEventListener("htmx:afterSwap", () => {
+  const source = document.querySelector("[data-phase-steps]");
+  if (!source) return;
+  const json = source.dataset.phaseSteps;
+  phaseClocks.forEach((follow, badge) => {
+    if (badge.dataset.steps !== json) follow(json);
+  });
 });

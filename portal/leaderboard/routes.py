@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal.auth.deps import optional_team, request_api_token
 from portal.competition import service as competition_service
+from portal.competition.header import phase_header
 from portal.competition.phases import CompetitionState
 from portal.core.config import Settings
 from portal.core.cookies import session_data
@@ -281,6 +282,9 @@ async def _board_html(
         "base_query": _board_query(board),
         "final_progress": progress,
         "refreshed_at": board.refreshed_at,
+        # The header's phase steps: a page left open follows the phases no clock can
+        # foresee (the final evaluation, the reveal) or a moved date, by its board polls.
+        "phase_steps": phase_header(board.competition, board.now).steps_json(settings.timezone),
     }
     return templates.env.get_template("leaderboard_board.html").render(context).encode()
 

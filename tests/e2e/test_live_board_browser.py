@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import expect
 
+from tests.fixtures.browser import collect_script_errors
 from tests.fixtures.leaderboard import seed_final_scores, seed_public_scores, set_competition
 
 # Polls run every 2 s; give a few of them, so a slow machine is not a failure.
@@ -66,4 +67,34 @@ async def test_a_board_opened_before_any_score_follows_the_competition_without_a
 
     assert await page.evaluate("window.openedBeforeTheEvent") is True
     assert refused == [] and errors == []
+    await page.close()
+
+
+async def test_the_header_of_a_board_left_open_follows_the_organizers_actions(
+    teams, services, live_server, browser
+):
+    """The header counts down by the clock; what no clock foresees (a moved end, the
+    final evaluation, the reveal) reaches it with the board's polls."""
+    await teams.create(name="Ada")
+    now = datetime.now(UTC)
+    ids = seed_public_scores(services, {"Ada": [(1.0, now - timedelta(minutes=30))]})
+    set_competition(services, ends_at=now - timedelta(minutes=1))
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    errors = collect_script_errors(page)
+    await page.goto(f"{live_server}/leaderboard")
+    badge = page.locator("header .phase-clock")
+    await expect(badge).to_have_text("Ended")
+    await page.evaluate("window.leftOpen = true")
+
+    set_competition(services, ends_at=now + timedelta(days=2, hours=3))  # the end moved
+    await expect(badge).to_contain_text("Open · ends in 2 d", timeout=A_FEW_POLLS_MS)
+    set_competition(services, ends_at=now - timedelta(minutes=1))
+    seed_final_scores(services, {ids["Ada"][0]: 2.0})
+    await expect(badge).to_have_text("Final evaluation", timeout=A_FEW_POLLS_MS)
+    await expect(badge).to_have_attribute("data-phase", "final")
+    set_competition(services, revealed_at=now)
+    await expect(badge).to_have_text("Results revealed", timeout=A_FEW_POLLS_MS)
+    await expect(badge).to_have_attribute("data-phase", "revealed")
+    assert await page.evaluate("window.leftOpen") is True
+    assert errors == [], errors
     await page.close()

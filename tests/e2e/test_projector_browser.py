@@ -46,3 +46,42 @@ async def test_projector_is_large_chrome_free_and_pages_itself(
     await expect(page.get_by_text("page 2 of 2")).to_be_visible(timeout=20_000)
     assert errors == []
     await page.close()
+
+
+async def lines_of(locator) -> float:
+    """How many lines the element's text takes."""
+    return await locator.evaluate(
+        "el => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)"
+    )
+
+
+@pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 720)])
+async def test_projector_header_labels_stay_whole_and_the_update_time_never_blanks(
+    teams, services, live_server, browser, artifacts, width, height
+):
+    await teams.create(name="Ada")
+    now = datetime.now(UTC)
+    seed_public_scores(services, {"Ada": [(1.0, now - timedelta(minutes=30))]})
+    set_competition(services, name="Spring TSP Cup", freeze_at=now - timedelta(minutes=10))
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    await page.goto(f"{live_server}/leaderboard/projector")
+    await expect(page.get_by_text("Frozen at")).to_be_visible()
+    updated = page.locator("#projector-board [data-updated-at]")
+    await expect(updated).to_have_text(re.compile(r"^updated \d+ s ago$"))
+    # Each label of the header on one line, and on a wide screen the title too.
+    for label in await page.locator("#projector-board .meta > *").all():
+        assert await lines_of(label) < 1.5, await label.inner_text()
+    if width >= 1920:
+        assert await lines_of(page.get_by_role("heading", name="Spring TSP Cup")) < 1.5
+    await page.screenshot(path=str(artifacts / f"projector-header-{width}x{height}.png"))
+    # Read the moment a poll's board is swapped in (before any timer can run): the label
+    # already says when the board was updated.
+    text_after_swap = await page.evaluate(
+        """() => new Promise((resolve) => document.addEventListener(
+            "htmx:afterSwap",
+            () => resolve(document.querySelector("#projector-board [data-updated-at]").textContent),
+            { once: true },
+        ))"""
+    )
+    assert re.fullmatch(r"updated \d+ s ago", text_after_swap), text_after_swap
+    await page.close()

@@ -5,7 +5,7 @@ import re
 
 from playwright.async_api import expect
 
-from tests.fixtures.browser import collect_script_errors
+from tests.fixtures.browser import collect_script_errors, upload_file
 from tests.fixtures.competition import configure
 from tests.fixtures.evaluation import example
 from tests.fixtures.factories import TeamFactory
@@ -19,15 +19,6 @@ async def _log_in(page, base_url, email, token):
     await page.get_by_label("API token").fill(token)
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url(re.compile(r"/dashboard$"))
-
-
-async def _upload(page, name: str, content: bytes, note: str = "") -> None:
-    await page.get_by_label("Python file").set_input_files(
-        {"name": name, "mimeType": "text/x-python", "buffer": content}
-    )
-    if note:
-        await page.get_by_label("Note (optional)").fill(note)
-    await page.get_by_role("button", name="Upload").click()
 
 
 async def test_upload_progress_picks_and_the_pick_limit(app, live_server, browser, artifacts):
@@ -53,7 +44,7 @@ async def test_upload_progress_picks_and_the_pick_limit(app, live_server, browse
         },
     )
     big_source = b"# padding\n" * 60_000 + b"def solve():\n    return 1\n"  # ~600 KB
-    await _upload(page, "big_solution.py", big_source, note="first version")
+    await upload_file(page, "big_solution.py", big_source, note="first version")
     progress = page.locator("#upload-progress")
     await expect(progress).to_be_visible()
     await page.wait_for_function(
@@ -79,7 +70,7 @@ async def test_upload_progress_picks_and_the_pick_limit(app, live_server, browse
     await expect(page.locator("#quota")).to_contain_text("4 of 5")
 
     for number in (2, 3):
-        await _upload(page, f"solution_{number}.py", f"print({number})\n".encode())
+        await upload_file(page, f"solution_{number}.py", f"print({number})\n".encode())
         await expect(page.get_by_role("cell", name=f"solution_{number}.py")).to_be_visible()
 
     pick_buttons = page.get_by_role("button", name="☆ Pick")
@@ -107,7 +98,7 @@ async def test_a_file_over_the_limit_is_refused_before_upload(app, live_server, 
     team = await TeamFactory(app.state.sessionmaker).create()
     page = await browser.new_page()
     await _log_in(page, live_server, team.email, team.token)
-    await _upload(page, "huge.py", b"#" * (1024 * 1024 + 10))
+    await upload_file(page, "huge.py", b"#" * (1024 * 1024 + 10))
     await expect(page.locator("[data-upload-error]")).to_contain_text("the limit is 1048576 bytes")
     await expect(page.locator("#quota")).to_contain_text("5 of 5")
     await page.close()
@@ -130,7 +121,7 @@ async def test_an_upload_goes_from_queued_to_its_public_score_without_a_reload(
     # Slow enough that its two runs are seen running (and hold both worker threads, so
     # the next upload waits its turn).
     slow_good = b"import time\ntime.sleep(4)\n" + example("tsp_nearest_neighbour.py")
-    await _upload(page, LONG_NAME, slow_good, note="nearest neighbour, 2-opt next")
+    await upload_file(page, LONG_NAME, slow_good, note="nearest neighbour, 2-opt next")
     await expect(
         page.get_by_role("status").filter(has_text=f"Uploaded {LONG_NAME}")
     ).to_contain_text(
@@ -143,7 +134,7 @@ async def test_an_upload_goes_from_queued_to_its_public_score_without_a_reload(
     await page.screenshot(
         path=str(artifacts / "dashboard-queued.png"), full_page=True, caret="initial"
     )
-    await _upload(page, "crash.py", b"print('about to fail')\nraise SystemExit(3)\n")
+    await upload_file(page, "crash.py", b"print('about to fail')\nraise SystemExit(3)\n")
     crash_row = page.locator("tbody tr", has_text="crash.py")
     await expect(crash_row.locator(".status")).to_have_text(re.compile("queued|running"))
     await expect(good_row.locator(".status")).to_have_text("running", timeout=60_000)
