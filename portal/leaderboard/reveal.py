@@ -29,6 +29,7 @@ from portal.core.templating import render
 from portal.evaluation import service as evaluation
 from portal.evaluation.schemas import BatchProgress
 from portal.leaderboard.refresh import REFRESHED_AT_KEY
+from portal.leaderboard.standings import audience_board
 
 router = APIRouter(tags=["leaderboard"])
 REVEAL_PATH = "/leaderboard/projector/reveal"
@@ -84,10 +85,6 @@ class Ceremony:
             key=lambda t: (t.name.casefold(), t.team_id),
         )
         return [t.team_id for t in seen + new]
-
-
-def audience_board(competition: CompetitionState) -> str:
-    return "frozen" if competition.freeze_at is not None else "public"
 
 
 async def final_teams(session: AsyncSession, board: str) -> list[RevealTeam]:

@@ -60,6 +60,15 @@ class Choice:
     shown: Board
     rows_of: str  # the `standings.board` value
     frozen_at: datetime | None
+    # The final board's shake-up: the board whose ranks sit beside the final ones.
+    compared_with: str = "public"
+
+
+def audience_board(state: CompetitionState) -> str:
+    """The board the room last saw before the final: the frozen one when there was a
+    freeze. The reveal starts from it and the final board's shake-up compares with it,
+    so the projector never shows a team up a place in one and level in the other."""
+    return "frozen" if state.freeze_at is not None else "public"
 
 
 def final_is_public(state: CompetitionState) -> bool:
@@ -74,7 +83,7 @@ def choose(asked: Board | None, state: CompetitionState, now: datetime, *, admin
     if asked == Board.final:
         if not admin and not final_is_public(state):
             raise Forbidden(FINAL_NOT_REVEALED, code="final_not_revealed")
-        return Choice(Board.final, "final", None)
+        return Choice(Board.final, "final", None, compared_with=audience_board(state))
     if asked == Board.live:
         if not admin:
             raise Forbidden(LIVE_IS_ADMIN_ONLY, code="admin_required")
@@ -141,7 +150,10 @@ def _select(choice: Choice) -> sa.Select[tuple[object, ...]]:
     if with_public:
         statement = statement.outerjoin(
             public,
-            sa.and_(public.c.board == "public", public.c.team_id == standings.c.team_id),
+            sa.and_(
+                public.c.board == choice.compared_with,
+                public.c.team_id == standings.c.team_id,
+            ),
         )
     return statement
 

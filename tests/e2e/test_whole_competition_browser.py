@@ -289,9 +289,9 @@ async def test_a_whole_competition_from_an_empty_projector_to_the_revealed_winne
         for rank, name in enumerate(FINAL_ORDER, start=1):
             row = board_row(page, name)
             await expect(row.locator("td.rank")).to_have_text(str(rank))
-            # The public rank beside it: the team's place on the public board of the
-            # end (all its uploads), which the Public tab shows once revealed.
-            public_rank = LIVE_ORDER.index(name) + 1
+            # The public rank beside it: the team's place on the board the room last
+            # saw (the frozen one), as in the ceremony, so the two never disagree.
+            public_rank = PUBLIC_ORDER.index(name) + 1
             await expect(row.locator("td.public-rank")).to_have_text(
                 re.compile(rf"^{public_rank}\b")
             )

@@ -394,3 +394,25 @@ async def test_an_upload_scored_by_a_worker_shows_on_the_next_poll(client, teams
 async def test_the_projector_refuses_a_page_start_it_could_never_turn_from(client, since):
     response = await client.get(f"/leaderboard/projector?since={since}")
     assert response.status_code == 422
+
+
+async def test_after_a_freeze_the_final_shake_up_compares_with_the_frozen_board(
+    client, teams, services
+):
+    """The reveal starts from the board the room saw (frozen); the final board's public
+    rank is the same one, so a team is never up a place in one and level in the other."""
+    for name in ("Ada", "Bob"):
+        await teams.create(name=name)
+    ids = seed_public_scores(
+        services,
+        # Bob was second at the freeze and then uploaded the best public score.
+        {"Ada": [(3.0, ago(30))], "Bob": [(2.0, ago(25)), (9.0, ago(5))]},
+    )
+    set_competition(services, freeze_at=ago(10), ends_at=NOW - timedelta(minutes=1))
+    seed_final_scores(services, {ids["Ada"][0]: 1.0, ids["Bob"][1]: 5.0})
+    set_competition(services, revealed_at=NOW)
+    final = (await client.get("/api/v1/leaderboard")).json()
+    assert [(r["team_name"], r["rank"], r["public_rank"]) for r in final["items"]] == [
+        ("Bob", 1, 2),
+        ("Ada", 2, 1),
+    ]
