@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import PageAdmin
 from portal.competition import service
+from portal.competition.deps import CompetitionActionsDep
 from portal.competition.header import time_left
 from portal.competition.models import Competition, Phase
 from portal.competition.phases import CompetitionState
@@ -26,7 +27,7 @@ from portal.competition.settings_form import (
 from portal.core.config import Settings
 from portal.core.cookies import flash
 from portal.core.db import SessionDep
-from portal.core.deps import BrokerDep, ClockDep, RedisDep, SettingsDep
+from portal.core.deps import ClockDep, SettingsDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
@@ -177,11 +178,7 @@ async def competition_page(
 async def save_settings(
     request: Request,
     admin: PageAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
+    actions: CompetitionActionsDep,
     name: FormText = "",
     starts_at: FormText = "",
     freeze_at: FormText = "",
@@ -189,7 +186,7 @@ async def save_settings(
     public_seeds: FormText = "",
     private_seeds: FormText = "",
 ) -> Response:
-    now = clock()
+    session, settings, now = actions.session, actions.settings, actions.now
     typed = {
         "name": name,
         "starts_at": starts_at,
@@ -208,17 +205,7 @@ async def save_settings(
         return await _page(
             request, session, settings, now, form_error=str(refusal), typed=shown, status_code=422
         )
-    outcome = await form_action(
-        session,
-        service.update,
-        session,
-        data,
-        actor=admin,
-        redis=redis,
-        broker=broker,
-        kit=settings.eval_kit,
-        now=now,
-    )
+    outcome = await form_action(session, actions.update, data, admin)
     if isinstance(outcome, PortalError):
         return await _page(
             request,
@@ -240,26 +227,10 @@ async def save_settings(
 
 @router.post(f"{PAGE}/final")
 async def start_final(
-    request: Request,
-    admin: PageAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
+    request: Request, admin: PageAdmin, actions: CompetitionActionsDep
 ) -> Response:
     response = redirect(request, PAGE)
-    outcome = await form_action(
-        session,
-        service.start_final,
-        session,
-        actor=admin,
-        redis=redis,
-        broker=broker,
-        kit=settings.eval_kit,
-        pick_limit=settings.final_picks,
-        now=clock(),
-    )
+    outcome = await form_action(actions.session, actions.start_final, admin)
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
@@ -276,19 +247,14 @@ async def start_final(
 async def reveal(
     request: Request,
     admin: PageAdmin,
-    session: SessionDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
+    actions: CompetitionActionsDep,
     confirmed: Annotated[bool, Form()] = False,
 ) -> Response:
     if not confirmed:
         # The reveal cannot be undone: the first press only asks (no JavaScript needed).
         return redirect(request, f"{PAGE}?confirm=reveal#reveal")
     response = redirect(request, PAGE)
-    outcome = await form_action(
-        session, service.reveal, session, actor=admin, redis=redis, broker=broker, now=clock()
-    )
+    outcome = await form_action(actions.session, actions.reveal, admin)
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response

@@ -10,12 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam
 from portal.competition import service
-from portal.competition.deps import CompetitionDep
+from portal.competition.deps import CompetitionActions, CompetitionActionsDep, CompetitionDep
+from portal.competition.models import Competition
 from portal.competition.phases import CompetitionState
 from portal.competition.schemas import CompetitionAdmin, CompetitionPublic, CompetitionUpdate
 from portal.core.config import Settings
 from portal.core.db import SessionDep
-from portal.core.deps import BrokerDep, ClockDep, RedisDep, SettingsDep
+from portal.core.deps import ClockDep, SettingsDep
 from portal.evaluation import service as evaluation
 
 router = APIRouter(prefix="/api/v1/competition", tags=["competition"])
@@ -72,58 +73,28 @@ async def read_competition_admin(
 
 @router.patch("", response_model=CompetitionAdmin)
 async def update_competition(
-    body: CompetitionUpdate,
-    admin: AdminTeam,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
+    body: CompetitionUpdate, admin: AdminTeam, actions: CompetitionActionsDep
 ) -> CompetitionAdmin:
     """Change any of name, starts_at, freeze_at (null: no freeze), ends_at, public_seeds,
     private_seeds. New public seeds score every upload again on them."""
-    now = clock()
-    competition = await service.update(
-        session, body, actor=admin, redis=redis, broker=broker, kit=settings.eval_kit, now=now
-    )
-    return await admin_view(session, CompetitionState.model_validate(competition), settings, now)
+    competition = await actions.update(body, admin)
+    return await _admin_answer(actions, competition)
 
 
 @router.post("/final", response_model=CompetitionAdmin, status_code=202)
-async def start_final(
-    admin: AdminTeam,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
-) -> CompetitionAdmin:
+async def start_final(admin: AdminTeam, actions: CompetitionActionsDep) -> CompetitionAdmin:
     """After the end: run each team's final picks (else its best public submissions, up to
     the pick limit) on the private seeds."""
-    now = clock()
-    await service.start_final(
-        session,
-        actor=admin,
-        redis=redis,
-        broker=broker,
-        kit=settings.eval_kit,
-        pick_limit=settings.final_picks,
-        now=now,
-    )
-    competition = await service.load(session)
-    return await admin_view(session, CompetitionState.model_validate(competition), settings, now)
+    await actions.start_final(admin)
+    return await _admin_answer(actions, await service.load(actions.session))
 
 
 @router.post("/reveal", response_model=CompetitionAdmin)
-async def reveal(
-    admin: AdminTeam,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    broker: BrokerDep,
-    clock: ClockDep,
-) -> CompetitionAdmin:
+async def reveal(admin: AdminTeam, actions: CompetitionActionsDep) -> CompetitionAdmin:
     """Once the final evaluation has finished: make the final board public."""
-    now = clock()
-    competition = await service.reveal(session, actor=admin, redis=redis, broker=broker, now=now)
-    return await admin_view(session, CompetitionState.model_validate(competition), settings, now)
+    return await _admin_answer(actions, await actions.reveal(admin))
+
+
+async def _admin_answer(actions: CompetitionActions, competition: Competition) -> CompetitionAdmin:
+    state = CompetitionState.model_validate(competition)
+    return await admin_view(actions.session, state, actions.settings, actions.now)

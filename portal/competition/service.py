@@ -205,6 +205,39 @@ async def count_contenders_submissions(session: AsyncSession) -> int:
     return await session.scalar(_of_contenders(sa.select(sa.func.count(col(Submission.id))))) or 0
 
 
+# The competition's batches: (name, selection) by kind.
+COMPETITION_BATCHES = {
+    BatchKind.public: ("Public scores", "uploads"),
+    BatchKind.final: ("Final evaluation", "final_picks"),
+}
+
+
+async def _start_batch(
+    session: AsyncSession,
+    kind: BatchKind,
+    seeds: list[int],
+    *,
+    kit: str,
+    actor: Team,
+    now: datetime,
+) -> EvaluationBatch:
+    """One of the competition's batches, running from the start (no draft step)."""
+    name, selection = COMPETITION_BATCHES[kind]
+    batch = EvaluationBatch(
+        name=name,
+        seeds=seeds,
+        selection=selection,
+        kind=kind,
+        kit=kit,
+        status=BatchStatus.running,
+        started_at=now,
+        created_by_team_id=actor.id,
+    )
+    session.add(batch)
+    await session.flush()
+    return batch
+
+
 async def _new_public_batch(
     session: AsyncSession, competition: Competition, *, actor: Team, kit: str, now: datetime
 ) -> tuple[EvaluationBatch | None, list[int]]:
@@ -216,18 +249,9 @@ async def _new_public_batch(
     if not competition.public_seeds:
         competition.public_batch_id = None
         return None, []
-    batch = EvaluationBatch(
-        name="Public scores",
-        seeds=competition.public_seeds,
-        selection="uploads",
-        kind=BatchKind.public,
-        kit=kit,
-        status=BatchStatus.running,
-        started_at=now,
-        created_by_team_id=actor.id,
+    batch = await _start_batch(
+        session, BatchKind.public, competition.public_seeds, kit=kit, actor=actor, now=now
     )
-    session.add(batch)
-    await session.flush()
     competition.public_batch_id = batch.id
     run_ids = await _add_entries(session, batch, await _contenders_submissions(session))
     return batch, run_ids
@@ -388,18 +412,9 @@ async def start_final(
             "There is nothing to evaluate: no team has uploaded a submission.",
             code="nothing_to_evaluate",
         )
-    batch = EvaluationBatch(
-        name="Final evaluation",
-        seeds=competition.private_seeds,
-        selection="final_picks",
-        kind=BatchKind.final,
-        kit=kit,
-        status=BatchStatus.running,
-        started_at=now,
-        created_by_team_id=actor.id,
+    batch = await _start_batch(
+        session, BatchKind.final, competition.private_seeds, kit=kit, actor=actor, now=now
     )
-    session.add(batch)
-    await session.flush()
     by_team: dict[int, list[Submission]] = defaultdict(list)
     for submission in submissions:
         by_team[submission.team_id].append(submission)
