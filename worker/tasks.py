@@ -116,34 +116,27 @@ def setup(
     context = WorkerContext(settings)
     time_limit_ms = int((settings.eval_timeout_seconds + 120) * 1000)
 
-    @dramatiq.actor(
-        actor_name=RUN_ACTOR,
-        queue_name=QUEUE,
-        broker=broker,
-        priority=10,
-        max_retries=settings.eval_max_attempts,
-        min_backoff=1_000,
-        max_backoff=30_000,
-        time_limit=time_limit_ms,
-        retry_when=_retry_infrastructure_only,
-    )
-    def run_evaluation(run_id: int) -> None:
-        execute_run(context, run_id)
+    def run_actor(actor_name: str, queue_name: str, priority: int) -> dramatiq.Actor[[int], None]:
+        def run(run_id: int) -> None:
+            execute_run(context, run_id)
 
-    # The same work for uploads' public scores, from their own queue, taken first.
-    @dramatiq.actor(
-        actor_name=PUBLIC_RUN_ACTOR,
-        queue_name=PUBLIC_QUEUE,
-        broker=broker,
-        priority=0,
-        max_retries=settings.eval_max_attempts,
-        min_backoff=1_000,
-        max_backoff=30_000,
-        time_limit=time_limit_ms,
-        retry_when=_retry_infrastructure_only,
-    )
-    def run_public_evaluation(run_id: int) -> None:
-        execute_run(context, run_id)
+        declare = dramatiq.actor(
+            actor_name=actor_name,
+            queue_name=queue_name,
+            broker=broker,
+            priority=priority,
+            max_retries=settings.eval_max_attempts,
+            min_backoff=1_000,
+            max_backoff=30_000,
+            time_limit=time_limit_ms,
+            retry_when=_retry_infrastructure_only,
+        )
+        return declare(run)
+
+    # Admin batches and the final; uploads' public scores come from their own queue, and
+    # a worker holding messages of both takes those first (lower number, first).
+    run_evaluation = run_actor(RUN_ACTOR, QUEUE, priority=10)
+    run_public_evaluation = run_actor(PUBLIC_RUN_ACTOR, PUBLIC_QUEUE, priority=0)
 
     def enqueue(run_id: int, public: bool) -> None:
         (run_public_evaluation if public else run_evaluation).send(run_id)

@@ -20,7 +20,8 @@ class StandingRowPublic(BaseModel):
     submitted_at: datetime | None
     entries: int
     last_upload_at: datetime | None
-    # On the final board: the team's rank and score on the live public board.
+    # On the final board: the team's rank and score on the board the room last saw
+    # (the frozen one if there was a freeze): the shake-up.
     public_rank: int | None
     public_score: float | None
 

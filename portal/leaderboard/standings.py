@@ -115,7 +115,7 @@ class StandingRow:
     submitted_at: datetime | None
     entries: int
     last_upload_at: datetime | None
-    # On the final board: the team's row on the live public board (the shake-up).
+    # On the final board: the team's row on the board the room last saw (the shake-up).
     public_rank: int | None = None
     public_score: float | None = None
 
