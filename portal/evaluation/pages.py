@@ -41,6 +41,9 @@ def parse_seeds(text: str) -> list[int]:
             seeds.extend(range(start, end + 1))
         else:
             raise ValueError(f"'{part}' is not a seed; write numbers like 1, 2, 3 or 1-5")
+        if len(seeds) > MAX_SEEDS:
+            # Checked as the list grows, so many short ranges cannot fill the memory either.
+            raise ValueError(f"that is more than {MAX_SEEDS} seeds, the most a run set may hold")
     return seeds
 
 

@@ -38,3 +38,8 @@ def test_a_range_longer_than_a_batch_runs_is_refused_before_it_is_built(part):
     with pytest.raises(ValueError) as refused:
         parse_seeds(part)
     assert str(refused.value) == f"'{part}' is more than {MAX_SEEDS} seeds, the most a batch runs"
+
+
+def test_more_seeds_than_a_batch_runs_in_several_ranges_is_refused_in_words():
+    with pytest.raises(ValueError, match="more than 50 seeds"):
+        parse_seeds("0-49, 50-99")
