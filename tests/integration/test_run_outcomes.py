@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from portal.core.db import psycopg_conninfo
 from portal.evaluation import runs
 from portal.evaluation.models import RunStatus
+from tests.fixtures.competition import configure, wait_for_public_score
 from tests.fixtures.evaluation import run_batch, running_eval_worker, upload
 from tests.fixtures.factories import browser_login
 from worker.judge import judge
@@ -71,10 +72,13 @@ async def test_binary_output_with_nul_bytes_is_a_result_the_participant_sees(
     for log in stored_logs(services.database_url):
         assert "red" in log and "\x00" not in log and "\x1b" not in log
 
-    # The team sees the exit code and the output on its submission's page.
+    # The team sees the exit code and the output on its submission's page: its public
+    # evaluation (an admin batch is the organizers' view).
     owner = await teams.create()
+    await configure(client, await teams.admin(), public_seeds=[2])
     submission_id = await upload(client, owner, "crash.py", crashing)
-    await run_batch(client, await teams.admin(), seeds=[2], selection="unevaluated")
+    detail = await wait_for_public_score(client, owner, submission_id)
+    assert detail["public_status"] == "failed"
     await browser_login(client, owner)
     page = await client.get(f"/submissions/{submission_id}")
     assert "Exited with code 3." in page.text and "last words" in page.text
