@@ -129,8 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
         responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES
         # Every page's header shows the competition's phase; the gateway and the health
-        # probes render no page and stay as lean as they were.
-        plain = router in (gateway_routes.router, health_routes.router)
+        # probes render no page and stay as lean as they were, and the boards (polled
+        # every 2 s by every screen) fill the header only on their full pages.
+        plain = router in (gateway_routes.router, health_routes.router, leaderboard_routes.router)
         app.include_router(
             router, responses=responses, dependencies=[] if plain else [PhaseInHeader]
         )

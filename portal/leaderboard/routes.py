@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portal.auth.deps import optional_team, request_api_token
 from portal.competition import service as competition_service
-from portal.competition.header import phase_header
+from portal.competition.header import phase_header, show_phase_in_header
 from portal.competition.phases import CompetitionState
 from portal.core.config import Settings
 from portal.core.cookies import session_data
@@ -45,6 +45,9 @@ from portal.leaderboard.schemas import (
 )
 from portal.leaderboard.standings import Board, Choice
 
+# Included without the header dependency the other page routers carry (see main.py):
+# a board poll is answered with as little work as possible, so the two full pages here
+# ask for the header themselves.
 router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
 PROJECTOR_PAGE_SIZE = 8
@@ -316,6 +319,7 @@ async def leaderboard_page(
     # and CSRF token: never shared, never cached.
     # The fragment comes from our own autoescaping template: already safe HTML.
     board_html = Markup(html.decode())  # noqa: S704
+    await show_phase_in_header(request, sessionmaker, redis, clock)
     return render(request, "leaderboard.html", {"board_html": board_html, "q": q, "asked": board})
 
 
@@ -371,6 +375,7 @@ async def projector(
 async def team_page(
     request: Request,
     session: SessionDep,
+    sessionmaker: SessionmakerDep,
     redis: RedisDep,
     clock: ClockDep,
     settings: SettingsDep,
@@ -379,6 +384,7 @@ async def team_page(
     """A team's public record: its row on the board everyone sees and its public scores
     over its uploads; never a batch's or a private result."""
     await optional_team(request, session, redis)
+    await show_phase_in_header(request, sessionmaker, redis, clock)
     competition = await competition_service.current(session, redis)
     now = clock()
     view = await standings.team_view(session, competition, now, team_id)
