@@ -34,6 +34,7 @@ from portal.evaluation.queue import create_broker
 from portal.health import routes as health_routes
 from portal.leaderboard import reveal as leaderboard_reveal
 from portal.leaderboard import routes as leaderboard_routes
+from portal.leaderboard.shortcut import UnchangedBoardShortcut
 from portal.llm import pages as llm_pages
 from portal.llm import routes as llm_routes
 from portal.llm.gateway import routes as gateway_routes
@@ -94,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = utcnow
 
     install_error_handlers(app)
+    # Innermost of the three: a visitor's unchanged board poll is answered before
+    # routing, still with the request id and security headers around it.
+    app.add_middleware(UnchangedBoardShortcut)
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     app.add_middleware(
         RequestContextMiddleware, projector_frame_ancestors=settings.projector_frame_ancestors

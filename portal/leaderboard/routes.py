@@ -156,6 +156,19 @@ async def board_request(
     # so a body cached under this version is never older than it claims.
     state = await board_state_memory(request).read(redis, sessionmaker)
     admin = await viewer_is_admin(request, redis, sessionmaker)
+    return board_request_of(state, now, admin, asked, q, page)
+
+
+def board_request_of(
+    state: service.BoardState,
+    now: datetime,
+    admin: bool,
+    asked: Board | None,
+    q: str,
+    page: PageParams,
+) -> BoardRequest:
+    """The one way a board request (and so its ETag) is made: the routes and the
+    unchanged-poll shortcut (shortcut.py) both build it here."""
     return BoardRequest(
         competition=state.competition,
         now=now,

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from portal.competition.phases import audit_phase_change
-from portal.core.deps import get_clock
 from portal.core.storage import content_key
 from portal.leaderboard.refresh import refresh
 from tests.fixtures.competition import (
@@ -23,6 +22,7 @@ from tests.fixtures.competition import (
     claim_all,
     configure,
     score_runs,
+    set_clock,
     submission_of,
     wait_for_public_score,
     worker_context,
@@ -191,7 +191,7 @@ async def test_the_final_needs_the_end_private_seeds_and_an_upload(client, teams
 def clock(app) -> MovableClock:
     """The portal's clock, moved by the test."""
     moved = MovableClock(START)
-    app.dependency_overrides[get_clock] = lambda: moved
+    set_clock(app, moved)
     return moved
 
 

@@ -11,10 +11,9 @@ import psycopg
 import pytest
 
 from portal.core.db import psycopg_conninfo
-from portal.core.deps import get_clock
 from portal.main import create_app
 from tests.fixtures.clients import make_client
-from tests.fixtures.competition import configure
+from tests.fixtures.competition import configure, set_clock
 from tests.fixtures.evaluation import upload
 from tests.fixtures.factories import browser_login
 
@@ -42,10 +41,6 @@ def audit_rows(services, prefix: str = "competition.") -> list[tuple]:
         "SELECT action, details FROM audit_log WHERE action LIKE %s ORDER BY id",
         prefix + "%",
     )
-
-
-def set_clock(app, now: datetime) -> None:
-    app.dependency_overrides[get_clock] = lambda: lambda: now
 
 
 def form(csrf: str, **fields: str) -> dict[str, str]:

@@ -10,8 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from portal.core.deps import get_clock
-from tests.fixtures.competition import configure, wait_for_public_score
+from tests.fixtures.competition import configure, set_clock, wait_for_public_score
 from tests.fixtures.evaluation import example, running_eval_worker, upload
 from tests.fixtures.factories import browser_login
 from tests.fixtures.leaderboard import (
@@ -32,10 +31,6 @@ def ago(minutes: float) -> datetime:
 
 def board_rows(board: dict) -> list[tuple]:
     return [(r["rank"], r["team_name"], r["score"], r["entries"]) for r in board["items"]]
-
-
-def set_clock(app, moment: datetime) -> None:
-    app.dependency_overrides[get_clock] = lambda: lambda: moment
 
 
 async def test_public_board_ranks_best_public_scores_and_a_tie_goes_to_the_earlier_upload(
@@ -416,3 +411,37 @@ async def test_after_a_freeze_the_final_shake_up_compares_with_the_frozen_board(
         ("Bob", 1, 2),
         ("Ada", 2, 1),
     ]
+
+
+async def test_the_unchanged_poll_shortcut_never_answers_what_the_route_would_refuse(
+    client, teams, services
+):
+    """Unchanged visitor polls are answered before routing; a tag that is not this
+    viewer's, or a board it may not see, still goes to the route."""
+    await teams.create(name="Ada")
+    admin = await teams.admin()
+    seed_public_scores(services, {"Ada": [(2.0, ago(30))]})
+    set_competition(services, ends_at=NOW - timedelta(minutes=5))
+    seed_final_scores(services, {})
+    fragment = {"HX-Request": "true"}
+    visitor_tag = (await client.get("/leaderboard", headers=fragment)).headers["etag"]
+    polled = await client.get("/leaderboard", headers={**fragment, "If-None-Match": visitor_tag})
+    assert polled.status_code == 304 and polled.headers["etag"] == visitor_tag
+    assert polled.headers["x-request-id"] and polled.headers["cache-control"] == "no-cache"
+
+    await browser_login(client, admin)
+    admin_final = await client.get("/leaderboard?board=final", headers=fragment)
+    assert admin_final.status_code == 200
+    final_tag = admin_final.headers["etag"]
+    client.cookies.clear()
+    # A visitor replaying the admin's tag of the unrevealed final board is refused.
+    replayed = await client.get(
+        "/leaderboard?board=final", headers={**fragment, "If-None-Match": final_tag}
+    )
+    assert replayed.status_code == 403
+    # A malformed query is the route's to refuse, whatever the tag.
+    for query in ("?page=0", "?board=nope", "?page=x"):
+        odd = await client.get(
+            f"/leaderboard{query}", headers={**fragment, "If-None-Match": visitor_tag}
+        )
+        assert odd.status_code == 422, (query, odd.status_code)

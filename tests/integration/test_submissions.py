@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from portal.core.db import psycopg_conninfo
-from portal.core.deps import get_clock
 from portal.main import create_app
 from tests.fixtures.clients import make_client
+from tests.fixtures.competition import set_clock
 from tests.fixtures.factories import browser_login
 
 
@@ -300,7 +300,7 @@ async def test_quota_resets_at_midnight_in_the_competition_timezone(settings, te
     async with paris.router.lifespan_context(paris), make_client(paris) as client:
         now = datetime(2026, 11, 26, 22, 59, 30, tzinfo=UTC)
         # The portal's clock reads `now`, so assigning it later moves the portal's time.
-        paris.dependency_overrides[get_clock] = lambda: lambda: now
+        set_clock(paris, lambda: now)
         for n in range(2):
             ok = await client.post(
                 "/api/v1/submissions", files=py_file(distinct_source(n)), headers=alpha.auth
