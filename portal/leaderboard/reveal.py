@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from portal.auth.deps import PageAdmin
 from portal.competition.deps import CompetitionDep
@@ -29,7 +30,8 @@ from portal.core.templating import render
 from portal.evaluation import service as evaluation
 from portal.evaluation.schemas import BatchProgress
 from portal.leaderboard.refresh import REFRESHED_AT_KEY
-from portal.leaderboard.standings import audience_board
+from portal.leaderboard.standings import audience_board, standings
+from portal.teams.models import Team
 
 router = APIRouter(tags=["leaderboard"])
 REVEAL_PATH = "/leaderboard/projector/reveal"
@@ -38,16 +40,6 @@ PageInterval = Annotated[
     float,
     Query(gt=0, le=600, description="seconds between steps while auto-play runs"),
 ]
-
-standings = sa.table(
-    "standings",
-    sa.column("board", sa.Text),
-    sa.column("team_id", sa.Integer),
-    sa.column("score", sa.Float),
-    sa.column("rank", sa.Integer),
-    sa.column("position", sa.Integer),
-)
-team = sa.table("team", sa.column("id", sa.Integer), sa.column("name", sa.String))
 
 
 @dataclass(frozen=True)
@@ -93,14 +85,14 @@ async def final_teams(session: AsyncSession, board: str) -> list[RevealTeam]:
     rows = await session.execute(
         sa.select(
             final.c.team_id,
-            team.c.name,
+            col(Team.name),
             final.c.rank,
             final.c.score,
             seen.c.rank,
             seen.c.position,
             seen.c.score,
         )
-        .join(team, team.c.id == final.c.team_id)
+        .join(Team, col(Team.id) == final.c.team_id)
         .outerjoin(seen, sa.and_(seen.c.team_id == final.c.team_id, seen.c.board == board))
         .where(final.c.board == "final")
         .order_by(final.c.position)
