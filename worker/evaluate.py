@@ -16,7 +16,7 @@ from portal.llm import run_tokens
 from worker.context import WorkerContext
 from worker.judge import judge
 from worker.kits.base import failed_run_score
-from worker.sandbox.base import SandboxError, SandboxResult
+from worker.sandbox.base import SandboxError, SandboxLimits, SandboxResult
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
         judged = _run_and_judge(context, run)
         if judged is None:
             return "aborted"
-        result, outcome = judged
-        return _record(context, run, outcome, result)
+        result, outcome, limits = judged
+        return _record(context, run, outcome, result, limits)
     except Exception as exc:
         failure = describe_failure(exc)
         # A traceback only for what we did not foresee: that is a bug to fix.
@@ -102,7 +102,7 @@ def execute_run(context: WorkerContext, run_id: int) -> str:
 
 def _run_and_judge(
     context: WorkerContext, run: runs.ClaimedRun
-) -> tuple[SandboxResult, runs.Outcome] | None:
+) -> tuple[SandboxResult, runs.Outcome, SandboxLimits] | None:
     """Run the submission in the sandbox and score it; None if it was stopped midway."""
     settings, kit = context.settings, context.kit
     llm_token = None
@@ -142,7 +142,7 @@ def _run_and_judge(
             _revoke_quietly(context, llm_token)
     if result.aborted:
         return None
-    return result, judge(kit, run.seed, input_bytes, result, limits)
+    return result, judge(kit, run.seed, input_bytes, result, limits), limits
 
 
 def _record(
@@ -150,7 +150,19 @@ def _record(
     run: runs.ClaimedRun,
     outcome: runs.Outcome,
     result: SandboxResult | None = None,
+    limits: SandboxLimits | None = None,
 ) -> str:
+    cost = None
+    if result is not None:
+        cost = runs.RunCost(
+            cpu_user_ms=result.cpu_user_ms,
+            cpu_system_ms=result.cpu_system_ms,
+            peak_memory_bytes=result.peak_memory_bytes,
+            exit_signal=result.exit_signal,
+            output_bytes=result.output_bytes,
+            output_truncated=result.log_truncated,
+            limits=limits.shown() if limits else {},
+        )
     with context.sessions.begin() as session:
         written = runs.record(
             session,
@@ -161,6 +173,7 @@ def _record(
             duration_ms=result.duration_ms if result else 0,
             log=result.log if result else "",
             failed_run_score=failed_run_score(context.kit),
+            cost=cost,
         )
     if written and context.after_result is not None:
         context.after_result()

@@ -15,7 +15,7 @@ from dramatiq.middleware import Middleware
 from portal.competition.phases import audit_phase_change
 from portal.core.config import Settings
 from portal.core.time import utcnow
-from portal.evaluation import runs
+from portal.evaluation import runs, workers
 from portal.evaluation.queue import PUBLIC_QUEUE, PUBLIC_RUN_ACTOR, QUEUE, RUN_ACTOR
 from portal.leaderboard import refresh as leaderboard_refresh
 from portal.leaderboard.refresh import REFRESH_ACTOR
@@ -76,15 +76,20 @@ def remove_leftover_containers(context: WorkerContext) -> int:
 
 class Watchdog(Middleware):
     """Runs a sweep every few seconds in each worker process (the advisory lock makes one
-    of them do the work) and cleans leftovers when the worker boots."""
+    of them do the work), reports the process alive (portal.evaluation.workers) as often,
+    and cleans leftovers when the worker boots."""
 
     def __init__(self, context: WorkerContext, enqueue: Enqueue, interval: float) -> None:
         self.context = context
         self.enqueue = enqueue
         self.interval = interval
         self.stopping = threading.Event()
+        self.started_at = utcnow()
+        self.threads = 0
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.threads = worker.worker_threads
+        self._beat()
         try:
             remove_leftover_containers(self.context)
         except Exception:
@@ -93,9 +98,26 @@ class Watchdog(Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopping.set()
+        try:
+            workers.forget(self.context.redis, self.context.worker_id)
+        except Exception as exc:  # Redis away: the entry goes stale by itself
+            logger.warning("could not leave the worker list: %s", exc)
+
+    def _beat(self) -> None:
+        try:
+            workers.beat(
+                self.context.redis,
+                worker_id=self.context.worker_id,
+                threads=self.threads,
+                runner=self.context.runner.name,
+                started_at=self.started_at,
+            )
+        except Exception:
+            logger.exception("could not report this worker as alive")
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.interval):
+            self._beat()
             try:
                 watchdog_sweep(self.context, self.enqueue)
             except Exception:

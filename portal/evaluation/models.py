@@ -159,6 +159,23 @@ class EvaluationRun(SQLModel, table=True):
     exit_code: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
     duration_ms: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
     log: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    # What the run cost, from its container's cgroup (None: not measured, e.g. a run the
+    # worker itself had to kill, or one recorded before accounting existed).
+    cpu_user_ms: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    cpu_system_ms: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    peak_memory_bytes: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, nullable=True)
+    )
+    exit_signal: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    # Everything the program wrote to stdout and stderr, and whether the kept log is cut.
+    output_bytes: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, nullable=True)
+    )
+    output_truncated: bool | None = Field(
+        default=None, sa_column=sa.Column(sa.Boolean, nullable=True)
+    )
+    # The limits it ran under: {"timeout_seconds", "memory_mib", "cpus", "log_cap_bytes", ...}.
+    limits: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
     started_at: datetime | None = Field(
         default=None, sa_column=timestamptz(nullable=True, default_now=False)
     )

@@ -7,6 +7,7 @@ worker that comes back late.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, overload
@@ -52,6 +53,20 @@ class Outcome:
     reason: str | None
     score: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run cost, as measured outside the program (the evaluation_run columns of
+    the same names); None where it could not be measured."""
+
+    cpu_user_ms: int | None = None
+    cpu_system_ms: int | None = None
+    peak_memory_bytes: int | None = None
+    exit_signal: int | None = None
+    output_bytes: int | None = None
+    output_truncated: bool | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,7 @@ def record(
     duration_ms: int,
     log: str,
     failed_run_score: float,
+    cost: RunCost | None = None,
 ) -> bool:
     """Write the result once; False if the run stopped being ours meanwhile.
 
@@ -190,6 +206,7 @@ def record(
             exit_code=exit_code,
             duration_ms=duration_ms,
             log=safe_text(log),
+            **dataclasses.asdict(cost or RunCost()),
             finished_at=utcnow(),
             heartbeat_at=None,
         )

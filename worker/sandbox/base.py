@@ -31,6 +31,19 @@ class SandboxLimits:
     network: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
 
+    def shown(self) -> dict[str, float | int]:
+        """The limits a team and an admin see beside a run's figures (never the
+        environment: it holds the run's LLM token)."""
+        return {
+            "timeout_seconds": self.timeout_seconds,
+            "memory_mib": self.memory_mib,
+            "cpus": self.cpus,
+            "pids_limit": self.pids_limit,
+            "work_mib": self.work_mib,
+            "log_cap_bytes": self.log_cap_bytes,
+            "answer_cap_bytes": self.answer_cap_bytes,
+        }
+
 
 @dataclass
 class SandboxResult:
@@ -44,6 +57,13 @@ class SandboxResult:
     answer_too_large: bool = False
     aborted: bool = False  # stopped because the heartbeat said so (cancel / takeover)
     log_truncated: bool = False
+    # Accounting, measured outside the program's reach (None: this runner cannot, or the
+    # measurement was lost with a run the worker had to kill).
+    exit_signal: int | None = None  # the signal that ended it, if one did
+    cpu_user_ms: int | None = None
+    cpu_system_ms: int | None = None
+    peak_memory_bytes: int | None = None
+    output_bytes: int | None = None  # everything written to stdout and stderr
 
 
 class SandboxError(Exception):
