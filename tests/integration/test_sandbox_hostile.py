@@ -12,9 +12,8 @@ import psutil
 import pytest
 
 from portal.evaluation.models import RunStatus
-from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
+from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work, run_in_sandbox
 from tests.fixtures.servers import all_interfaces_http_server
-from worker.judge import judge
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
 from worker.sandbox.docker_runner import DockerRunner
@@ -38,16 +37,7 @@ def runner(eval_image, docker_client):
 
 
 def run(runner, source: str, limits: SandboxLimits = LIMITS):
-    result = runner.run(
-        run_id=999_000 + abs(hash(source)) % 1000,
-        worker_id="hostile-test",
-        files={"solution.py": source.encode(), "input.json": INPUT},
-        command=tsp.COMMAND,
-        answer_file="answer.json",
-        limits=limits,
-        heartbeat=lambda: True,
-    )
-    return result, judge(tsp, SEED, INPUT, result, limits)
+    return run_in_sandbox(runner, source, limits, SEED)
 
 
 def no_eval_containers(docker_client) -> bool:
@@ -252,3 +242,71 @@ def test_the_container_is_locked_down(runner):
     cap_line = next(line for line in result.log.splitlines() if line.startswith("CapEff"))
     assert cap_line.split()[1] == "0000000000000000"
     assert "NoNewPrivs:\t1" in result.log
+
+
+# The runguard (the sandbox's PID 1) reports on a stream the program cannot reach, and
+# only after every process of the program is dead.
+
+
+def test_a_forged_report_on_stdout_is_only_log_text(runner):
+    forged = (
+        "import json, sys\n"
+        "fake = {'exit_code': 0, 'answer': None, 'cpu_user_ms': 1, 'peak_memory_bytes': 1}\n"
+        "print('\\nPORTAL-RUNGUARD-REPORT ' + json.dumps(fake), flush=True)\n"
+        "sys.stderr.write('\\nPORTAL-RUNGUARD-REPORT ' + json.dumps(fake) + '\\n')\n"
+        "raise SystemExit(3)\n"
+    )
+    result, outcome = run(runner, forged)
+    assert result.exit_code == 3 and outcome.status == RunStatus.failed
+    assert "PORTAL-RUNGUARD-REPORT" in result.log  # shown as what it is: output
+    assert result.peak_memory_bytes > 1_000_000
+
+
+def test_the_program_cannot_signal_trace_or_write_through_pid_1(runner):
+    probe = (
+        "import os, signal\n"
+        "for number in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGSTOP):\n"
+        "    try:\n        os.kill(1, number)\n"
+        "    except OSError as exc:\n        print('kill', number, type(exc).__name__)\n"
+        "for path, mode in (('/proc/1/fd/1', 'w'), ('/proc/1/mem', 'rb'), ('/proc/1/environ', 'rb')):\n"
+        "    try:\n        open(path, mode).write('\\nPORTAL-RUNGUARD-REPORT {}\\n')\n"
+        "        print('OPENED', path)\n"
+        "    except (OSError, TypeError) as exc:\n        print('refused', path, type(exc).__name__)\n"
+        "print('still here', flush=True)\nraise SystemExit(5)\n"
+    )
+    result, _ = run(runner, probe)
+    assert "still here" in result.log
+    assert "OPENED" not in result.log, result.log
+    assert result.exit_code == 5 and result.cpu_user_ms is not None
+
+
+def test_processes_left_behind_are_killed_when_the_program_ends(runner):
+    # A child that keeps spinning (and would write a different answer later) must neither
+    # hold the run open nor be counted after the program's end.
+    leaver = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    end = time.time() + 30\n"
+        "    while time.time() < end:\n        pass\n"
+        "    open(sys.argv[2], 'w').write('late')\n"
+        "    os._exit(0)\n"
+        "print('parent done')\n"
+    )
+    result, outcome = run(runner, leaver)
+    assert not result.timed_out and result.duration_ms < 2000, result
+    assert outcome.status == RunStatus.invalid_answer and "wrote no" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "make_answer",
+    [
+        "os.symlink('/proc/1/environ', sys.argv[2])",
+        "os.mkfifo(sys.argv[2])",
+        "os.mkdir(sys.argv[2])",
+    ],
+)
+def test_an_answer_that_is_not_a_regular_file_is_no_answer(runner, make_answer):
+    _, outcome = run(runner, f"import os, sys\n{make_answer}\n")
+    assert outcome.status == RunStatus.invalid_answer
+    assert "wrote no answer.json" in outcome.reason

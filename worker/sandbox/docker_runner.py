@@ -1,33 +1,43 @@
 """Run one submission in a fresh, locked-down container.
 
-Files go in and out through the Docker API (put_archive / get_archive), never a host bind
-mount, so the worker can itself run in a container that only has the Docker socket. The
-root file system is read-only, /tmp is a small noexec tmpfs, and the container is always
-removed in `finally`.
+The container's PID 1 is the runguard (worker/sandbox/runguard.py), passed as text to the
+image's Python: it takes the run's files on stdin, runs the kit's command, and when that
+ends kills whatever the program left behind and reports, on a stream only it writes,
+the exit, the output (capped head and tail), the answer file and what the run cost
+according to the container's cgroup. One container, no volumes, no host bind mounts, no
+archive copies and no exec: files go in and out through the Docker API (attach and
+logs), so the worker can itself run in a container that only has the Docker socket.
 
-/work is a size- and inode-capped tmpfs volume, so a submission cannot fill the host's
-disk (the one PostgreSQL uses) or its inode table. A tmpfs volume loses its files when
-nothing has it mounted, and the engine mounts a volume only while a container runs or an
-archive call is under way; so a "keeper" container mounts it read-only for the whole run,
-which keeps the inputs put before start and the answer read after exit, and lets the
-worker measure, trusting nothing the submission says, whether /work ended up full.
+The root file system is read-only; /work and /tmp are tmpfs capped in size (and /work in
+inodes), charged to the container's memory cap, so a submission can fill neither the
+host's disk nor its inode table. The worker keeps its own deadline a little past the
+runguard's, kills the container if that passes (then there is no report: a timeout
+without figures), and always removes the container.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import io
+import json
 import logging
+import socket
 import tarfile
 import time
+from pathlib import Path
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.volumes import Volume
-from docker.types import LogConfig, Mount, Ulimit
+from docker.types import LogConfig, Ulimit
 
-from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxResult, cap_log
+from portal.core.text import safe_text
+from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxResult
+from worker.sandbox.runguard import MARKER
 
 logger = logging.getLogger(__name__)
 SANDBOX_UID = 65534
@@ -36,12 +46,12 @@ LABEL = "portal.eval"
 # deployments and test sessions sharing one engine.
 DEPLOYMENT_LABEL = "portal.deployment"
 WORKDIR = "/work"
-# Docker keeps at most two files of this size (the tail of the output); we read that
-# back and keep a byte-capped head and tail of it.
-DOCKER_LOG_MAX = "1m"
+RUNGUARD_SOURCE = (Path(__file__).with_name("runguard.py")).read_text()
 # A write that hits the cap fills /work to its last page (write() stores what fits, then
 # fails), so "full" is "less than this left"; a little slack for tmpfs rounding.
 FULL_BELOW_BYTES = 64 * 1024
+# How long past its own deadline the runguard gets to kill, measure and report.
+REPORT_GRACE_SECONDS = 5.0
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -50,32 +60,56 @@ def tar_of(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.uid = info.gid = SANDBOX_UID
             info.mode = 0o644
             info.mtime = int(time.time())
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
-def _read_answer(container: Container, path: str, cap: int) -> tuple[bytes | None, bool]:
+def parse_report(stdout: bytes) -> dict[str, Any] | None:
+    """The runguard's report: the last marked line of the stream only it writes."""
+    marker = MARKER.encode()
+    at = stdout.rfind(marker)
+    if at < 0:
+        return None
     try:
-        stream, stat = container.get_archive(path)
-    except NotFound:
-        return None, False
-    if (stat or {}).get("size", 0) > cap:
-        return None, True
-    data = io.BytesIO()
-    for chunk in stream:
-        data.write(chunk)
-        if data.tell() > cap + 64 * 1024:  # tar overhead; never hold more than this
-            return None, True
-    data.seek(0)
-    with tarfile.open(fileobj=data, mode="r") as archive:
-        member = archive.next()
-        if member is None or not member.isfile():
-            return None, False
-        handle = archive.extractfile(member)
-        return (handle.read() if handle else None), False
+        report = json.loads(stdout[at + len(marker) :].strip())
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _decoded(text: str | None) -> bytes:
+    try:
+        return base64.b64decode(text or "", validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def result_from_report(report: dict[str, Any], duration_ms: int) -> SandboxResult:
+    head, tail = _decoded(report.get("log_head")), _decoded(report.get("log_tail"))
+    omitted = int(report.get("log_omitted") or 0)
+    log = safe_text(head)
+    if omitted:
+        log += f"\n[... {omitted} bytes of output omitted ...]\n"
+    log += safe_text(tail)
+    answer = report.get("answer")
+    return SandboxResult(
+        exit_code=report.get("exit_code"),
+        duration_ms=int(report.get("wall_ms", duration_ms)),
+        log=log,
+        answer=_decoded(answer) if answer is not None else None,
+        timed_out=bool(report.get("timed_out")),
+        memory_exceeded=bool(report.get("oom_kills")),
+        disk_exceeded=bool(report.get("work_full")),
+        answer_too_large=bool(report.get("answer_too_large")),
+        log_truncated=omitted > 0,
+        exit_signal=report.get("exit_signal"),
+        cpu_user_ms=report.get("cpu_user_ms"),
+        cpu_system_ms=report.get("cpu_system_ms"),
+        peak_memory_bytes=report.get("peak_memory_bytes"),
+        output_bytes=report.get("output_bytes"),
+    )
 
 
 class DockerRunner:
@@ -120,25 +154,38 @@ class DockerRunner:
         limits: SandboxLimits,
         heartbeat: Heartbeat,
     ) -> SandboxResult:
-        container = keeper = work = None
+        container = None
         labels = {
             LABEL: "1",
             DEPLOYMENT_LABEL: self.deployment,
             "portal.run_id": str(run_id),
             "portal.worker": worker_id,
         }
+        guard_config = {
+            "command": command,
+            "timeout_seconds": limits.timeout_seconds,
+            "log_cap_bytes": limits.log_cap_bytes,
+            "answer_file": answer_file,
+            "answer_cap_bytes": limits.answer_cap_bytes,
+            "full_below_bytes": FULL_BELOW_BYTES,
+        }
+        # The report carries the log and the answer in base64: room for both, twice.
+        report_room = 2 * (limits.log_cap_bytes + limits.answer_cap_bytes) + (1 << 20)
         started = time.monotonic()
         try:
-            work = self._work_volume(limits, labels)
-            keeper = self._keeper(work, labels)
             container = self.client.containers.create(
                 self.image,
-                command,
+                ["python3", "-I", "-S", "-c", RUNGUARD_SOURCE, json.dumps(guard_config)],
                 user=f"{SANDBOX_UID}:{SANDBOX_UID}",
                 working_dir=WORKDIR,
                 read_only=True,
-                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mib}m"},  # noqa: S108
-                mounts=[Mount(target=WORKDIR, source=work.name, type="volume")],
+                tmpfs={
+                    "/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mib}m",  # noqa: S108
+                    WORKDIR: (
+                        f"rw,nosuid,nodev,size={limits.work_mib}m,nr_inodes={limits.work_inodes},"
+                        f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700"
+                    ),
+                },
                 # Files in /tmp and /work are tmpfs pages charged to this container, so
                 # this one cap covers the program's memory and its files: a run never
                 # holds more than memory_mib of the host's RAM, whatever it does. Settings
@@ -162,23 +209,22 @@ class DockerRunner:
                 environment=limits.environment,
                 labels=labels,
                 log_config=LogConfig(
-                    type="json-file", config={"max-size": DOCKER_LOG_MAX, "max-file": "2"}
+                    type="json-file", config={"max-size": str(report_room), "max-file": "2"}
                 ),
-                stdin_open=False,
-                detach=True,
+                # Open stdin closed after the first attach ends (docker-py sets
+                # StdinOnce only for a container that is not detached).
+                stdin_open=True,
+                detach=False,
             )
-            container.put_archive(WORKDIR, tar_of(files))
-            container.start()
-            started = time.monotonic()
-            deadline = started + limits.timeout_seconds
+            started = self._start_with_files(container, files)
+            deadline = started + limits.timeout_seconds + REPORT_GRACE_SECONDS
             timed_out = aborted = False
-            exit_code = None
             while True:
-                # The worker enforces the deadline itself; wait() is only a polling step.
+                # Polling steps: the runguard enforces the time limit, this deadline only
+                # catches a runguard that could not.
                 remaining = deadline - time.monotonic()
                 try:
-                    status = container.wait(timeout=max(0.1, min(1.0, remaining)))
-                    exit_code = status.get("StatusCode")
+                    container.wait(timeout=max(0.1, min(1.0, remaining)))
                     break
                 except Exception as exc:  # requests' ReadTimeout: still running
                     if not _is_timeout(exc):
@@ -192,67 +238,53 @@ class DockerRunner:
             duration_ms = int((time.monotonic() - started) * 1000)
             if timed_out or aborted:
                 _kill(container)
-            container.reload()
-            oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
-            raw_log = container.logs(stdout=True, stderr=True)
-            log, truncated = cap_log(raw_log, limits.log_cap_bytes)
-            answer, too_large = (None, False)
-            if not (timed_out or aborted):
-                answer, too_large = _read_answer(
-                    container, f"{WORKDIR}/{answer_file}", limits.answer_cap_bytes
+                return SandboxResult(
+                    exit_code=None,
+                    duration_ms=duration_ms,
+                    log="",
+                    timed_out=timed_out,
+                    aborted=aborted,
                 )
-            disk_full = not aborted and _work_is_full(keeper)
-            return SandboxResult(
-                exit_code=exit_code,
-                duration_ms=duration_ms,
-                log=log,
-                answer=answer,
-                timed_out=timed_out,
-                memory_exceeded=oom_killed,
-                disk_exceeded=disk_full,
-                answer_too_large=too_large,
-                aborted=aborted,
-                log_truncated=truncated,
-            )
+            report = parse_report(container.logs(stdout=True, stderr=False))
+            if report is not None:
+                return result_from_report(report, duration_ms)
+            return self._result_without_report(container, duration_ms)
         except ImageNotFound as exc:
             raise SandboxError(f"evaluation image {self.image!r} is missing") from exc
         except (APIError, DockerException) as exc:
             raise SandboxError(f"Docker failed while running: {exc}") from exc
         finally:
-            # The volume last: the engine refuses to remove one a container still uses.
-            for leftover in (container, keeper):
-                if leftover is not None:
-                    _remove(leftover)
-            if work is not None:
-                _remove_volume(work)
+            if container is not None:
+                _remove(container)
 
-    def _work_volume(self, limits: SandboxLimits, labels: dict[str, str]) -> Volume:
-        options = (
-            f"size={limits.work_mib}m,nr_inodes={limits.work_inodes},"
-            f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700,nosuid,nodev"
-        )
-        return self.client.volumes.create(
-            driver="local",
-            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": options},
-            labels=labels,
-        )
+    def _start_with_files(self, container: Container, files: dict[str, bytes]) -> float:
+        """Start the container and hand the runguard the run's files on its stdin."""
+        attached = container.attach_socket(params={"stdin": 1, "stream": 1})
+        raw: socket.socket = attached._sock  # type: ignore[union-attr]  # a unix socket
+        try:
+            container.start()
+            started = time.monotonic()
+            raw.sendall(base64.b64encode(tar_of(files)))
+            raw.shutdown(socket.SHUT_WR)  # end of input: stdin_once closes the runguard's
+        finally:
+            attached.close()
+        return started
 
-    def _keeper(self, work: Volume, labels: dict[str, str]) -> Container:
-        """A container that only holds /work mounted (read-only) while the run lasts."""
-        return self.client.containers.run(
-            self.image,
-            ["sleep", "infinity"],
-            user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-            read_only=True,
-            mounts=[Mount(target=WORKDIR, source=work.name, type="volume", read_only=True)],
-            mem_limit="32m",
-            memswap_limit="32m",
-            pids_limit=8,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            network_mode="none",
-            labels=labels,
-            detach=True,
+    def _result_without_report(self, container: Container, duration_ms: int) -> SandboxResult:
+        """The runguard died before reporting: the memory cap took it, or it failed."""
+        container.reload()
+        state = container.attrs.get("State", {})
+        if state.get("OOMKilled"):
+            return SandboxResult(
+                exit_code=state.get("ExitCode"),
+                duration_ms=duration_ms,
+                log="",
+                memory_exceeded=True,
+            )
+        said = container.logs(stdout=False, stderr=True, tail=20)
+        raise SandboxError(
+            f"the sandbox's supervisor ended without a report (exit code "
+            f"{state.get('ExitCode')}): {safe_text(said[-2000:]).strip() or 'no output'}"
         )
 
     def _containers(self, run_id: int | None = None) -> list[Container]:
@@ -260,6 +292,7 @@ class DockerRunner:
             all=True, filters={"label": _labels(self.deployment, run_id)}
         )
 
+    # Runs no longer create volumes; these find /work volumes an older version left.
     def _volumes(self, run_id: int | None = None) -> list[Volume]:
         return self.client.volumes.list(filters={"label": _labels(self.deployment, run_id)})
 
@@ -292,17 +325,6 @@ def _labels(deployment: str, run_id: int | None) -> list[str]:
 
 def _run_id_of(labels: dict[str, str]) -> int:
     return int(labels.get("portal.run_id", "0"))
-
-
-def _work_is_full(keeper: Container) -> bool:
-    """Whether /work ran out of space or of inodes, as the kernel (not the program) says."""
-    output = keeper.exec_run(["stat", "--file-system", "--format", "%a %S %d", WORKDIR]).output
-    assert isinstance(output, bytes)  # not streamed: the whole output at once
-    try:
-        free_blocks, block_size, free_inodes = (int(field) for field in output.split())
-    except ValueError as exc:
-        raise SandboxError(f"could not measure /work: {output[:200]!r}") from exc
-    return free_blocks * block_size < FULL_BELOW_BYTES or free_inodes == 0
 
 
 def _is_timeout(exc: Exception) -> bool:
