@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from portal.backup.errors import BackupError
 from portal.core.db import psycopg_conninfo
@@ -37,8 +37,13 @@ class Connection:
     @classmethod
     def from_url(cls, database_url: str) -> Connection:
         url = make_url(database_url)
-        without_password = url.set(password=None).render_as_string(hide_password=False)
-        return cls(psycopg_conninfo(without_password), url.password)
+        without_password = URL.create(
+            url.drivername, url.username, None, url.host, url.port, url.database, url.query
+        )
+        return cls(
+            psycopg_conninfo(without_password.render_as_string(hide_password=False)),
+            url.password,
+        )
 
     def connect(self, **options) -> psycopg.Connection:
         return psycopg.connect(self.conninfo, password=self.password, **options)

@@ -20,7 +20,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from portal.backup.errors import BackupError
-from portal.backup.postgres import find_client_tool
+from portal.backup.postgres import Connection, find_client_tool
 from portal.core.db import psycopg_conninfo
 from portal.core.embedded import EmbeddedPostgres
 from portal.core.storage import LocalStorage, Storage
@@ -345,3 +345,10 @@ def test_a_server_without_a_matching_pg_dump_is_refused_by_name():
     with pytest.raises(BackupError, match=r"PostgreSQL 99 and needs pg_dump 99") as refused:
         find_client_tool("pg_dump", 99)
     assert "postgresql-client-99" in str(refused.value)
+
+
+def test_the_database_password_reaches_pg_dump_through_the_environment_not_its_arguments():
+    connection = Connection.from_url("postgresql://portal:s3cr%40t@db:5432/portal?sslmode=require")
+    assert "s3cr" not in connection.conninfo  # command lines are visible to every user
+    assert connection.conninfo == "postgresql://portal@db:5432/portal?sslmode=require"
+    assert connection.environment()["PGPASSWORD"] == "s3cr@t"
