@@ -29,6 +29,7 @@ from tests.fixtures.environment import (
 )
 from tests.fixtures.evaluation import running_eval_worker
 from tests.fixtures.factories import TeamFactory
+from tests.fixtures.servers import s3_server
 from tests.fixtures.services import TestServices, reset
 
 
@@ -74,6 +75,12 @@ def echo_upstream() -> Iterator[EchoServer]:
     server = EchoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class Storage(Protocol):
     def get(self, key: str) -> Iterator[bytes]: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def list_keys(self) -> Iterator[str]: ...
     def ping(self) -> None: ...
     def ensure_ready(self) -> None: ...
 
@@ -104,6 +105,17 @@ class LocalStorage:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
+    def list_keys(self) -> Iterator[str]:
+        """Every stored key, sorted; the ping probe and unfinished writes are not objects."""
+        if not self.root.is_dir():
+            return iter(())
+        keys = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+        return iter(sorted(keys))
+
 
 class MinioStorage:
     def __init__(
@@ -167,6 +179,20 @@ class MinioStorage:
 
     def delete(self, key: str) -> None:
         self._call(self.client.remove_object, self.bucket, key)
+
+    def list_keys(self) -> Iterator[str]:
+        """Every stored key, in the store's (lexical) order, fetched page by page."""
+        listing = self._call(self.client.list_objects, self.bucket, recursive=True)
+
+        def keys() -> Iterator[str]:
+            try:
+                for entry in listing:
+                    if not entry.is_dir:
+                        yield entry.object_name
+            except Exception as exc:  # the listing pages are fetched lazily
+                raise StorageUnavailable(f"object storage broke off listing keys: {exc}") from exc
+
+        return keys()
 
 
 def create_storage(settings: Settings) -> Storage:

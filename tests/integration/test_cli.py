@@ -1,6 +1,5 @@
 """The `portal` command, run as a real process against real servers."""
 
-import os
 import re
 import signal
 import subprocess
@@ -13,29 +12,8 @@ import psutil
 import pytest
 
 from portal.core.embedded import free_loopback_port
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def portal(
-    *args: str,
-    env: dict | None = None,
-    check: bool = True,
-    timeout: float = 120,
-    replace_env: bool = False,
-):
-    """Run the real `portal` entry point; `env` adds to ours unless `replace_env`."""
-    result = subprocess.run(
-        [sys.executable, "-m", "portal.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env if replace_env else {**os.environ, **(env or {})},
-        cwd=PROJECT_ROOT,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"portal {args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.fixtures.cli import embedded_env, portal
+from tests.fixtures.environment import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -61,6 +39,8 @@ def test_every_command_has_help():
         ["team", "rotate-token"],
         ["team", "deactivate"],
         ["team", "activate"],
+        ["backup"],
+        ["restore"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, command
@@ -134,14 +114,6 @@ async def test_rotate_token_and_deactivate_commands(client, teams, against_test_
     assert missing.returncode == 1 and "No team with email ghost@example.org" in missing.stderr
 
 
-def _embedded_env(data_dir: Path) -> dict:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("PORTAL_DATABASE_URL", "PORTAL_REDIS_URL")
-    }
-    env["PORTAL_DATA_DIR"] = str(data_dir)
-    return env
-
-
 def _servers_using(data_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
@@ -155,7 +127,7 @@ def test_cli_uses_the_embedded_data_dir_when_no_database_url_is_set(tmp_path):
     data_dir = tmp_path / "portal-data"
     data_dir.mkdir()
     tmp_path.chmod(0o755)
-    env = _embedded_env(data_dir)
+    env = embedded_env(data_dir)
     create = ("team", "create", "--name", "Solo", "--email", "solo@example.org")
     portal(*create, env=env, replace_env=True)
     assert (data_dir / "postgres" / "PG_VERSION").exists()
@@ -181,7 +153,7 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
     data_dir = tmp_path / "dev-data"
     tmp_path.chmod(0o755)
     port = free_loopback_port()
-    env = _embedded_env(data_dir)
+    env = embedded_env(data_dir)
 
     def start() -> tuple[subprocess.Popen, list[str]]:
         process = subprocess.Popen(

@@ -1,13 +1,11 @@
 """One contract, two implementations: a local directory and MinIO (any S3 endpoint).
 
 No MinIO server can be installed here, so the MinIO client talks to moto's S3-compatible
-server, started on loopback by the fixture (or to PORTAL_TEST_S3_ENDPOINT when set).
+server (the `s3_endpoint` fixture in tests/conftest.py).
 """
 
 import hashlib
 import io
-import os
-import uuid
 
 import pytest
 
@@ -19,34 +17,15 @@ from portal.core.storage import (
     StorageUnavailable,
     content_key,
 )
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    endpoint = os.environ.get("PORTAL_TEST_S3_ENDPOINT")
-    if endpoint:
-        yield endpoint
-        return
-    from moto.server import ThreadedMotoServer
-
-    port = free_loopback_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop()
+from tests.fixtures.servers import fresh_bucket
 
 
 @pytest.fixture(params=["local", "minio"])
 def storage(request, tmp_path):
     if request.param == "local":
         return LocalStorage(tmp_path / "objects")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = f"portal-test-{uuid.uuid4().hex[:8]}"
-    store = MinioStorage(endpoint, "testing", "testing", bucket, secure=False)
-    store.ensure_ready()  # creates the missing bucket
-    assert store.client.bucket_exists(bucket)
+    store = fresh_bucket(request.getfixturevalue("s3_endpoint"))
+    assert store.client.bucket_exists(store.bucket)
     return store
 
 
@@ -85,6 +64,16 @@ def test_writing_the_same_content_twice_is_harmless(storage):
 
 def test_ping_succeeds_when_reachable(storage):
     storage.ping()
+
+
+def test_list_keys_names_every_stored_object_and_nothing_else(storage):
+    assert list(storage.list_keys()) == []
+    storage.ping()  # the local store's probe file is not an object
+    keys = [put_bytes(storage, f"value = {n}\n".encode()) for n in range(3)]
+    storage.put("logs/run-1.txt", io.BytesIO(b"log"), 3)
+    assert list(storage.list_keys()) == sorted([*keys, "logs/run-1.txt"])
+    storage.delete(keys[0])
+    assert keys[0] not in list(storage.list_keys())
 
 
 def test_unreachable_minio_is_storage_unavailable():

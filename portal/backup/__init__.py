@@ -1,0 +1,1 @@
+"""Backup and restore: one archive holding the database dump and every stored object."""
