@@ -130,7 +130,7 @@ class HashingReader(io.RawIOBase):
         self.size += len(chunk)
         return chunk
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         chunk = self.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
@@ -193,7 +193,7 @@ def writing(output: Path) -> Iterator[ArchiveWriter]:
     partial = output.with_name(f".{output.name}.partial")
     try:
         with partial.open("wb") as raw:
-            with tarfile.open(fileobj=raw, mode=mode) as tar:
+            with tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
                 yield ArchiveWriter(tar)
             raw.flush()
             os.fsync(raw.fileno())

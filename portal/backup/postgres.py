@@ -12,6 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -45,7 +46,7 @@ class Connection:
             url.password,
         )
 
-    def connect(self, **options) -> psycopg.Connection:
+    def connect(self, **options: Any) -> psycopg.Connection:
         return psycopg.connect(self.conninfo, password=self.password, **options)
 
     def environment(self) -> dict[str, str]:
@@ -55,8 +56,14 @@ class Connection:
         return env
 
 
+def _one(row: tuple[Any, ...] | None) -> Any:
+    """The single value of a one-row, one-column query (such queries always give a row)."""
+    assert row is not None
+    return row[0]
+
+
 def server_major(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    return int(_one(conn.execute("SHOW server_version_num").fetchone())) // 10000
 
 
 def _tool_major(path: Path) -> int | None:
@@ -125,7 +132,7 @@ def row_counts(conn: psycopg.Connection) -> dict[str, int]:
     counts = {}
     for table in table_names(conn):
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, table))
-        counts[table] = conn.execute(query).fetchone()[0]
+        counts[table] = int(_one(conn.execute(query).fetchone()))
     return counts
 
 
@@ -138,7 +145,7 @@ def dump(connection: Connection, target: Path) -> Snapshot:
         major = server_major(conn)
         pg_dump = find_client_tool("pg_dump", major)
         # The exported snapshot lives as long as this transaction stays open.
-        snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot_id = str(_one(conn.execute("SELECT pg_export_snapshot()").fetchone()))
         snapshot = Snapshot(major, _revision(conn), row_counts(conn))
         _run(
             [

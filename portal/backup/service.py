@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from portal.backup import archive, postgres
 from portal.backup.archive import DATABASE_MEMBER, Manifest
@@ -82,7 +84,7 @@ def occupied(connection: postgres.Connection, storage: Storage) -> list[str]:
     return found
 
 
-def _first_keys(storage: Storage, count: int):
+def _first_keys(storage: Storage, count: int) -> Iterator[str]:
     for number, key in enumerate(storage.list_keys()):
         if number == count:
             return
@@ -125,7 +127,7 @@ def restore(
                 dump_file.unlink()
             else:
                 key = name.removeprefix(archive.OBJECTS_PREFIX)
-                storage.put(key, reader, expected.size)
+                storage.put(key, cast(BinaryIO, reader), expected.size)
                 archive.confirm(name, reader, expected)
 
     _check_restored(connection, storage, manifest)
