@@ -31,9 +31,7 @@ def upgrade() -> None:
         "UPDATE evaluation_run AS run SET queued_at = entry.created_at "
         "FROM batch_submission AS entry WHERE entry.id = run.batch_submission_id"
     )
-    op.alter_column(
-        "evaluation_run", "queued_at", nullable=False, server_default=sa.func.now()
-    )
+    op.alter_column("evaluation_run", "queued_at", nullable=False, server_default=sa.func.now())
     op.create_index(
         "ix_evaluation_run_queued",
         "evaluation_run",
