@@ -41,6 +41,7 @@ from portal.llm.gateway import routes as gateway_routes
 from portal.llm.gateway.service import Gateway
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
+from portal.system import routes as system_routes
 from portal.teams import pages as team_pages
 from portal.teams import routes as team_routes
 
@@ -129,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_routes.pages,
         llm_routes.router,
         llm_pages.router,
+        system_routes.router,
+        system_routes.pages,
     ):
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
         responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES

@@ -51,7 +51,24 @@ def humanize_duration(seconds: float) -> str:
     return f"in {minutes} min" if minutes else "in under a minute"
 
 
+def humanize_age(seconds: float) -> str:
+    """How long ago or how long for, in the two largest units: '4 s', '3 min 10 s',
+    '2 h 5 min', '3 d 4 h'. Negative (a clock ahead of ours) reads as '0 s'."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
 templates.env.filters["datetime"] = _format_time
+templates.env.filters["age"] = humanize_age
 templates.env.filters["localtime"] = local_time
 templates.env.filters["filesize"] = _file_size
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)

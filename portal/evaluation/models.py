@@ -131,6 +131,14 @@ class EvaluationRun(SQLModel, table=True):
         sa.CheckConstraint(_known("status", RunStatus), name="status_known"),
         sa.Index("ix_evaluation_run_status_heartbeat_at", "status", "heartbeat_at"),
         sa.Index("ix_evaluation_run_batch_id_status", "batch_id", "status"),
+        # The System page: the queue's oldest run and its size, then what finished lately.
+        sa.Index(
+            "ix_evaluation_run_queued",
+            "queued_at",
+            "batch_id",
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        sa.Index("ix_evaluation_run_status_finished_at", "status", "finished_at"),
     )
 
     # None until the INSERT is flushed; every stored row has one.
@@ -176,6 +184,9 @@ class EvaluationRun(SQLModel, table=True):
     )
     # The limits it ran under: {"timeout_seconds", "memory_mib", "cpus", "log_cap_bytes", ...}.
     limits: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
+    # When it was last asked for: queued by an upload, a batch's start or an organizer's
+    # re-run. A retry after a lost worker keeps it: the run has been waiting since then.
+    queued_at: datetime | None = Field(default=None, sa_column=timestamptz())
     started_at: datetime | None = Field(
         default=None, sa_column=timestamptz(nullable=True, default_now=False)
     )

@@ -267,6 +267,7 @@ async def rerun_failed(
             heartbeat_at=None,
             started_at=None,
             finished_at=None,
+            queued_at=utcnow(),
             details={},
         )
         .returning(

@@ -53,26 +53,35 @@ def forget(redis: Redis, worker_id: str) -> None:
     redis.hdel(WORKERS_KEY, worker_id)
 
 
-def _parse(raw: dict[Any, Any], now: datetime) -> tuple[list[WorkerBeat], list[str]]:
+def _aware(text: Any) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("a beat's instants carry their offset")
+    return moment
+
+
+def _parse(raw: dict[Any, Any], now: datetime) -> tuple[list[WorkerBeat], list[Any]]:
+    """The readable beats, and the raw keys to drop: entries gone quiet for a day and
+    entries not ours to read (written by another version or by something else)."""
     beats, forgotten = [], []
     for key, value in raw.items():
-        worker_id = key.decode() if isinstance(key, bytes) else str(key)
         try:
             entry = json.loads(value)
             found = WorkerBeat(
-                worker_id=worker_id,
+                worker_id=key.decode() if isinstance(key, bytes) else str(key),
                 host=str(entry["host"]),
                 pid=int(entry["pid"]),
                 threads=int(entry["threads"]),
                 runner=str(entry["runner"]),
-                started_at=datetime.fromisoformat(entry["started_at"]),
-                beat_at=datetime.fromisoformat(entry["beat_at"]),
+                started_at=_aware(entry["started_at"]),
+                beat_at=_aware(entry["beat_at"]),
             )
-        except (ValueError, KeyError, TypeError):
-            forgotten.append(worker_id)  # not ours to read: written by another version
+            quiet_for = (now - found.beat_at).total_seconds()
+        except (ValueError, KeyError, TypeError, OverflowError):
+            forgotten.append(key)
             continue
-        if (now - found.beat_at).total_seconds() > FORGET_AFTER_SECONDS:
-            forgotten.append(worker_id)
+        if quiet_for > FORGET_AFTER_SECONDS:
+            forgotten.append(key)
         else:
             beats.append(found)
     beats.sort(key=lambda found: (found.host, found.pid, found.worker_id))

@@ -12,6 +12,8 @@ class LlmUsageLog(SQLModel, table=True):
     __tablename__ = "llm_usage_log"
     __table_args__ = (
         sa.Index("ix_llm_usage_log_team_id_created_at", "team_id", "created_at"),
+        # Every team's last hour (the System page): the log is written in time order.
+        sa.Index("ix_llm_usage_log_created_at_brin", "created_at", postgresql_using="brin"),
         sa.CheckConstraint("source IN ('dev', 'eval')", name="source_known"),
         sa.CheckConstraint("outcome IN ('allowed', 'refused', 'failed')", name="outcome_known"),
     )

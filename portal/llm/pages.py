@@ -41,7 +41,7 @@ async def _usage_page(
         template,
         {
             "report": report,
-            "chart": chart.build(report, ZoneInfo(settings.timezone)),
+            "chart": chart.usage(report, ZoneInfo(settings.timezone)),
             "windows": list(Window),
             "window": window,
         },

@@ -1,0 +1,42 @@
+"""The System page's two charts, drawn by portal.core.chart: runs finished per minute by
+status, and gateway calls per minute with the refused ones on top."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from portal.core.chart import Chart, Step, build
+from portal.system.schemas import FinishedRuns, GatewayRefusals
+
+HEIGHT = 180
+
+
+def finished(runs: FinishedRuns, timezone: tzinfo) -> Chart:
+    steps = []
+    for step in runs.series:
+        local = step.start.astimezone(timezone)
+        done = ", ".join(
+            f"{count} {status.replace('_', ' ')}" for status, count in step.counts.items()
+        )
+        steps.append(
+            Step(
+                parts=[(status, step.counts.get(status, 0)) for status in runs.totals],
+                label=f"{local:%H:%M}: {done or 'no runs finished'}",
+                axis_label=f"{local:%H:%M}",
+            )
+        )
+    return build(steps, height=HEIGHT)
+
+
+def gateway(calls: GatewayRefusals, timezone: tzinfo) -> Chart:
+    steps = []
+    for step in calls.series:
+        local = step.start.astimezone(timezone)
+        steps.append(
+            Step(
+                parts=[("served", step.calls - step.refused), ("refused", step.refused)],
+                label=f"{local:%H:%M}: {step.calls} calls, {step.refused} refused",
+                axis_label=f"{local:%H:%M}",
+            )
+        )
+    return build(steps, height=HEIGHT)
