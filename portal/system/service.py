@@ -95,7 +95,7 @@ async def queue(session: AsyncSession, now: datetime) -> QueueFigures:
     )
 
 
-def _run_rows() -> sa.Select[Any]:
+def _run_rows() -> Any:  # a Select of (run_id, batch, team, ...) rows
     """A run with what a reader recognises it by: its batch and its team."""
     return (
         sa.select(
@@ -205,7 +205,7 @@ async def refusals(session: AsyncSession, now: datetime) -> Refusals:
     refused = sum(step.refused for step in series)
 
     # The error code each refusal was answered with (record_refusal writes it).
-    reason = sa.func.coalesce(AuditLog.__table__.c.details["reason"].astext, "unknown")
+    reason = sa.func.coalesce(col(AuditLog.details)["reason"].astext, "unknown")
     uploads = await session.execute(
         sa.select(reason.label("refusal_reason"), sa.func.count())
         .where(col(AuditLog.action) == UPLOAD_REFUSED, col(AuditLog.created_at) >= since)
@@ -255,7 +255,8 @@ async def read_workers(
     try:
         return await worker_registry.known_workers_async(redis, now), None
     except ResponseError as exc:
-        kind = (await redis.type(worker_registry.WORKERS_KEY)).decode(errors="replace")
+        raw_kind = await redis.type(worker_registry.WORKERS_KEY)
+        kind = raw_kind.decode(errors="replace") if isinstance(raw_kind, bytes) else raw_kind
         return [], (
             f"Redis key {worker_registry.WORKERS_KEY!r} holds a {kind}, not the workers' "
             f"hash ({exc}); something else wrote it. Delete the key: workers rewrite it "
