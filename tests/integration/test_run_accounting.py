@@ -8,32 +8,17 @@ from datetime import timedelta
 from html import unescape
 
 from portal.evaluation import runs
-from tests.fixtures.competition import WORKER_ID, at, claim_all, configure, worker_context
+from tests.fixtures.accounting import (
+    LIMITS,
+    MIB,
+    TIMES,
+    public_runs_recorded,
+    record,
+)
+from tests.fixtures.competition import at, claim_all, configure, worker_context
 from tests.fixtures.evaluation import upload
 from tests.fixtures.factories import browser_login
-from worker.sandbox.base import SandboxLimits, cap_log
 
-MIB = 1024 * 1024
-TIMES = "\N{MULTIPLICATION SIGN}"
-LIMITS = SandboxLimits(timeout_seconds=20, memory_mib=512, cpus=1, log_cap_bytes=64 * 1024)
-# Seed 11 is killed after writing 1.2 MiB; seed 12 exits 1 having written a little.
-KILLED = runs.RunCost(
-    cpu_user_ms=1500,
-    cpu_system_ms=340,
-    peak_memory_bytes=212 * MIB,
-    exit_signal=9,
-    output_bytes=1258291,  # 1.2 MiB
-    output_truncated=True,
-    limits=LIMITS.shown(),
-)
-EXITED = runs.RunCost(
-    cpu_user_ms=250,
-    cpu_system_ms=50,
-    peak_memory_bytes=30 * MIB,
-    output_bytes=2048,
-    output_truncated=False,
-    limits=LIMITS.shown(),
-)
 # A final (private) run's figures, chosen to appear nowhere else.
 PRIVATE = runs.RunCost(
     cpu_user_ms=8760,
@@ -45,40 +30,6 @@ PRIVATE = runs.RunCost(
     limits=LIMITS.shown(),
 )
 PRIVATE_WORDS = ["9.87 s", "377 MiB", "SIGABRT", "signal 6", "9870", str(377 * MIB), "8760"]
-HOSTILE_LOG = b"<script>alert('x')</script>\x1b[31mred\x1b[0m\n" + b"y" * 200_000 + b"\nthe end\n"
-
-
-def record(context, run, *, score, exit_code, cost, log="") -> None:
-    with context.sessions.begin() as session:
-        written = runs.record(
-            session,
-            run,
-            WORKER_ID,
-            runs.Outcome("scored" if score is not None else "failed", None, score),
-            exit_code=exit_code,
-            duration_ms=2500,
-            log=log,
-            failed_run_score=0.0,
-            cost=cost,
-        )
-    assert written
-
-
-async def public_runs_recorded(client, teams, settings):
-    """A team's upload whose two public runs ended with known costs."""
-    admin = await teams.admin()
-    await configure(client, admin, public_seeds=[11, 12], private_seeds=[99])
-    team = await teams.create(name="Costly")
-    submission_id = await upload(client, team, "s.py", b"print('hi')\n")
-    public_batch = (await client.get("/api/v1/competition/admin", headers=admin.auth)).json()[
-        "public_batch_id"
-    ]
-    context = worker_context(settings)
-    claimed = {run.seed: run for run in claim_all(context, public_batch)}
-    log, _ = cap_log(HOSTILE_LOG, LIMITS.log_cap_bytes)
-    record(context, claimed[11], score=2.0, exit_code=None, cost=KILLED, log=log)
-    record(context, claimed[12], score=None, exit_code=1, cost=EXITED)
-    return admin, team, submission_id, public_batch, context, claimed
 
 
 def text_of(html: str) -> str:
@@ -173,7 +124,7 @@ async def test_runs_without_figures_say_not_measured(client, teams, settings):
         "public_batch_id"
     ]
     (run,) = claim_all(context, public_batch)
-    record(context, run, score=1.0, exit_code=0, cost=None)
+    record(context, run, runs.Outcome("scored", None, 1.0), exit_code=0, cost=None)
     await browser_login(client, team)
     words = text_of((await client.get(f"/submissions/{submission_id}")).text)
     for expected in ("CPU not measured", "peak memory not measured", "output not measured"):
@@ -218,7 +169,14 @@ async def test_a_private_runs_figures_never_reach_the_team_before_or_after_the_r
     assert started.status_code == 202, started.text
     final_batch = started.json()["final_batch_id"]
     (private_run,) = claim_all(context, final_batch)
-    record(context, private_run, score=3.0, exit_code=None, cost=PRIVATE, log="PRIVATE-LOG")
+    record(
+        context,
+        private_run,
+        runs.Outcome("scored", None, 3.0),
+        exit_code=None,
+        cost=PRIVATE,
+        log="PRIVATE-LOG",
+    )
 
     async def what_the_team_reads() -> dict[str, str]:
         await browser_login(client, team)
