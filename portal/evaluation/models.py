@@ -104,8 +104,8 @@ class BatchSubmission(SQLModel, table=True):
     status: str = Field(
         default=RunStatus.queued, sa_column=sa.Column(sa.String(20), nullable=False)
     )
-    # {"<seed>": {"status", "score", "reason", "duration_ms"}}, written when the last of
-    # its runs ends (the runs themselves, with attempts and heartbeats, are EvaluationRun).
+    # {"<seed>": {"status", "score", "reason", "duration_ms", "exit_code", and what the run
+    # cost (runs.COST_FIELDS)}}, written when the last of its runs ends (the runs themselves, with attempts and heartbeats, are EvaluationRun).
     seed_results: dict[str, Any] = Field(default_factory=dict, sa_column=jsonb())
     mean_score: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
     reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))

@@ -18,12 +18,13 @@ from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import FreeText, NameText
-from portal.evaluation import service
+from portal.evaluation import accounting, service
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.evaluation.schemas import MAX_SEEDS, BatchCreate
 
 router = APIRouter(include_in_schema=False)
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+RunId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -147,9 +148,38 @@ async def batch_page(
             "batch": batch,
             "progress": await service.progress(session, batch.id),
             "runs": await service.list_runs(session, batch.id),
+            "totals": await service.totals(session, batch.id),
             "live": batch.status == BatchStatus.running,
         },
         block="batch_live",
+    )
+
+
+@router.get("/admin/runs/{run_id}/log")
+async def run_log_page(
+    request: Request, run_id: RunId, admin: PageAdmin, session: SessionDep
+) -> Response:
+    """A run's whole kept log (head and tail of a long one, the cut marked), with what
+    the run cost: any run, a private one included, so admins only."""
+    run = await service.get_run(session, run_id)
+    return render(
+        request,
+        "admin/run_log.html",
+        {"run": run, "log_parts": accounting.log_parts(run.log or "")},
+    )
+
+
+@router.get("/admin/runs/{run_id}/log.txt")
+async def run_log_download(run_id: RunId, admin: PageAdmin, session: SessionDep) -> Response:
+    """The kept log as stored, as plain text to save (never rendered as HTML)."""
+    run = await service.get_run(session, run_id)
+    return Response(
+        run.log or "",
+        media_type="text/plain; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="run-{run.id}-log.txt"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -59,7 +59,11 @@ async def create_batch(
 async def read_batch(batch_id: BatchId, admin: AdminTeam, session: SessionDep) -> BatchDetail:
     batch = await service.get(session, batch_id)
     runs = await service.list_runs(session, batch.id)
-    return BatchDetail(**(await public(session, batch)).model_dump(), runs=runs)
+    return BatchDetail(
+        **(await public(session, batch)).model_dump(),
+        runs=runs,
+        totals=await service.totals(session, batch.id),
+    )
 
 
 @router.post("/{batch_id}/start", response_model=BatchPublic)

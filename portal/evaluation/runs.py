@@ -69,6 +69,11 @@ class RunCost:
     limits: dict[str, Any] = field(default_factory=dict)
 
 
+# The measured figures of a run (its `limits` aside): columns of evaluation_run, and the
+# per-seed summary `settle` keeps beside each seed's score.
+COST_FIELDS = tuple(f.name for f in dataclasses.fields(RunCost) if f.name != "limits")
+
+
 @dataclass(frozen=True)
 class ClaimedRun:
     id: int
@@ -316,6 +321,8 @@ def settle(
             col(EvaluationRun.score),
             col(EvaluationRun.reason),
             col(EvaluationRun.duration_ms),
+            col(EvaluationRun.exit_code),
+            *(getattr(EvaluationRun, name) for name in COST_FIELDS),
         )
         .where(col(EvaluationRun.batch_submission_id) == batch_submission_id)
         .order_by(col(EvaluationRun.seed))
@@ -341,6 +348,8 @@ def settle(
                         "score": run.score,
                         "reason": run.reason,
                         "duration_ms": run.duration_ms,
+                        "exit_code": run.exit_code,
+                        **{name: getattr(run, name) for name in COST_FIELDS},
                     }
                     for run in runs
                 },

@@ -1,9 +1,10 @@
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from portal.core.text import NameText
+from portal.evaluation.accounting import CostShown, TotalsShown, describe, describe_totals
 
 MAX_SEEDS = 50
 
@@ -70,17 +71,56 @@ class RunPublic(BaseModel):
     seed: int
     status: str
     score: float | None
-    duration_ms: int | None
+    duration_ms: int | None = Field(description="Wall time, from start to end")
     attempts: int
     reason: str | None
+    exit_code: int | None
+    # What the run cost, measured outside the program; null: not measured.
+    cpu_user_ms: int | None
+    cpu_system_ms: int | None
+    peak_memory_bytes: int | None
+    exit_signal: int | None = Field(description="The signal that ended it, if one did")
+    output_bytes: int | None = Field(description="All it wrote to stdout and stderr")
+    output_truncated: bool | None = Field(
+        description="Whether the kept log is cut (its start and end are kept)"
+    )
+    limits: dict[str, Any] = Field(
+        description="The limits it ran under: timeout_seconds, memory_mib, cpus, "
+        "pids_limit, work_mib, log_cap_bytes, answer_cap_bytes"
+    )
 
 
 class RunView(RunPublic):
-    """A run as the pages show it: with its batch, and its log when that was asked for."""
+    """A run as the pages show it: with its batch, its log when that was asked for, and
+    what it cost in words."""
 
     batch_id: int
     log: str | None = None
 
+    @property
+    def cost(self) -> CostShown:
+        return describe(self)
+
+
+class BatchTotals(BaseModel):
+    """What a batch's ended runs cost together (over the runs that were measured)."""
+
+    runs_ended: int
+    runs_measured: int = Field(description="Runs with CPU time measured")
+    cpu_ms: int = Field(description="CPU time, user and system, summed")
+    wall_ms: int = Field(description="Wall time summed")
+    peak_memory_bytes: int | None = Field(description="The largest peak of any run")
+    memory_mib: float | None = Field(description="The largest memory limit a run ran under")
+    output_bytes: int = Field(description="Output summed")
+    runs_cut: int = Field(description="Runs whose kept log is cut")
+
+    @property
+    def shown(self) -> TotalsShown:
+        return describe_totals(
+            **self.model_dump(exclude={"runs_ended", "runs_measured"}),
+        )
+
 
 class BatchDetail(BatchPublic):
     runs: list[RunPublic]
+    totals: BatchTotals

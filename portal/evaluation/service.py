@@ -26,8 +26,8 @@ from portal.evaluation.models import (
     RunStatus,
 )
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
-from portal.evaluation.runs import ACTIVE, FAILED
-from portal.evaluation.schemas import BatchCreate, BatchProgress, RunView
+from portal.evaluation.runs import ACTIVE, COST_FIELDS, FAILED
+from portal.evaluation.schemas import BatchCreate, BatchProgress, BatchTotals, RunView
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -263,6 +263,8 @@ async def rerun_failed(
             exit_code=None,
             duration_ms=None,
             log="",
+            **dict.fromkeys(COST_FIELDS),
+            limits={},
             worker_id=None,
             heartbeat_at=None,
             started_at=None,
@@ -351,6 +353,9 @@ RUN_COLUMNS = (
     col(EvaluationRun.duration_ms),
     col(EvaluationRun.attempts),
     col(EvaluationRun.reason),
+    col(EvaluationRun.exit_code),
+    *(getattr(EvaluationRun, name) for name in COST_FIELDS),
+    col(EvaluationRun.limits),
 )
 
 
@@ -359,16 +364,20 @@ async def list_runs(
     batch_id: int | None = None,
     *,
     submission_id: int | None = None,
+    run_id: int | None = None,
     include_log: bool = False,
     limit: int = 500,
 ) -> list[RunView]:
-    """Runs of a batch and/or a submission, in queue order. Logs (up to the log cap each)
-    are loaded only when asked for: the admin's polled run table never shows them."""
+    """Runs of a batch and/or a submission (or the one run `run_id`), in queue order.
+    Logs (up to the log cap each) are loaded only when asked for: the admin's polled run
+    table never shows them."""
     conditions = []
     if batch_id is not None:
         conditions.append(col(EvaluationRun.batch_id) == batch_id)
     if submission_id is not None:
         conditions.append(col(BatchSubmission.submission_id) == submission_id)
+    if run_id is not None:
+        conditions.append(col(EvaluationRun.id) == run_id)
     columns = [*RUN_COLUMNS, *([col(EvaluationRun.log)] if include_log else [])]
     rows = await session.execute(
         sa.select(
@@ -390,3 +399,42 @@ async def list_runs(
         .limit(limit)
     )
     return [RunView.model_validate(row) for row in rows]
+
+
+async def get_run(session: AsyncSession, run_id: int) -> RunView:
+    """One run with its whole kept log (an admin's view: any batch, private included)."""
+    found = await list_runs(session, run_id=run_id, include_log=True, limit=1)
+    if not found:
+        raise NotFound(f"No evaluation run #{run_id}.")
+    return found[0]
+
+
+async def totals(session: AsyncSession, batch_id: int) -> BatchTotals:
+    """What the batch's ended runs cost together, in one aggregate query."""
+    ended = col(EvaluationRun.status).not_in(ACTIVE)
+    cpu = col(EvaluationRun.cpu_user_ms) + col(EvaluationRun.cpu_system_ms)
+    row = (
+        await session.execute(
+            sa.select(
+                sa.func.count().filter(ended).label("runs_ended"),
+                sa.func.count(cpu).filter(ended).label("runs_measured"),
+                sa.func.coalesce(sa.func.sum(cpu).filter(ended), 0).label("cpu_ms"),
+                sa.func.coalesce(
+                    sa.func.sum(col(EvaluationRun.duration_ms)).filter(ended), 0
+                ).label("wall_ms"),
+                sa.func.max(col(EvaluationRun.peak_memory_bytes))
+                .filter(ended)
+                .label("peak_memory_bytes"),
+                sa.func.max(col(EvaluationRun.limits)["memory_mib"].as_float())
+                .filter(ended)
+                .label("memory_mib"),
+                sa.func.coalesce(
+                    sa.func.sum(col(EvaluationRun.output_bytes)).filter(ended), 0
+                ).label("output_bytes"),
+                sa.func.count()
+                .filter(ended, col(EvaluationRun.output_truncated))
+                .label("runs_cut"),
+            ).where(col(EvaluationRun.batch_id) == batch_id)
+        )
+    ).one()
+    return BatchTotals.model_validate(row._mapping)

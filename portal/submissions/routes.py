@@ -16,6 +16,7 @@ from portal.submissions import service
 from portal.submissions.deps import OwnSubmission, UploaderDep
 from portal.submissions.models import Submission
 from portal.submissions.schemas import (
+    BatchResultWithRuns,
     FinalPickState,
     QuotaPublic,
     SubmissionCreated,
@@ -76,8 +77,11 @@ async def read_quota(
 @router.get("/{submission_id}", response_model=SubmissionDetail)
 async def read_submission(submission: OwnSubmission, session: SessionDep) -> SubmissionDetail:
     view = await service.view_of(session, submission)
-    results = await service.results_by_batch(session, submission)
-    return SubmissionDetail(**public(view).model_dump(), results=results)
+    results = await service.results_with_runs(session, submission, include_log=False)
+    return SubmissionDetail(
+        **public(view).model_dump(),
+        results=[BatchResultWithRuns.model_validate(r, from_attributes=True) for r in results],
+    )
 
 
 @router.get("/{submission_id}/file", response_class=StreamingResponse)

@@ -2,7 +2,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from portal.evaluation.schemas import RunView
+from portal.evaluation.schemas import RunPublic, RunView
 
 
 class QuotaPublic(BaseModel):
@@ -23,6 +23,13 @@ class BatchResultPublic(BaseModel):
     mean_score: float | None
     reason: str | None
     finished_at: datetime | None
+
+
+class BatchResultWithRuns(BatchResultPublic):
+    """One public evaluation's result with its runs: seed by seed, what each scored and
+    what it cost (the submission's JSON detail)."""
+
+    runs: list[RunPublic]
 
 
 class BatchResultRuns(BatchResultPublic):
@@ -52,7 +59,9 @@ class SubmissionPublic(BaseModel):
 
 
 class SubmissionDetail(SubmissionPublic):
-    results: list[BatchResultPublic]
+    results: list[BatchResultWithRuns] = Field(
+        description="The public evaluations only (the final evaluation stays private)"
+    )
 
 
 class SubmissionCreated(SubmissionPublic):

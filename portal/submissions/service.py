@@ -426,16 +426,19 @@ async def results_by_batch(
     return [BatchResultPublic.model_validate(row) for row in rows]
 
 
-async def results_with_runs(session: AsyncSession, submission: Submission) -> list[BatchResultRuns]:
-    """Each public evaluation's result with its runs and their logs, for the team's own
-    submission page (never an admin batch's or the final evaluation's)."""
+async def results_with_runs(
+    session: AsyncSession, submission: Submission, *, include_log: bool = True
+) -> list[BatchResultRuns]:
+    """Each public evaluation's result with its runs (what each cost, and its log unless
+    `include_log` is False), for the team's own submission (never an admin batch's or
+    the final evaluation's)."""
     # Runs are read batch by batch, of the public batches only: a private run's log is
     # never even loaded for a team's page.
     return [
         BatchResultRuns(
             **result.model_dump(),
             runs=await evaluation.list_runs(
-                session, result.batch_id, submission_id=submission.id, include_log=True
+                session, result.batch_id, submission_id=submission.id, include_log=include_log
             ),
         )
         for result in await results_by_batch(session, submission)

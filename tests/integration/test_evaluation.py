@@ -3,6 +3,7 @@
 import psycopg
 
 from portal.core.db import psycopg_conninfo
+from portal.evaluation.runs import COST_FIELDS
 from tests.fixtures.competition import configure, wait_for_public_score
 from tests.fixtures.evaluation import (
     ONE_MIB_FILE,
@@ -84,7 +85,8 @@ async def test_failures_are_results_with_reasons_and_rerun_never_duplicates(
     reason = batch["runs"][0]["reason"]
     assert reason.startswith("Exited with code 3.") and "about to fail" in reason
     assert all(run["attempts"] == 1 for run in batch["runs"])  # a crash is not retried
-    # The submission's row in the batch carries the per-seed summary of its runs.
+    # The submission's row in the batch carries the per-seed summary of its runs, with
+    # what each cost.
     with psycopg.connect(psycopg_conninfo(services.database_url)) as conn:
         (summary,) = conn.execute("SELECT seed_results FROM batch_submission").fetchone()
     assert summary == {
@@ -93,6 +95,8 @@ async def test_failures_are_results_with_reasons_and_rerun_never_duplicates(
             "score": None,
             "reason": run["reason"],
             "duration_ms": run["duration_ms"],
+            "exit_code": 3,
+            **{name: run[name] for name in COST_FIELDS},
         }
         for run in batch["runs"]
     }

@@ -122,6 +122,12 @@ def private_runs(context, batch_id: int) -> list:
         ).all()
 
 
+def run_ids(context) -> list[int]:
+    """Every run so far, public and private: the admin log pages of each are swept."""
+    with context.sessions() as session:
+        return list(session.scalars(sa.text("SELECT id FROM evaluation_run ORDER BY id")))
+
+
 def final_scores(context, batch_id: int) -> dict[int, float]:
     """Each team's final score: the best mean of its picks on the private seeds."""
     with context.sessions() as session:
@@ -200,6 +206,7 @@ async def walk_a_competition(app, client, teams, eval_settings, stack: AsyncExit
             "submission_id": [*own, other, 999_999],
             "team_id": [alpha.id, beta.id, admin.id],
             "batch_id": [public_batch, final_batch or 999_999],
+            "run_id": [*run_ids(context), 999_999],
         }
         batches = {"final": final_batch or 999_999, "public": public_batch}
         seen = await sweep(app, clients, values, batches)
@@ -242,6 +249,7 @@ async def walk_a_competition(app, client, teams, eval_settings, stack: AsyncExit
                 "submission_id": [*own, other],
                 "team_id": [alpha.id],
                 "batch_id": [public_batch, final_batch],
+                "run_id": run_ids(context),
             },
             {"final": final_batch, "public": public_batch},
         )

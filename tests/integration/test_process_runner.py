@@ -64,6 +64,54 @@ def test_files_past_the_work_limits_are_a_disk_limit_as_under_docker():
     assert (too_many.status, too_many.reason) == (RunStatus.disk_limit, expected)
 
 
+MIB = 1024 * 1024
+
+
+def test_a_cpu_spin_is_accounted_as_cpu_time_close_to_its_wall_time():
+    # The program spins until it has itself used a second of CPU, and says how much.
+    result, _ = run(
+        "import time\nwhile time.process_time() < 1.0:\n    pass\n"
+        "print(round(time.process_time() * 1000))\n"
+    )
+    own_ms = int(result.log.split()[-1])
+    cpu_ms = result.cpu_user_ms + result.cpu_system_ms
+    # Its own figure plus the interpreter's start, and never more than the wall time.
+    assert own_ms <= cpu_ms <= min(own_ms + 500, result.duration_ms)
+
+
+def test_a_200_mib_allocation_shows_a_peak_within_ten_percent():
+    big = dataclasses.replace(LIMITS, memory_mib=512)
+    result, _ = run("block = b'x' * (200 * 1024 * 1024)\nprint(len(block))\n", big)
+    assert 200 * MIB <= result.peak_memory_bytes <= 220 * MIB
+
+
+def test_a_small_programs_peak_is_its_own_not_the_workers():
+    # The worker (this test process) holds 400 MiB; a program forked from it would
+    # report that as its own peak.
+    held = b"w" * (400 * MIB)
+    result, _ = run("print('hello')\n")
+    assert len(held) == 400 * MIB
+    assert result.peak_memory_bytes < 64 * MIB
+
+
+def test_how_a_run_ended_and_all_it_wrote_are_reported():
+    result, _ = run(
+        "print('x' * 9999, flush=True)\nimport os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    assert (result.exit_code, result.exit_signal) == (-15, 15)
+    # All 10 000 bytes it wrote are counted, though the kept log is cut to 4 KiB.
+    assert result.output_bytes == 10_000 and result.log_truncated
+    assert "bytes of output omitted" in result.log
+    exited, _ = run("raise SystemExit(3)\n")
+    assert (exited.exit_code, exited.exit_signal, exited.output_bytes) == (3, None, 0)
+
+
+def test_a_timed_out_run_is_killed_with_its_cpu_time_still_measured():
+    result, outcome = run("while True:\n    pass\n")
+    assert outcome.status == RunStatus.timeout and result.exit_signal == 9
+    assert 0 < result.cpu_user_ms + result.cpu_system_ms <= result.duration_ms
+
+
 def test_serve_and_worker_refuse_it_unless_allowed(monkeypatch):
     settings = Settings(eval_runner="process")
     with pytest.raises(RuntimeError, match="not a sandbox"):
