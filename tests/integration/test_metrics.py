@@ -5,16 +5,22 @@ leaderboard refresh), summed over every process of a real `portal serve` and
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
+from portal.core.embedded import free_loopback_port
 from portal.leaderboard import refresh as leaderboard_refresh
 from portal.main import create_app
 from tests.fixtures.clients import make_client
 from tests.fixtures.competition import worker_context
+from tests.fixtures.environment import PROJECT_ROOT
 from tests.fixtures.evaluation import example, running_eval_worker, upload, wait_for_batch
+from tests.fixtures.live import portal_command
 from tests.fixtures.metrics import METRICS_AUTH, METRICS_TOKEN, parse, scrape
 from tests.fixtures.services import room_in_the_minute
 
@@ -67,6 +73,7 @@ async def test_metrics_refuse_everyone_while_no_token_is_configured(settings, te
 
 
 async def test_metrics_with_the_token_list_every_named_metric(client):
+    await client.get("/healthz")  # HTTP series exist from the first request served
     response = await client.get("/metrics", headers=METRICS_AUTH)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -75,6 +82,10 @@ async def test_metrics_with_the_token_list_every_named_metric(client):
     assert not missing, missing
     assert samples.value("portal_metrics_source_up", source="database") == 1
     assert samples.value("portal_metrics_source_up", source="redis") == 1
+    # Every series the shipped Grafana dashboard queries is one the portal exposes.
+    dashboard = (PROJECT_ROOT / "docs" / "grafana" / "portal-dashboard.json").read_text()
+    queried = set(re.findall(r"portal_[a-z_]+", dashboard)) - {"portal_dashboard"}
+    assert queried and not [name for name in sorted(queried) if not samples.has(name)]
 
 
 async def test_uploads_are_counted_accepted_or_refused_with_their_reason(client, teams):
@@ -205,3 +216,89 @@ async def test_a_database_that_never_answers_leaves_metrics_answering_what_they_
     assert samples.has("portal_evaluation_workers_alive")
     assert not samples.has("portal_evaluation_queue_depth")
     assert samples.has("portal_submissions_total", result="accepted")
+
+
+def leave_stale_values(directory, accepted: float) -> None:
+    """What a killed earlier `portal serve` leaves behind: a value file of a process
+    that is gone, saying `accepted` uploads were counted."""
+    directory.mkdir(parents=True)
+    values = MmapedDict(str(directory / "counter_999999.db"))
+    key = mmap_key(
+        "portal_submissions",
+        "portal_submissions_total",
+        ["result", "reason"],
+        ["accepted", ""],
+        "Uploads",
+    )
+    values.write_value(key, accepted, 0)
+    values.close()
+
+
+async def wait_for_workers(http: httpx.AsyncClient, count: int) -> None:
+    for _ in range(300):
+        if (await scrape(http)).value("portal_evaluation_workers_alive") == count:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{count} worker processes never reported in")
+
+
+async def test_one_scrape_adds_up_every_process_of_portal_serve_and_portal_worker(
+    services, teams, tmp_path
+):
+    """Two uvicorn workers take the requests and uploads, two Dramatiq processes run
+    the batch; whichever uvicorn worker answers the scrape reports all of it."""
+    data_dir = tmp_path / "data"
+    leave_stale_values(data_dir / "metrics" / "serve", accepted=1000)
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "PORTAL_ENVIRONMENT": "test",
+        "PORTAL_SECRET_KEY": "live-test-secret-key-long-enough-xxxxxxxxxxxx",
+        "PORTAL_DATABASE_URL": services.database_url,
+        "PORTAL_REDIS_URL": services.redis_url,
+        "PORTAL_DATA_DIR": str(data_dir),
+        "PORTAL_BASE_URL": url,
+        "PORTAL_METRICS_TOKEN": METRICS_TOKEN,
+        "PORTAL_EVAL_RUNNER": "process",
+        "PORTAL_EVAL_ALLOW_PROCESS_RUNNER": "true",
+        "PORTAL_EVAL_STALE_AFTER_SECONDS": "6",  # workers beat every 2 s
+    }
+    admin = await teams.admin()
+    uploaders = [await teams.create() for _ in range(3)]
+    serve = ["serve", "--port", str(port), "--workers", "2"]
+    with (
+        # The worker first: both start up side by side.
+        portal_command(["worker", "--processes", "2"], env, tmp_path / "worker.log"),
+        portal_command(serve, env, tmp_path / "serve.log", ready_url=f"{url}/healthz"),
+    ):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            await wait_for_workers(http, 2)
+            # Side by side, so both uvicorn workers take some.
+            sources = ("tsp_input_order.py", "tsp_nearest_neighbour.py", "tsp_two_opt.py")
+            await asyncio.gather(
+                *(
+                    upload(http, team, f"s{number}.py", example(source))
+                    for number, (team, source) in enumerate(zip(uploaders, sources, strict=True))
+                ),
+                *(http.get("/api/v1/competition") for _ in range(40)),
+            )
+            created = await http.post(
+                "/api/v1/batches",
+                headers=admin.auth,
+                json={"name": "two workers", "seeds": [1, 2, 3, 4], "selection": "unevaluated"},
+            )
+            batch_id = created.json()["id"]
+            started = await http.post(f"/api/v1/batches/{batch_id}/start", headers=admin.auth)
+            assert started.status_code == 200, started.text
+            batch = await wait_for_batch(http, admin, batch_id)
+            assert batch["status"] == "finished"
+            samples = await scrape(http)
+
+    # The earlier run's leftovers were cleared before the processes started.
+    assert samples.value("portal_submissions_total", result="accepted") == 3
+    assert samples.value("portal_http_requests_total", route="/api/v1/competition") == 40
+    # Counted by the worker's processes, reported by the web's.
+    assert samples.value("portal_evaluation_runs_total", status="scored") == 12
+    assert samples.value("portal_evaluation_run_seconds_count") == 12
+    assert samples.value("portal_evaluation_queue_depth") == 0
+    assert samples.value("portal_leaderboard_refresh_seconds_count") >= 1
