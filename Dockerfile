@@ -17,6 +17,9 @@ COPY templates ./templates
 COPY static ./static
 RUN uv sync --frozen --no-dev
 
+# The data directory's metrics/ is a volume shared by portal, worker and llm-gateway;
+# made here so a new volume starts out writable by the portal user.
+RUN mkdir -p /app/.portal/metrics && chown -R portal:portal /app/.portal
 USER portal
 EXPOSE 8000
 CMD ["portal", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -29,6 +29,7 @@ from tests.fixtures.environment import (
 )
 from tests.fixtures.evaluation import running_eval_worker
 from tests.fixtures.factories import TeamFactory
+from tests.fixtures.metrics import METRICS_TOKEN
 from tests.fixtures.servers import s3_server
 from tests.fixtures.services import TestServices, reset
 
@@ -94,6 +95,7 @@ def settings(services: TestServices, echo_upstream: EchoServer, tmp_path: Path) 
         storage_local_dir=tmp_path / "objects",
         base_url="http://testserver",
         llm_upstream_url=echo_upstream.url,
+        metrics_token=METRICS_TOKEN,
     )
 
 

@@ -8,6 +8,7 @@ import time
 import redis
 import sqlalchemy as sa
 
+from portal.core import metrics
 from portal.core.storage import ObjectNotFound, StorageUnavailable
 from portal.core.text import exception_summary
 from portal.evaluation import runs
@@ -175,6 +176,8 @@ def _record(
             failed_run_score=failed_run_score(context.kit),
             cost=cost,
         )
+    if written:
+        metrics.observe_run(outcome.status, result.duration_ms / 1000 if result else None)
     if written and context.after_result is not None:
         context.after_result()
     logger.info("run %s: %s", run.id, outcome.status if written else "no longer ours")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
@@ -31,6 +33,35 @@ def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     return settings.model_copy(update=overrides) if overrides else settings
+
+
+def use_metrics_dir(settings: Settings, command: str) -> Path:
+    """Point this process, and every process it starts, at `<data dir>/metrics/<command>`
+    for their Prometheus values (portal.core.metrics explains the layout).
+
+    Emptied here, before any child starts: the values of an earlier run's processes go
+    with them (counters start again at 0, which Prometheus's rate() expects), and their
+    pids, which new processes may reuse, are no longer there to be mixed up with.
+    """
+    if "prometheus_client" in sys.modules:
+        # It picks in-process or multiprocess values once, when it is first imported.
+        raise RuntimeError(
+            "prometheus_client was imported before the metrics directory was set; "
+            "import the app only after use_metrics_dir"
+        )
+    directory = settings.metrics_dir / command
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.iterdir():
+        leftover.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
+    return directory
+
+
+def write_private(path: Path, text: str) -> None:
+    """Created 0600 from the start: never readable by others, not even for a moment."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 def fail(message: str) -> NoReturn:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from portal.cli.common import DataDirOption, fail, load_settings
+from portal.cli.common import DataDirOption, fail, load_settings, use_metrics_dir
 from portal.core.config import get_settings
 from portal.core.services import backing_services
 
@@ -30,9 +30,11 @@ def worker(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the Dramatiq worker that executes evaluation runs."""
+    settings = load_settings(data_dir)
+    # Runs are counted by the worker processes and read by the portal's /metrics.
+    use_metrics_dir(settings, "worker")
     from worker.context import choose_runner
 
-    settings = load_settings(data_dir)
     with backing_services(settings) as urls:
         settings = settings.model_copy(
             update={"database_url": urls.database_url, "redis_url": urls.redis_url}
@@ -46,6 +48,7 @@ def worker(
             os.environ,
             PORTAL_DATABASE_URL=urls.database_url,
             PORTAL_REDIS_URL=urls.redis_url,
+            PORTAL_DATA_DIR=str(settings.data_dir),
             dramatiq_queue_prefetch=str(queue_prefetch(threads or settings.worker_threads)),
         )
         command = [

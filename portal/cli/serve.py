@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import SecretStr
 
 from portal.cli.common import (
     DataDirOption,
     install_sigterm_as_exit,
     load_settings,
     run_in_transaction,
+    use_metrics_dir,
+    write_private,
 )
 from portal.cli.evaluation import queue_prefetch
 from portal.core.config import Settings, get_settings
@@ -29,14 +33,6 @@ def dev(
 ) -> None:
     """Everything in one process: embedded PostgreSQL and Redis, local storage, a worker
     and the portal. Seeds an admin and demo teams on first start."""
-    import dramatiq
-    import uvicorn
-
-    from portal.core import migrations
-    from portal.main import create_app
-    from portal.seed import seed_demo_data
-    from worker.tasks import setup
-
     # The laptop default: evaluate in Docker when an engine answers, otherwise in plain
     # processes, which the worker announces loudly as not sandboxed.
     settings = load_settings(
@@ -45,6 +41,17 @@ def dev(
     configure_logging(settings.log_level, json_output=False)
     install_sigterm_as_exit()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    use_metrics_dir(settings, "dev")  # before the app's modules import prometheus-client
+    settings = settings.model_copy(update={"metrics_token": _dev_metrics_token(settings)})
+
+    import dramatiq
+    import uvicorn
+
+    from portal.core import migrations
+    from portal.main import create_app
+    from portal.seed import seed_demo_data
+    from worker.tasks import setup
+
     typer.echo(f"Starting embedded services in {settings.data_dir.resolve()} ...")
     with backing_services(settings) as urls:
         settings = settings.model_copy(
@@ -68,6 +75,7 @@ def dev(
             settings = settings.model_copy(update={"eval_runner": "process"})
         try:
             application = create_app(settings)
+            _print_metrics_access(settings, f"http://{host}:{port}/metrics")
             typer.secho(f"\nPortal running at http://{host}:{port}  (Ctrl-C to stop)\n", bold=True)
             uvicorn.Server(
                 uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False)
@@ -81,6 +89,7 @@ def dev(
 
 
 DEV_EVAL_NETWORK = "portal-dev-evaluation"
+DEV_METRICS_TOKEN_FILE = "metrics-token"
 
 
 def _start_dev_llm(settings: Settings) -> tuple[list, Settings]:
@@ -123,13 +132,30 @@ def _print_seeded(settings: Settings, issued: list[IssuedToken]) -> None:
         return
     tokens_file = settings.data_dir / "demo-tokens.txt"
     lines = [f"{item.role:<12} {item.email:<22} {item.token}" for item in issued]
-    # Created 0600 from the start: never readable by others, not even for a moment.
-    descriptor = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_private(tokens_file, "\n".join(lines) + "\n")
     typer.secho(f"\nDemo accounts (tokens are shown once; also saved to {tokens_file}):", bold=True)
     for line in lines:
         typer.echo("  " + line)
+
+
+def _dev_metrics_token(settings: Settings) -> SecretStr:
+    """PORTAL_METRICS_TOKEN if set, else one made up on the first start and kept in the
+    data directory, so a local Prometheus keeps working across restarts."""
+    if settings.metrics_token is not None:
+        return settings.metrics_token
+    token_file = settings.data_dir / DEV_METRICS_TOKEN_FILE
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        write_private(token_file, token + "\n")
+    return SecretStr(token)
+
+
+def _print_metrics_access(settings: Settings, url: str) -> None:
+    assert settings.metrics_token is not None  # _dev_metrics_token set it
+    token = settings.metrics_token.get_secret_value()
+    typer.secho("\nMetrics (Prometheus), with the token PORTAL_METRICS_TOKEN:", bold=True)
+    typer.echo(f"  curl -H 'Authorization: Bearer {token}' {url}")
 
 
 def serve(
@@ -145,8 +171,14 @@ def serve(
     configure_logging(settings.log_level, settings.log_json)
     settings.check_safe_for_production()
     install_sigterm_as_exit()
+    use_metrics_dir(settings, "serve")
     with backing_services(settings) as urls:
-        env = {"PORTAL_DATABASE_URL": urls.database_url, "PORTAL_REDIS_URL": urls.redis_url}
+        env = {
+            "PORTAL_DATABASE_URL": urls.database_url,
+            "PORTAL_REDIS_URL": urls.redis_url,
+            # The workers find the same data directory (objects, metrics) as this one.
+            "PORTAL_DATA_DIR": str(settings.data_dir),
+        }
         os.environ.update(env)
         get_settings.cache_clear()
         uvicorn.run(
@@ -169,12 +201,14 @@ def gateway(
     PORTAL_EVAL_NETWORK. Nothing else of the portal is exposed on it."""
     import uvicorn
 
-    from portal.main import create_gateway_app
-
     settings = load_settings(data_dir)
     configure_logging(settings.log_level, settings.log_json)
     settings.check_safe_for_production()
     install_sigterm_as_exit()
+    use_metrics_dir(settings, "gateway")  # its calls count on the portal's /metrics
+
+    from portal.main import create_gateway_app
+
     with backing_services(settings) as urls:
         settings = settings.model_copy(
             update={"database_url": urls.database_url, "redis_url": urls.redis_url}

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 # The value shipped in .env.example; production refuses to start with it.
 EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(default=10, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+    # `Authorization: Bearer <token>` that /metrics asks for; unset: /metrics refuses
+    # everyone (`portal dev` makes one up and prints it).
+    metrics_token: SecretStr | None = None
 
     worker_processes: int = Field(default=1, gt=0)
     worker_threads: int = Field(default=2, gt=0)
@@ -101,6 +105,18 @@ class Settings(BaseSettings):
             )
         return value or None
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough_to_guess_never(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # compose passes an unset variable as ""
+        if len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(
+                f"PORTAL_METRICS_TOKEN must have at least {MIN_METRICS_TOKEN_CHARS} "
+                'characters; e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
+
     @model_validator(mode="after")
     def _work_fits_in_memory(self) -> "Settings":
         # The sandbox's /work and /tmp are tmpfs, held in the run's memory; were they not
@@ -137,6 +153,12 @@ class Settings(BaseSettings):
     @property
     def local_storage_path(self) -> Path:
         return self.storage_local_dir or self.data_dir / "objects"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the processes of this deployment keep their Prometheus values: one
+        subdirectory per command (serve, worker, gateway, dev), all merged by a scrape."""
+        return self.data_dir / "metrics"
 
     def check_safe_for_production(self) -> None:
         """Refuse to serve real users with the example secret or embedded services."""

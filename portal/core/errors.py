@@ -137,7 +137,8 @@ HTTP_CODES = {
 
 def wants_json(request: Request) -> bool:
     path = request.url.path
-    if path.startswith(("/api/", "/llm/")):
+    # /metrics is read by machines (Prometheus, curl), whatever they say they accept.
+    if path.startswith(("/api/", "/llm/")) or path == "/metrics":
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept

@@ -124,6 +124,7 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        metrics.HTTP_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -135,6 +136,7 @@ class RequestContextMiddleware:
             await send_with_headers(_internal_error_start(scope, len(body)))
             await send({"type": "http.response.body", "body": body})
         finally:
+            metrics.HTTP_IN_PROGRESS.dec()
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             status = status_holder["status"]

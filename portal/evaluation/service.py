@@ -432,7 +432,7 @@ async def totals(session: AsyncSession, batch_id: int) -> BatchTotals:
                     sa.func.sum(col(EvaluationRun.output_bytes)).filter(ended), 0
                 ).label("output_bytes"),
                 sa.func.count()
-                .filter(ended, col(EvaluationRun.output_truncated))
+                .filter(ended, col(EvaluationRun.output_truncated).is_(True))
                 .label("runs_cut"),
             ).where(col(EvaluationRun.batch_id) == batch_id)
         )

@@ -1,15 +1,18 @@
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.concurrency import run_in_threadpool
 
 from portal.core import metrics
-from portal.core.deps import EngineDep, RedisDep, StorageDep
+from portal.core.deps import ClockDep, EngineDep, RedisDep, SettingsDep, StorageDep
+from portal.core.errors import Unauthorized
+from portal.health import scrape
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -59,7 +62,34 @@ async def readyz(engine: EngineDep, redis: RedisDep, storage: StorageDep) -> JSO
     return JSONResponse({"status": "ok", "checks": results})
 
 
-@router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
-    payload, content_type = metrics.render_latest()
+# What a client that is refused is told to send (RFC 6750).
+METRICS_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+
+
+async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
+    """/metrics tells how busy the portal is and which teams' routes are hot: only for
+    whoever holds PORTAL_METRICS_TOKEN (Prometheus), and for nobody while it is unset."""
+    if settings.metrics_token is None:
+        raise Unauthorized(
+            "Metrics are off: set PORTAL_METRICS_TOKEN on the server, then send it as "
+            "'Authorization: Bearer <token>'.",
+            headers=METRICS_CHALLENGE,
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    # Compared in constant time: how long a refusal takes says nothing about the token.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthorized(
+            "Send the metrics token (PORTAL_METRICS_TOKEN) as 'Authorization: Bearer <token>'.",
+            headers=METRICS_CHALLENGE,
+        )
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_token)])
+async def prometheus_metrics(
+    settings: SettingsDep, engine: EngineDep, redis: RedisDep, clock: ClockDep
+) -> Response:
+    scraped = await scrape.scrape(engine, redis, clock(), settings.eval_stale_after_seconds)
+    # Reads every process's value files: off the event loop.
+    payload, content_type = await run_in_threadpool(metrics.render, settings.metrics_dir, scraped)
     return Response(payload, media_type=content_type)

@@ -16,6 +16,7 @@ from redis import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
+from portal.core import metrics
 from portal.core.db import after_commit
 from portal.evaluation.queue import enqueue_leaderboard_refresh
 
@@ -48,9 +49,11 @@ def refresh(engine: sa.Engine, redis: Redis) -> bool:
         if not connection.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": REFRESH_LOCK}):
             return False
         try:
+            started = time.perf_counter()
             # CONCURRENTLY: readers keep seeing the previous contents meanwhile.
             for view in VIEWS:
                 connection.execute(sa.text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+            metrics.observe_leaderboard_refresh(time.perf_counter() - started, time.time())
         finally:
             connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": REFRESH_LOCK})
     pipe = redis.pipeline()

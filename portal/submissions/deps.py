@@ -6,7 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.auth.deps import CurrentTeam, PageTeam
 from portal.competition import service as competition
 from portal.competition.deps import CompetitionDep
-from portal.core.db import SessionDep
+from portal.core import metrics
+from portal.core.db import SessionDep, after_commit
 from portal.core.deps import BrokerDep, ClockDep, SessionmakerDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
@@ -88,7 +89,11 @@ class Uploader:
 
         outcome = await form_action(session, upload_it)
         if isinstance(outcome, PortalError):
+            metrics.count_upload(outcome.code)
             await service.record_refusal(self.sessionmaker, team, outcome, filename)
+        else:
+            # Counted once it is kept: a request whose commit fails accepted nothing.
+            after_commit(session, lambda: metrics.count_upload(None))
         return outcome
 
 

@@ -14,6 +14,7 @@ import pytest
 from portal.core.embedded import free_loopback_port
 from tests.fixtures.cli import embedded_env, portal
 from tests.fixtures.environment import PROJECT_ROOT
+from tests.fixtures.metrics import parse
 
 
 @pytest.fixture
@@ -211,6 +212,7 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
             json={"email": "alpha@example.org", "api_token": tokens["alpha@example.org"]},
         )
         assert login.status_code == 200
+        (metrics_token,) = re.findall(r"Authorization: Bearer (\S+)'", output)
         assert _servers_using(data_dir), "embedded servers should be running"
         # A newcomer sees a live competition: open, and the demo uploads scored on the
         # public seeds by themselves, within a minute of the first start.
@@ -222,6 +224,12 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
         # 2-opt beats nearest neighbour beats the input order (examples/).
         assert order.index("Team Alpha") < order.index("Team Beta") < order.index("Team Gamma")
         assert "Organizers" not in order
+        # The printed token opens /metrics, which counts the demo's scored runs.
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        assert httpx.get(metrics_url).status_code == 401
+        bearer = {"Authorization": f"Bearer {metrics_token}"}
+        scraped = parse(httpx.get(metrics_url, headers=bearer).text)
+        assert scraped.value("portal_evaluation_runs_total", status="scored") > 0
     finally:
         stop(process)
     assert _servers_using(data_dir) == [], "SIGTERM must stop PostgreSQL and Redis"
@@ -230,6 +238,8 @@ def test_portal_dev_serves_seeds_persists_and_stops_everything(tmp_path):
     process, lines = start()
     try:
         assert "Demo data already present" in "".join(lines)
+        # The same metrics token as before: a local Prometheus keeps scraping.
+        assert f"Authorization: Bearer {metrics_token}'" in "".join(lines)
         login = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/auth/login",
             json={"email": "alpha@example.org", "api_token": tokens["alpha@example.org"]},

@@ -8,6 +8,7 @@ from portal.core.embedded import EmbeddedRedis
 from portal.core.logging import JsonFormatter
 from portal.main import create_app
 from tests.fixtures.clients import make_client
+from tests.fixtures.metrics import METRICS_AUTH
 
 
 async def test_healthz_answers_without_dependencies(client):
@@ -53,7 +54,7 @@ async def test_metrics_label_requests_by_route_template_not_raw_path(client, tea
     admin = await teams.admin()
     for team_id in (101, 102, 103):
         await client.get(f"/api/v1/teams/{team_id}", headers=admin.auth)
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS_AUTH)).text
     assert 'route="/api/v1/teams/{team_id}",status="404"' in text
     assert "/api/v1/teams/101" not in text
     assert "portal_http_request_duration_seconds_bucket" in text

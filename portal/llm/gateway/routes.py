@@ -12,9 +12,10 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
+from portal.core import metrics
 from portal.core.bodylimit import PayloadTooLarge
 from portal.llm.gateway.errors import GATEWAY_ERRORS, GatewayError, upstream_failure
-from portal.llm.gateway.service import Caller, Gateway
+from portal.llm.gateway.service import Caller, Gateway, call_outcome
 from portal.llm.usage_log import TokenUsage
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     try:
         caller = await gateway.caller(request)
     except GatewayError as error:
+        # No team to log it for; counted all the same.
+        metrics.count_llm_call(call_outcome(error.status_code))
         return error.response()
     try:
         raw, body = await _chat_request(request)
@@ -151,7 +154,7 @@ async def _forward_json(
         upstream = await gateway.upstream("POST", "chat/completions", content=raw)
     except httpx.HTTPError as exc:
         error = upstream_failure(exc)
-        gateway.log(caller, model, error.status_code, started)
+        gateway.log(caller, model, error.status_code, started, upstream=True)
         error.headers.update(limit_headers)
         return error.response()
     usage: TokenUsage = {}
@@ -160,7 +163,7 @@ async def _forward_json(
             usage = _usage_tokens(json.loads(upstream.content).get("usage"))
         except (ValueError, AttributeError):
             usage = {}
-    gateway.log(caller, model, upstream.status_code, started, **usage)
+    gateway.log(caller, model, upstream.status_code, started, upstream=True, **usage)
     return Response(
         upstream.content,
         status_code=upstream.status_code,
@@ -191,13 +194,13 @@ async def _forward_stream(
         )
     except httpx.HTTPError as exc:
         error = upstream_failure(exc)
-        gateway.log(caller, model, error.status_code, started)
+        gateway.log(caller, model, error.status_code, started, upstream=True)
         error.headers.update(limit_headers)
         return error.response()
     if not upstream.is_success:
         content = await upstream.aread()
         await upstream.aclose()
-        gateway.log(caller, model, upstream.status_code, started)
+        gateway.log(caller, model, upstream.status_code, started, upstream=True)
         return Response(
             content,
             status_code=upstream.status_code,
@@ -228,7 +231,7 @@ async def _forward_stream(
             logger.warning("llm gateway: upstream stream broke: %s", exc)
         finally:
             await upstream.aclose()
-            gateway.log(caller, model, status_code, started, **usage)
+            gateway.log(caller, model, status_code, started, upstream=True, **usage)
 
     return StreamingResponse(
         relay(),

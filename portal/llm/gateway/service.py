@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from portal.auth.deps import request_api_token
+from portal.core import metrics
 from portal.core.config import Settings
 from portal.core.logging import request_id_var, team_id_var
 from portal.core.security import hash_token
@@ -39,6 +40,21 @@ class Caller:
 
 
 TEAM_CACHE_SIZE = 10_000
+
+
+def call_outcome(status_code: int, *, refused: bool = False, upstream: bool = False) -> str:
+    """What became of a chat call, for portal_llm_requests_total (metrics.LLM_OUTCOMES)."""
+    if refused:
+        return "refused"
+    if status_code < 400:
+        return "allowed"
+    if upstream:
+        return "upstream_error" if status_code >= 500 else "upstream_rejected"
+    if status_code == 401:
+        return "unauthorized"
+    if status_code >= 500:
+        return "unavailable"
+    return "invalid_request"
 
 
 class Gateway:
@@ -114,13 +130,18 @@ class Gateway:
             extensions=self._upstream_extensions,
             **content,
         )
-        response = await self.transport.handle_async_request(request)
-        response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+        started = time.perf_counter()
+        try:
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            if not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        finally:
+            if path == "chat/completions":  # the model's latency, not the model list's
+                metrics.observe_llm_upstream(time.perf_counter() - started)
         return response
 
     async def caller(self, request: Request) -> Caller:
@@ -191,8 +212,12 @@ class Gateway:
         started: float,
         *,
         refused: bool = False,
+        upstream: bool = False,
         **usage: Unpack[TokenUsage],
     ) -> None:
+        """Log one chat call; `upstream`: `status_code` is the model server's answer
+        (or its failure), not the gateway's own refusal."""
+        metrics.count_llm_call(call_outcome(status_code, refused=refused, upstream=upstream))
         outcome = "refused" if refused else ("allowed" if status_code < 400 else "failed")
         self.recorder.record(
             UsageEntry(
