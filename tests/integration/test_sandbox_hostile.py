@@ -310,3 +310,16 @@ def test_an_answer_that_is_not_a_regular_file_is_no_answer(runner, make_answer):
     _, outcome = run(runner, f"import os, sys\n{make_answer}\n")
     assert outcome.status == RunStatus.invalid_answer
     assert "wrote no answer.json" in outcome.reason
+
+
+def test_a_submission_holding_dockers_detach_keys_arrives_whole(runner):
+    # ctrl-p ctrl-q on an attached stdin detaches in Docker; a source may contain them
+    # (valid UTF-8), and must still reach the sandbox byte for byte.
+    source = (
+        "import hashlib\nMARK = '\x10\x11 \x10\x11'\n"
+        "print(hashlib.sha256(open(__file__, 'rb').read()).hexdigest())\n" + "# pad\n" * 2000
+    )
+    result, _ = run(runner, source)
+    import hashlib
+
+    assert result.log.split()[0] == hashlib.sha256(source.encode()).hexdigest(), result.log

@@ -20,11 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import io
 import json
 import logging
 import socket
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,16 +52,11 @@ FULL_BELOW_BYTES = 64 * 1024
 REPORT_GRACE_SECONDS = 5.0
 
 
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = int(time.time())
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def files_message(files: dict[str, bytes]) -> bytes:
+    """The run's files as the runguard reads them from stdin: JSON of base64."""
+    return json.dumps(
+        {name: base64.b64encode(data).decode() for name, data in files.items()}
+    ).encode()
 
 
 def parse_report(stdout: bytes) -> dict[str, Any] | None:
@@ -264,7 +257,7 @@ class DockerRunner:
         try:
             container.start()
             started = time.monotonic()
-            raw.sendall(base64.b64encode(tar_of(files)))
+            raw.sendall(files_message(files))
             raw.shutdown(socket.SHUT_WR)  # end of input: stdin_once closes the runguard's
         finally:
             attached.close()

@@ -1,11 +1,12 @@
 """The sandbox's own PID 1: runs the submission and reports what it did and cost.
 
-Standard library only, and self-contained: the Docker runner passes this file's text to
+Standard library only (and few modules of it: every import is start-up time of every
+run), and self-contained: the Docker runner passes this file's text to
 the image's `python3 -I -S -c`, so any image with Python works and nothing of ours has to
 be baked into it. Like DOMjudge's runguard, it measures from the cgroup, which the
 program cannot touch, and reports only after every process of the program is dead.
 
-1. Reads a tar of the run's files (base64) on stdin into /work (a size- and inode-capped tmpfs).
+1. Reads the run's files (JSON of base64) from stdin into /work (a size- and inode-capped tmpfs).
 2. Makes itself undumpable (no ptrace, no /proc/1/mem or /proc/1/fd for the program,
    which runs as the same user) and starts the command with stdout and stderr on one
    pipe, keeping a capped head and tail of what comes through and counting every byte.
@@ -21,17 +22,13 @@ timeout_seconds, log_cap_bytes, answer_file, answer_cap_bytes, full_below_bytes.
 """
 
 import base64
-import contextlib
-import io
 import json
 import os
 import select
 import signal
 import stat
 import sys
-import tarfile
 import time
-from typing import Any
 
 MARKER = "PORTAL-RUNGUARD-REPORT "
 WORKDIR = "/work"
@@ -50,22 +47,16 @@ def make_undumpable() -> None:
 
 
 def read_files_from_stdin() -> None:
-    # Base64, because Docker's attach watches stdin for its detach keys (ctrl-p ctrl-q),
-    # bytes a binary tar could hold; base64 never does.
-    packed = io.BytesIO(base64.b64decode(sys.stdin.buffer.read(), validate=False))
-    with tarfile.open(fileobj=packed, mode="r:") as archive:
-        for member in archive:
-            name = os.path.basename(member.name)
-            if not member.isfile() or not name or name != member.name:
-                raise ValueError(f"unexpected archive member {member.name!r}")
-            source = archive.extractfile(member)
-            assert source is not None  # a regular file always has content
-            descriptor = os.open(
-                os.path.join(WORKDIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
-            )
-            with os.fdopen(descriptor, "wb") as target:
-                while chunk := source.read(1 << 16):
-                    target.write(chunk)
+    """{"name": "<base64>"} on stdin: text, because Docker's attach watches stdin for its
+    detach keys (ctrl-p ctrl-q), bytes raw files could hold and base64 never does."""
+    for name, data in json.loads(sys.stdin.buffer.read()).items():
+        if not name or os.path.basename(name) != name:
+            raise ValueError(f"unexpected file name {name!r}")
+        descriptor = os.open(
+            os.path.join(WORKDIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
+        )
+        with os.fdopen(descriptor, "wb") as target:
+            target.write(base64.b64decode(data, validate=True))
 
 
 def _read(path: str) -> str | None:
@@ -162,8 +153,10 @@ def start(command: list[str], write_end: int) -> int:
             # A fresh program starts with default signal handling: ignored signals
             # (Python ignores SIGPIPE and SIGXFSZ) would otherwise survive exec.
             for number in range(1, signal.NSIG):
-                with contextlib.suppress(OSError, ValueError):
+                try:  # noqa: SIM105  # contextlib would cost this start-up an import
                     signal.signal(number, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
             os.execvp(command[0], command)  # noqa: S606  # the kit's command, by design
         except BaseException as exc:
             os.write(2, f"could not start {command[0]}: {exc}\n".encode())
@@ -173,8 +166,10 @@ def start(command: list[str], write_end: int) -> int:
 
 def kill_everything_else() -> None:
     """SIGKILL to every process in the container but PID 1, then reap them all."""
-    with contextlib.suppress(ProcessLookupError):
+    try:  # noqa: SIM105  # contextlib would cost this start-up an import
         os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     while True:
         try:
             os.waitpid(-1, 0)
@@ -198,7 +193,7 @@ def drain(read_end: int, output: Output, until: float) -> None:
         output.add(chunk)
 
 
-def supervise(config: dict[str, Any]) -> dict[str, Any]:
+def supervise(config: dict) -> dict:
     command = config["command"]
     output = Output(config["log_cap_bytes"])
     read_end, write_end = os.pipe()
@@ -243,7 +238,7 @@ def supervise(config: dict[str, Any]) -> dict[str, Any]:
     drain(read_end, output, until=time.monotonic() + 1.0)
     cpu_after = cgroup_cpu_ns()
     peak, oom_kills = cgroup_memory()
-    report: dict[str, Any] = {
+    report: dict = {
         "wall_ms": int(wall * 1000),
         "timed_out": timed_out,
         "oom_kills": oom_kills,
@@ -273,7 +268,7 @@ def supervise(config: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def read_answer(name: str, cap: int) -> dict[str, Any]:
+def read_answer(name: str, cap: int) -> dict:
     """The answer file if it is a regular file within the cap (never a link, a FIFO or a
     device: the program chose what sits at that name)."""
     try:
