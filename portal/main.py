@@ -31,6 +31,7 @@ from portal.core.time import utcnow
 from portal.evaluation import pages as evaluation_pages
 from portal.evaluation import routes as evaluation_routes
 from portal.evaluation.queue import create_broker
+from portal.exports import routes as export_routes
 from portal.health import routes as health_routes
 from portal.leaderboard import reveal as leaderboard_reveal
 from portal.leaderboard import routes as leaderboard_routes
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         llm_pages.router,
         system_routes.router,
         system_routes.pages,
+        export_routes.router,
     ):
         # The gateway documents OpenAI's error shape itself; everything else uses ours.
         responses = {} if router is gateway_routes.router else API_ERROR_RESPONSES

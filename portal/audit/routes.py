@@ -3,16 +3,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BeforeValidator
 
 from portal.audit import service
+from portal.audit.deps import AuditFilterDep
 from portal.audit.schemas import AuditEntryPublic
 from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
 from portal.core.deps import SettingsDep
 from portal.core.htmx import wants_fragment
 from portal.core.pagination import MAX_PAGE, Page, PageDep, PageParams
-from portal.core.params import OptionalRowId, blank_is_absent, whole_number
+from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
@@ -21,35 +21,12 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
 ENTRIES_PER_PAGE = 50
 
-ActorQuery = Annotated[OptionalRowId, Query(description="team id of the actor")]
-ActionQuery = Annotated[
-    NameText | None, Query(max_length=64, description="exact action, or a prefix like 'auth'")
-]
-
-
-def _day_or_absent(value: object) -> object:
-    # parse_day's message names the format and the range of days accepted; an empty
-    # field (a GET form sends them all) is no filter.
-    value = blank_is_absent(value)
-    return parse_day(value) if isinstance(value, str) else value
-
-
-Day = Annotated[date | None, BeforeValidator(_day_or_absent)]
-
 
 @router.get("", response_model=Page[AuditEntryPublic])
 async def list_audit(
-    admin: AdminTeam,
-    session: SessionDep,
-    settings: SettingsDep,
-    page: PageDep,
-    actor: ActorQuery = None,
-    action: ActionQuery = None,
-    since: Annotated[Day, Query(description="first day, YYYY-MM-DD")] = None,
-    until: Annotated[Day, Query(description="last day, YYYY-MM-DD")] = None,
+    admin: AdminTeam, session: SessionDep, filters: AuditFilterDep, page: PageDep
 ) -> Page[AuditEntryPublic]:
-    start, end = day_range(since, until, settings.timezone)
-    return await service.list_entries(session, service.AuditFilter(actor, action, start, end), page)
+    return await service.list_entries(session, filters, page)
 
 
 @pages.get("/admin/audit")
@@ -92,6 +69,18 @@ async def audit_page(
             # Only the full page shows the action list; filter polls skip the scan.
             "actions": [] if wants_fragment(request) else await service.known_actions(session),
             "problems": problems,
+            # The CSV export of exactly the rows shown: the filters applied, without the
+            # ones the page ignored (listed in `problems`).
+            "export_query": {
+                name: value
+                for name, value in (
+                    ("actor", actor_id),
+                    ("action", action),
+                    ("since", parsed["since"]),
+                    ("until", parsed["until"]),
+                )
+                if value not in (None, "")
+            },
         },
         block="audit_table",
     )

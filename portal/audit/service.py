@@ -76,10 +76,9 @@ class AuditFilter:
     until: datetime | None = None
 
 
-async def list_entries(
-    session: AsyncSession, filters: AuditFilter, page: PageParams
-) -> Page[AuditEntryPublic]:
-    """Newest first, each with its actor's team name."""
+def entries_statement(filters: AuditFilter) -> sa.Select[tuple[AuditLog, str | None]]:
+    """The entries `filters` selects, newest first, each with its actor's team name: the
+    one query behind the audit page, its API and its CSV export."""
     conditions = []
     if filters.actor_team_id is not None:
         conditions.append(col(AuditLog.actor_team_id) == filters.actor_team_id)
@@ -96,15 +95,20 @@ async def list_entries(
     if filters.until is not None:
         conditions.append(col(AuditLog.created_at) < filters.until)
 
-    statement = (
+    return (
         sa.select(AuditLog, col(Team.name))
         .outerjoin(Team, col(Team.id) == AuditLog.actor_team_id)
         .where(*conditions)
         .order_by(col(AuditLog.id).desc())
     )
+
+
+async def list_entries(
+    session: AsyncSession, filters: AuditFilter, page: PageParams
+) -> Page[AuditEntryPublic]:
     return await paginate(
         session,
-        statement,
+        entries_statement(filters),
         page,
         lambda row: AuditEntryPublic(**row[0].model_dump(), actor_team_name=row.name),
     )

@@ -169,16 +169,14 @@ async def choose_batch(
     return chosen, previous, batches
 
 
-async def board(
-    session: AsyncSession,
-    batch: EvaluationBatch,
-    previous: EvaluationBatch | None,
-    page: PageParams,
-    query: str | None = None,
-) -> Page[BoardRow]:
+def board_statement(
+    batch: EvaluationBatch, previous: EvaluationBatch | None, query: str | None = None
+) -> sa.Select[tuple[object, ...]]:
+    """A batch's ranking in order, in BoardRow's order, with each team's rank in
+    `previous`: what the batch board shows and the CSV export writes."""
     before = leaderboard.alias("before")
     conditions = [leaderboard.c.batch_id == batch.id, *search(query, col(Team.name))]
-    statement = (
+    return (
         sa.select(
             leaderboard.c.rank,
             leaderboard.c.team_id,
@@ -201,6 +199,16 @@ async def board(
         .where(*conditions)
         .order_by(leaderboard.c.position)
     )
+
+
+async def board(
+    session: AsyncSession,
+    batch: EvaluationBatch,
+    previous: EvaluationBatch | None,
+    page: PageParams,
+    query: str | None = None,
+) -> Page[BoardRow]:
+    statement = board_statement(batch, previous, query)
     return await paginate(session, statement, page, lambda row: BoardRow(*row))
 
 

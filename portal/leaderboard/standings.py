@@ -158,10 +158,16 @@ def _select(choice: Choice) -> sa.Select[tuple[object, ...]]:
     return statement
 
 
+def board_statement(choice: Choice, query: str = "") -> sa.Select[tuple[object, ...]]:
+    """The board's rows in order, of the teams whose name contains `query`, in
+    StandingRow's order: what the board pages show and the CSV export writes."""
+    return _select(choice).where(*search(query, col(Team.name)))
+
+
 async def rows(
     session: AsyncSession, choice: Choice, page: PageParams, query: str = ""
 ) -> Page[StandingRow]:
-    statement = _select(choice).where(*search(query, col(Team.name)))
+    statement = board_statement(choice, query)
     return await paginate(session, statement, page, lambda row: StandingRow(*row))
 
 

@@ -32,6 +32,7 @@ async def _usage_page(
     template: str,
     *,
     private_runs: bool,
+    csv_url: str | None = None,
 ) -> Response:
     report = await service.report(
         session, window, team_id=team_id, default_rpm=settings.llm_rpm, private_runs=private_runs
@@ -44,6 +45,7 @@ async def _usage_page(
             "chart": chart.usage(report, ZoneInfo(settings.timezone)),
             "windows": list(Window),
             "window": window,
+            "csv_url": csv_url,
         },
         block="usage_live",
     )
@@ -71,7 +73,14 @@ async def admin_usage_page(
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
     return await _usage_page(
-        request, session, settings, window, None, "admin/usage.html", private_runs=True
+        request,
+        session,
+        settings,
+        window,
+        None,
+        "admin/usage.html",
+        private_runs=True,
+        csv_url=f"/api/v1/exports/usage.csv?window={window.value}",
     )
 
 

@@ -91,7 +91,9 @@ def _floor(moment: datetime, step_minutes: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=moment.tzinfo)
 
 
-def _totals_columns() -> tuple[sa.Label[Any], ...]:
+def totals_columns() -> tuple[sa.Label[Any], ...]:
+    """One group's calls, allowed, refused, failed, prompt_tokens, completion_tokens and
+    mean latency, as every usage report and export counts them."""
     outcome = col(LlmUsageLog.outcome)
     return (
         sa.func.count().label("calls"),
@@ -129,6 +131,43 @@ def _not_a_private_run() -> sa.ColumnElement[bool]:
     return sa.or_(entry.is_(None), entry.not_in(private_entries))
 
 
+@dataclass(frozen=True)
+class WindowScope:
+    """The calls a usage report (or its CSV export) counts: from `since` on, of one team
+    or every team, with or without private runs' calls."""
+
+    since: datetime
+    until: datetime
+    step_minutes: int
+    calls: list[sa.ColumnElement[bool]]
+
+
+async def window_scope(
+    session: AsyncSession,
+    window: Window,
+    *,
+    team_id: int | None,
+    private_runs: bool = True,
+    now: datetime | None = None,
+) -> WindowScope:
+    """The window's start (floored to its chart step) and the conditions on
+    llm_usage_log that select its calls; `private_runs` as in `report`."""
+    until = now or utcnow()
+    scope = [] if team_id is None else [col(LlmUsageLog.team_id) == team_id]
+    if not private_runs:
+        scope.append(_not_a_private_run())
+    if window == Window.all:
+        first = await session.scalar(
+            sa.select(sa.func.min(col(LlmUsageLog.created_at))).where(*scope)
+        )
+        since = first or until - timedelta(hours=1)
+    else:
+        since = until - WINDOW_SPAN[window]
+    step = _step_for(until - since)
+    since = _floor(since, step)
+    return WindowScope(since, until, step, [*scope, col(LlmUsageLog.created_at) >= since])
+
+
 async def report(
     session: AsyncSession,
     window: Window,
@@ -144,27 +183,15 @@ async def report(
     evaluation (the final's, an admin batch's): a run on the private seeds could spend
     its seed as tokens, so a team's own report must not show them.
     """
-    until = now or utcnow()
-    scope = [] if team_id is None else [col(LlmUsageLog.team_id) == team_id]
-    if not private_runs:
-        scope.append(_not_a_private_run())
-    if window == Window.all:
-        first = await session.scalar(
-            sa.select(sa.func.min(col(LlmUsageLog.created_at))).where(*scope)
-        )
-        since = first or until - timedelta(hours=1)
-    else:
-        since = until - WINDOW_SPAN[window]
-    step = _step_for(until - since)
-    since = _floor(since, step)
-    in_window = [*scope, col(LlmUsageLog.created_at) >= since]
+    scope = await window_scope(session, window, team_id=team_id, private_runs=private_runs, now=now)
+    since, until, step, in_window = scope.since, scope.until, scope.step_minutes, scope.calls
 
-    totals_row = (await session.execute(sa.select(*_totals_columns()).where(*in_window))).one()
+    totals_row = (await session.execute(sa.select(*totals_columns()).where(*in_window))).one()
     bucket_start = sa.func.date_bin(
         sa.text(f"interval '{step} minutes'"), col(LlmUsageLog.created_at), since
     ).label("bucket")
     series = await session.execute(
-        sa.select(bucket_start, *_totals_columns()).where(*in_window).group_by(bucket_start)
+        sa.select(bucket_start, *totals_columns()).where(*in_window).group_by(bucket_start)
     )
     by_start = {row.bucket: row for row in series}
     buckets = []
@@ -196,7 +223,7 @@ async def _per_team(
             col(Team.id),
             col(Team.name),
             col(LlmUsageRateLimit.requests_per_minute).label("override"),
-            *_totals_columns(),
+            *totals_columns(),
         )
         .join(LlmUsageLog, col(LlmUsageLog.team_id) == Team.id)
         .outerjoin(LlmUsageRateLimit, col(LlmUsageRateLimit.team_id) == Team.id)

@@ -353,9 +353,10 @@ def _public_result_columns() -> tuple[Any, ...]:
     )
 
 
-def _public_result() -> LateralFromClause:
+def public_result() -> LateralFromClause:
     """Each submission's entry in the current public batch (at most one: a batch holds a
-    submission once)."""
+    submission once), to outer-join beside `Submission`: its status, mean_score and
+    seed_results. The team's list and the admin's CSV export both read it."""
     return (
         sa.select(*_public_result_columns())
         .where(
@@ -369,7 +370,7 @@ def _public_result() -> LateralFromClause:
 async def list_for_team(
     session: AsyncSession, team: Team, page: PageParams
 ) -> Page[SubmissionView]:
-    result = _public_result()
+    result = public_result()
     statement = (
         sa.select(Submission, result.c.status, result.c.mean_score, result.c.seed_results)
         .outerjoin(result, sa.true())
