@@ -76,7 +76,9 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def entries_statement(filters: AuditFilter) -> sa.Select[tuple[AuditLog, str | None]]:
+def entries_statement(
+    filters: AuditFilter,
+) -> sa.Select[AuditLog, str]:  # name: None when the team is gone
     """The entries `filters` selects, newest first, each with its actor's team name: the
     one query behind the audit page, its API and its CSV export."""
     conditions = []

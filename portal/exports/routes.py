@@ -6,7 +6,7 @@ sent, so a refusal is the usual JSON error, never a CSV cut short.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -28,7 +28,9 @@ from portal.llm import service as usage
 from portal.teams import service as teams
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
-CSV_RESPONSE = {200: {"content": {"text/csv": {}}, "description": "the CSV file"}}
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "the CSV file"}
+}
 
 
 @router.get("/standings.csv", response_class=StreamingResponse, responses=CSV_RESPONSE)

@@ -87,7 +87,7 @@ class Export:
 
     name: str
     header: Sequence[str]
-    statement: sa.Select[Any]
+    statement: sa.Select[Any] | Any  # any SELECT; its row shape varies by export
     to_cells: Callable[[Row[Any]], Sequence[Cell]] = tuple
 
 
@@ -152,7 +152,7 @@ BOARD_HEADER = (
 def board_standings(choice: standings.Choice, query: str) -> Export:
     """A competition board (public, frozen, live or final); the final board carries each
     team's rank and score on the board the room saw before it, as the page does."""
-    header = BOARD_HEADER
+    header: tuple[str, ...] = BOARD_HEADER
     if choice.shown == standings.Board.final:
         header += (f"{choice.compared_with}_rank", f"{choice.compared_with}_score")
     return Export(f"standings-{choice.shown}", header, standings.board_statement(choice, query))
