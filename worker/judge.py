@@ -6,9 +6,11 @@ they read; the portal only stores the verdict (`runs.Outcome`).
 
 from __future__ import annotations
 
+import signal
 from types import ModuleType
 
 from portal.core.text import exception_summary
+from portal.evaluation import accounting
 from portal.evaluation.models import RunStatus
 from portal.evaluation.runs import Outcome
 from worker.kits.base import InvalidAnswer
@@ -43,10 +45,16 @@ def judge(
             RunStatus.memory_limit,
             f"Memory limit exceeded: the program used more than {limits.memory_mib} MiB.",
         )
-    if result.exit_code not in (0, None):
+    if result.exit_signal is not None or result.exit_code not in (0, None):
         tail = _last_lines(result.log)
-        reason = f"Exited with code {result.exit_code}."
-        if result.exit_code == 153:
+        if result.exit_signal is not None:
+            # Not "exit code 139" (the shell's 128 + 11) or -11 (Python's returncode):
+            # the signal's name says what happened (SIGSEGV: a crash in native code).
+            ended = accounting.ending(result.exit_code, result.exit_signal)
+            reason = f"{ended[0].upper()}{ended[1:]}."
+        else:
+            reason = f"Exited with code {result.exit_code}."
+        if result.exit_code == 128 + signal.SIGXFSZ or result.exit_signal == signal.SIGXFSZ:
             reason += " (a file grew past the size limit)"
         return Outcome(RunStatus.failed, reason + (f" Last log lines:\n{tail}" if tail else ""))
     if result.answer_too_large:

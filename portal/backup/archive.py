@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from portal.backup.errors import BackupError
+from portal.core.storage import InvalidKey, check_key
 
 FORMAT = "portal-backup"
 FORMAT_VERSION = 1
@@ -110,7 +111,21 @@ def is_object(name: str) -> bool:
 
 
 def object_member(key: str) -> str:
-    return OBJECTS_PREFIX + key
+    try:
+        return OBJECTS_PREFIX + check_key(key)
+    except InvalidKey as exc:  # a bucket may hold what no restore could put back
+        raise BackupError(f"cannot back up the object {key!r}: {exc}") from exc
+
+
+def is_member_name(name: str) -> bool:
+    """Whether `portal backup` writes a member of this name: the dump, the manifest, or
+    objects/ and a storage key (never an absolute path, '..', or an empty key)."""
+    if name in (DATABASE_MEMBER, MANIFEST):
+        return True
+    try:
+        return is_object(name) and bool(check_key(name.removeprefix(OBJECTS_PREFIX)))
+    except InvalidKey:
+        return False
 
 
 class HashingReader(io.RawIOBase):
@@ -232,9 +247,14 @@ def verify(path: Path) -> Manifest:
     raw_manifest = None
     with reading(path) as tar:
         for info in tar:
+            refusal = _refusal(info, seen=found.keys() | ({MANIFEST} if raw_manifest else set()))
+            if refusal:
+                raise BackupError(
+                    f"{path} {refusal}, which `portal backup` never writes; nothing was "
+                    "restored. Use an archive made by `portal backup`"
+                )
             source = tar.extractfile(info)
-            if source is None:
-                raise BackupError(f"{path} holds {info.name!r}, which is not a file")
+            assert source is not None  # a regular file, checked above
             if info.name == MANIFEST:
                 raw_manifest = source.read()
             else:
@@ -265,6 +285,20 @@ def verify(path: Path) -> Manifest:
             f"{path} is corrupted: {shown}. Nothing was restored; use another copy of the backup"
         )
     return manifest
+
+
+def _refusal(info: tarfile.TarInfo, seen: set[str]) -> str | None:
+    """Why the member `info` cannot be in a portal backup, if it cannot: its name could
+    reach outside the storage (restore writes each object under its name), it is a link
+    or a device, or a second member of a name (whose content the manifest cannot vouch
+    for: it lists one checksum per name)."""
+    if not info.isfile():
+        return f"holds {info.name!r}, a link, directory or device rather than a file"
+    if not is_member_name(info.name):
+        return f"holds a member named {info.name!r}"
+    if info.name in seen:
+        return f"holds {info.name!r} twice"
+    return None
 
 
 def checked_members(path: Path, manifest: Manifest) -> Iterator[tuple[str, HashingReader, Member]]:

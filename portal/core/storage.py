@@ -30,6 +30,23 @@ class ObjectNotFound(KeyError):
         return f"no object {self.args[0]} in storage" if self.args else "no such object"
 
 
+class InvalidKey(ValueError):
+    """A key that is not a plain relative path, so it could name a place outside the store."""
+
+
+def check_key(key: str) -> str:
+    """`key`, if it is a plain relative path such as 'submissions/ab/abcd...': names joined
+    by '/', none of them empty, '.' or '..', and no NUL. Every backend takes its keys
+    through here, and so does a restore for the names in an archive: a key can never
+    reach outside a local store, and a key means the same on disk as in a bucket."""
+    if "\x00" in key or any(name in ("", ".", "..") for name in key.split("/")):
+        raise InvalidKey(
+            f"{key!r} is not a storage key: a key is a relative path of names joined by '/', "
+            "none of them empty, '.' or '..'"
+        )
+    return key
+
+
 def content_key(sha256: str, kind: str = "submissions") -> str:
     return f"{kind}/{sha256[:2]}/{sha256}"
 
@@ -49,8 +66,8 @@ class LocalStorage:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root.resolve()):  # a symlink inside the store
             raise ValueError(f"storage key escapes the storage root: {key!r}")
         return path
 
@@ -154,6 +171,7 @@ class MinioStorage:
     def put(
         self, key: str, data: BinaryIO, length: int, content_type: str = "application/octet-stream"
     ) -> None:
+        check_key(key)
         self._call(self.client.put_object, self.bucket, key, data, length, content_type)
 
     def get(self, key: str) -> Iterator[bytes]:

@@ -43,3 +43,25 @@ async def test_admin_and_team_read_what_runs_cost(
     await results.screenshot(path=str(artifacts / "accounting-team-results.png"))
     assert errors == [], errors
     await context.close()
+
+
+async def test_a_long_unbroken_team_name_keeps_the_batch_page_and_run_log_within_the_screen(
+    client, teams, settings, live_server, browser, artifacts
+):
+    # Team names may be 100 characters without a space; the name wraps, the columns stay.
+    admin, _, _, public_batch, _, claimed = await public_runs_recorded(
+        client, teams, settings, team_name="W" * 100
+    )
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await log_in(page, live_server, admin.email, admin.token, r"/admin/teams$")
+    for path in (f"/admin/batches/{public_batch}", f"/admin/runs/{claimed[11].id}/log"):
+        await page.goto(f"{live_server}{path}")
+        await expect(page.get_by_text("W" * 100).first).to_be_visible()
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow == 0, f"{path} scrolls {overflow} px sideways"
+    await page.goto(f"{live_server}/admin/batches/{public_batch}")
+    await page.screenshot(path=str(artifacts / "accounting-long-team-name.png"), full_page=True)
+    await context.close()

@@ -352,3 +352,77 @@ def test_the_database_password_reaches_pg_dump_through_the_environment_not_its_a
     assert "s3cr" not in connection.conninfo  # command lines are visible to every user
     assert connection.conninfo == "postgresql://portal@db:5432/portal?sslmode=require"
     assert connection.environment()["PGPASSWORD"] == "s3cr@t"
+
+
+def with_members(
+    archive: Path, output: Path, extra: list[tarfile.TarInfo | tuple[str, bytes]]
+) -> Path:
+    """`archive` rewritten with `extra` members (files as (name, content), or TarInfo
+    links) before a manifest that lists every member with its true checksum, as a
+    careful attacker or a foreign tool would write it."""
+    members = {}
+    with tarfile.open(archive, "r:*") as source, tarfile.open(output, "w") as target:
+        manifest = json.load(source.extractfile("manifest.json"))
+        files = [
+            (info.name, source.extractfile(info).read())
+            for info in source
+            if info.name != "manifest.json"
+        ]
+        for entry in [*files, *extra]:
+            if isinstance(entry, tarfile.TarInfo):
+                target.addfile(entry)
+                content = b""
+                name = entry.name
+            else:
+                name, content = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                target.addfile(info, io.BytesIO(content))
+            members[name] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        manifest["members"] = members
+        raw = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(raw)
+        target.addfile(info, io.BytesIO(raw))
+    return output
+
+
+def link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+async def test_restore_refuses_traversal_links_and_repeated_members_before_touching_anything(
+    app, settings, services, tmp_path
+):
+    await populate(app, LocalStorage(settings.local_storage_path))
+    archive = tmp_path / "portal.tar"
+    portal(
+        "backup",
+        "-o",
+        str(archive),
+        env=configured_env(services.database_url, settings.local_storage_path),
+    )
+    data_dir = empty_data_dir(tmp_path)
+    escaped = tmp_path / "escaped"  # where ../ names would land, beside the data directory
+    hostile = {
+        "a path out of the storage": [("objects/../../escaped", b"x = 1\n")],
+        "an absolute path": [(f"objects/{escaped}", b"x = 1\n")],
+        "a name outside objects/": [("../escaped", b"x = 1\n")],
+        "an empty object key": [("objects/", b"x = 1\n")],
+        "a dot segment": [("objects/submissions/./escaped", b"x = 1\n")],
+        "a symlink": [link("objects/submissions/passwd", "/etc/passwd", tarfile.SYMTYPE)],
+        "a hard link": [link("objects/submissions/dump", "database.pgdump", tarfile.LNKTYPE)],
+        "a member twice": [("objects/twice", b"first\n"), ("objects/twice", b"second\n")],
+    }
+    for case, extra in hostile.items():
+        crafted = with_members(archive, tmp_path / "crafted.tar", extra)
+        refused = portal("restore", str(crafted), env=embedded_env(data_dir), check=False)
+        assert refused.returncode == 1, case
+        assert "Traceback" not in refused.stderr, case
+        assert "nothing was restored" in refused.stderr.lower(), (case, refused.stderr)
+        name = extra[-1].name if isinstance(extra[-1], tarfile.TarInfo) else extra[-1][0]
+        assert repr(name) in refused.stderr, (case, refused.stderr)
+        assert not data_dir.exists(), case  # not even the embedded database was started
+        assert not escaped.exists(), case

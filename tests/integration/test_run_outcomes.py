@@ -255,3 +255,22 @@ async def test_whatever_the_sandbox_hands_over_is_recorded_once_and_safely(
         assert judged.status == RunStatus.scored or judged.reason
     finally:
         engine.dispose()
+
+
+async def test_a_program_killed_by_a_signal_is_told_which_signal_not_a_shell_exit_code(
+    client, teams, eval_worker
+):
+    # A segfault (native code, ctypes) and an abort (a failed C assertion) end the
+    # program by signal; "exit code 139" is the shell's way of saying it, not the run's.
+    crash = (
+        "import os, signal, sys\nprint('about to crash', flush=True)\nos.kill(os.getpid(), {})\n"
+    )
+    segfault, abort = await evaluate(
+        client,
+        teams,
+        [crash.format("signal.SIGSEGV").encode(), crash.format("signal.SIGABRT").encode()],
+    )
+    for run, number, name in ((segfault, 11, "SIGSEGV"), (abort, 6, "SIGABRT")):
+        assert run["status"] == "failed" and run["exit_signal"] == number
+        assert run["reason"].startswith(f"Killed by signal {number} ({name})."), run["reason"]
+        assert "about to crash" in run["reason"]
