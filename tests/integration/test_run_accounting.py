@@ -83,7 +83,7 @@ def test_a_signal_is_reported_as_the_signal(runner):
         runner, "import os, signal\nos.kill(os.getpid(), 11)\n", LIMITS
     )
     assert result.exit_signal == 11 and result.exit_code == 139
-    assert outcome.status == "failed" and "139" in outcome.reason
+    assert outcome.status == "failed" and "signal 11 (SIGSEGV)" in outcome.reason
     clean, _ = run_in_sandbox(runner, "raise SystemExit(4)\n", LIMITS)
     assert clean.exit_signal is None and clean.exit_code == 4
 
