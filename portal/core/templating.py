@@ -51,6 +51,17 @@ def humanize_duration(seconds: float) -> str:
     return f"in {minutes} min" if minutes else "in under a minute"
 
 
+def human_seconds(milliseconds: int | float) -> str:
+    """A duration given in milliseconds: 0.05 s, 1.84 s, 42.5 s, 12.3 min (the same
+    words for a run's wall time and its CPU time, so they can be compared at a glance)."""
+    seconds = milliseconds / 1000
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 600:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
 def humanize_age(seconds: float) -> str:
     """How long ago or how long for, in the two largest units: '4 s', '3 min 10 s',
     '2 h 5 min', '3 d 4 h'. Negative (a clock ahead of ours) reads as '0 s'."""
@@ -67,6 +78,7 @@ def humanize_age(seconds: float) -> str:
     return f"{secs} s"
 
 
+templates.env.filters["seconds"] = human_seconds
 templates.env.filters["datetime"] = _format_time
 templates.env.filters["age"] = humanize_age
 templates.env.filters["localtime"] = local_time

@@ -14,6 +14,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from portal.core.templating import human_seconds
+
 NOT_MEASURED = "not measured"
 # The line cap_log (worker.sandbox.base) puts where it cut the middle out of a long log.
 CUT_MARKER = re.compile(r"\[\.\.\. \d+ bytes of output omitted \.\.\.\]")
@@ -43,16 +45,6 @@ def human_bytes(size: int) -> str:
         return f"{size} B"
     text = f"{value:.1f}" if value < 10 else f"{value:.0f}"
     return f"{text.removesuffix('.0')} {unit}"
-
-
-def human_seconds(milliseconds: int | float) -> str:
-    """0.05 s, 1.84 s, 42.5 s, 12.3 min."""
-    seconds = milliseconds / 1000
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 600:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def _number(value: Any) -> float | None:
