@@ -125,6 +125,12 @@ def cgroup_cpu_ns() -> tuple[int, int] | None:
     user = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage_user"))
     system = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage_sys"))
     if user is not None and system is not None:
+        # Both are sampled at the scheduler tick (a throttled spinner's can fall a few
+        # per cent short); cpuacct.usage is the exact total: split that as they split.
+        total = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage"))
+        if total is not None and user + system > 0:
+            user = total * user // (user + system)
+            system = total - user
         return user, system
     ticks = _fields(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.stat"))  # USER_HZ ticks
     if "user" in ticks:
