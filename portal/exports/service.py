@@ -137,16 +137,9 @@ def csv_response(
 # The exports. Each reads its rows with its domain's own query, so a file holds exactly
 # what the matching page or API shows for the same filters.
 
-BOARD_HEADER = (
-    "rank",
-    "team_id",
-    "team",
-    "score",
-    "submission_id",
-    "submitted_at",
-    "entries",
-    "last_upload_at",
-)
+# What every ranking (a competition board, a batch's) starts with.
+RANKED_HEADER = ("rank", "team_id", "team", "score", "submission_id", "submitted_at")
+BOARD_HEADER = (*RANKED_HEADER, "entries", "last_upload_at")
 
 
 def board_standings(choice: standings.Choice, query: str) -> Export:
@@ -162,17 +155,7 @@ def batch_standings(batch: EvaluationBatch, previous: EvaluationBatch | None, qu
     """A batch's own ranking, with each team's rank in the batch started before it."""
     return Export(
         f"standings-batch-{batch.id}",
-        (
-            "rank",
-            "team_id",
-            "team",
-            "score",
-            "submission_id",
-            "submitted_at",
-            "runs_done",
-            "runs_total",
-            "previous_rank",
-        ),
+        (*RANKED_HEADER, "runs_done", "runs_total", "previous_rank"),
         batch_boards.board_statement(batch, previous, query),
     )
 

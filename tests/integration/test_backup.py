@@ -164,6 +164,19 @@ def empty_data_dir(tmp_path: Path) -> Path:
     return tmp_path / "restored"
 
 
+async def populated_backup(app, settings, services, tmp_path: Path) -> Path:
+    """The test portal (its database, its local storage) populated, then backed up."""
+    await populate(app, LocalStorage(settings.local_storage_path))
+    archive = tmp_path / "portal.tar"
+    portal(
+        "backup",
+        "-o",
+        str(archive),
+        env=configured_env(services.database_url, settings.local_storage_path),
+    )
+    return archive
+
+
 async def test_a_restored_portal_has_every_row_object_and_its_append_only_audit_log(
     app, settings, services, tmp_path
 ):
@@ -251,14 +264,7 @@ async def test_backup_and_restore_between_minio_buckets(
 async def test_restore_refuses_a_database_holding_data_unless_forced(
     app, settings, services, tmp_path
 ):
-    await populate(app, LocalStorage(settings.local_storage_path))
-    archive = tmp_path / "portal.tar"
-    portal(
-        "backup",
-        "-o",
-        str(archive),
-        env=configured_env(services.database_url, settings.local_storage_path),
-    )
+    archive = await populated_backup(app, settings, services, tmp_path)
 
     with fresh_database(services) as target_url:
         env = configured_env(target_url, tmp_path / "target-objects")
@@ -284,14 +290,7 @@ async def test_restore_refuses_a_database_holding_data_unless_forced(
 async def test_restore_refuses_storage_that_already_holds_objects(
     app, settings, services, tmp_path
 ):
-    await populate(app, LocalStorage(settings.local_storage_path))
-    archive = tmp_path / "portal.tar"
-    portal(
-        "backup",
-        "-o",
-        str(archive),
-        env=configured_env(services.database_url, settings.local_storage_path),
-    )
+    archive = await populated_backup(app, settings, services, tmp_path)
     target_storage = LocalStorage(tmp_path / "target-objects")
     target_storage.put("submissions/00/leftover", io.BytesIO(b"x = 0\n"), 6)
 
@@ -314,14 +313,7 @@ async def test_restore_refuses_storage_that_already_holds_objects(
 async def test_a_tampered_or_truncated_archive_is_refused_before_anything_is_touched(
     app, settings, services, tmp_path
 ):
-    await populate(app, LocalStorage(settings.local_storage_path))
-    archive = tmp_path / "portal.tar"
-    portal(
-        "backup",
-        "-o",
-        str(archive),
-        env=configured_env(services.database_url, settings.local_storage_path),
-    )
+    archive = await populated_backup(app, settings, services, tmp_path)
     content = archive.read_bytes()
     data_dir = empty_data_dir(tmp_path)
 

@@ -6,7 +6,7 @@ import pytest
 
 from portal.core.config import Settings
 from portal.evaluation.models import RunStatus
-from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work
+from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work, run_in_sandbox
 from worker.context import WorkerContext, choose_runner
 from worker.judge import judge
 from worker.kits import tsp
@@ -14,20 +14,12 @@ from worker.sandbox.base import SandboxLimits
 from worker.sandbox.process_runner import ProcessRunner
 
 LIMITS = SandboxLimits(timeout_seconds=3, memory_mib=256, log_cap_bytes=4096)
-INPUT = tsp.generate(3)
+SEED = 3
+INPUT = tsp.generate(SEED)
 
 
 def run(source: str, limits: SandboxLimits = LIMITS):
-    result = ProcessRunner().run(
-        run_id=1,
-        worker_id="t",
-        files={"solution.py": source.encode(), "input.json": INPUT},
-        command=tsp.COMMAND,
-        answer_file="answer.json",
-        limits=limits,
-        heartbeat=lambda: True,
-    )
-    return result, judge(tsp, 3, INPUT, result, limits)
+    return run_in_sandbox(ProcessRunner(), source, limits, SEED)
 
 
 def test_scores_an_example_like_docker_would():
@@ -180,4 +172,4 @@ async def test_llm_example_reaches_the_gateway_on_loopback(
         )
     redis.close()
     assert "model said: echo: Which city" in result.log, result.log
-    assert judge(tsp, 3, INPUT, result, limits).status == RunStatus.scored
+    assert judge(tsp, SEED, INPUT, result, limits).status == RunStatus.scored

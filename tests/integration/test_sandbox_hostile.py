@@ -323,3 +323,44 @@ def test_a_submission_holding_dockers_detach_keys_arrives_whole(runner):
     import hashlib
 
     assert result.log.split()[0] == hashlib.sha256(source.encode()).hexdigest(), result.log
+
+
+def test_the_program_cannot_lower_the_runguards_limits_to_lose_its_report(runner):
+    # prlimit() reaches any process of the same user: a lowered address space makes the
+    # runguard's next allocation fail, a CPU limit gets it SIGKILLed and no open files
+    # costs the figures. Any of them would turn the run into an infrastructure failure
+    # (retried, then not the submission's fault) or hide what it used.
+    probe = (
+        "import resource\n"
+        "for name, limits in (('RLIMIT_AS', (1 << 20, 1 << 20)), ('RLIMIT_CPU', (0, 0)),\n"
+        "                     ('RLIMIT_NOFILE', (0, 0))):\n"
+        "    try:\n        resource.prlimit(1, getattr(resource, name), limits)\n"
+        "        print('LOWERED', name)\n"
+        "    except OSError as exc:\n        print('refused', name, type(exc).__name__)\n"
+        "print('x' * 200_000, flush=True)\n"
+        "raise SystemExit(3)\n"
+    )
+    result, outcome = run(runner, probe)
+    assert "LOWERED" not in result.log, result.log
+    assert result.exit_code == 3 and outcome.status == RunStatus.failed
+    assert result.cpu_user_ms is not None and result.peak_memory_bytes is not None
+
+
+def test_an_input_larger_than_the_file_size_cap_arrives_and_the_cap_still_holds(runner):
+    # The cap is on what the program writes; the run's own files are not the program's.
+    limits = dataclasses.replace(LIMITS, file_size_cap_bytes=1024 * 1024)
+    source = (
+        "import os\nprint('input', os.path.getsize('big.bin'))\n"
+        "open('mine.bin', 'wb').write(b'0' * 2 * 1024 * 1024)\n"
+    )
+    result = runner.run(
+        run_id=999_999,
+        worker_id="sandbox-test",
+        files={"solution.py": source.encode(), "big.bin": b"x" * 3 * 1024 * 1024},
+        command=["python3", "solution.py"],
+        answer_file="answer.json",
+        limits=limits,
+        heartbeat=lambda: True,
+    )
+    assert f"input {3 * 1024 * 1024}" in result.log, result.log
+    assert "File too large" in result.log, result.log

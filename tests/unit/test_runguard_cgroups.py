@@ -53,6 +53,19 @@ def test_cgroup_v1_nanosecond_counters(cgroup_root):
     assert runguard.cgroup_memory() == (104_857_600, 2)
 
 
+def test_cgroup_v1_cpu_adds_up_to_the_exact_total_split_as_sampled(cgroup_root):
+    # usage_user and usage_sys are tick samples (here 4 % short of the exact usage).
+    write(
+        cgroup_root,
+        {
+            "cpuacct/cpuacct.usage": "1000000000\n",
+            "cpuacct/cpuacct.usage_user": "720000000\n",
+            "cpuacct/cpuacct.usage_sys": "240000000\n",
+        },
+    )
+    assert runguard.cgroup_cpu_ns() == (750_000_000, 250_000_000)
+
+
 def test_cgroup_v1_old_kernels_count_cpu_in_ticks(cgroup_root):
     write(
         cgroup_root,

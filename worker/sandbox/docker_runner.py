@@ -156,10 +156,13 @@ class DockerRunner:
         }
         guard_config = {
             "command": command,
+            "uid": SANDBOX_UID,
+            "gid": SANDBOX_UID,
             "timeout_seconds": limits.timeout_seconds,
             "log_cap_bytes": limits.log_cap_bytes,
             "answer_file": answer_file,
             "answer_cap_bytes": limits.answer_cap_bytes,
+            "file_size_cap_bytes": limits.file_size_cap_bytes,
             "full_below_bytes": FULL_BELOW_BYTES,
         }
         # The report carries the log and the answer in base64: room for both, twice.
@@ -169,8 +172,14 @@ class DockerRunner:
             container = self.client.containers.create(
                 self.image,
                 ["python3", "-I", "-S", "-c", RUNGUARD_SOURCE, json.dumps(guard_config)],
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-                working_dir=WORKDIR,
+                # The runguard starts as root with the three capabilities it needs to
+                # run the program as SANDBOX_UID (which has none) and kill what that
+                # leaves behind; it is then another user than the program's, whose
+                # signals, ptrace and prlimit() cannot reach it.
+                user="0:0",
+                cap_drop=["ALL"],
+                cap_add=["SETUID", "SETGID", "KILL"],
+                working_dir="/",
                 read_only=True,
                 tmpfs={
                     "/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mib}m",  # noqa: S108
@@ -187,15 +196,10 @@ class DockerRunner:
                 memswap_limit=f"{limits.memory_mib}m",
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids_limit,
-                cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
+                # The per-file size cap (fsize) the runguard sets on the program alone.
                 ulimits=[
                     Ulimit(name="nofile", soft=256, hard=256),
-                    Ulimit(
-                        name="fsize",
-                        soft=limits.file_size_cap_bytes,
-                        hard=limits.file_size_cap_bytes,
-                    ),
                     Ulimit(name="core", soft=0, hard=0),
                 ],
                 network_mode="none" if not limits.network else limits.network,

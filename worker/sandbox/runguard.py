@@ -6,24 +6,34 @@ the image's `python3 -I -S -c`, so any image with Python works and nothing of ou
 be baked into it. Like DOMjudge's runguard, it measures from the cgroup, which the
 program cannot touch, and reports only after every process of the program is dead.
 
-1. Reads the run's files (JSON of base64) from stdin into /work (a size- and inode-capped tmpfs).
-2. Makes itself undumpable (no ptrace, no /proc/1/mem or /proc/1/fd for the program,
-   which runs as the same user) and starts the command with stdout and stderr on one
-   pipe, keeping a capped head and tail of what comes through and counting every byte.
+It starts as the container's root with only CAP_SETUID, CAP_SETGID and CAP_KILL, and
+the program runs as another user (the sandbox user, without capabilities): a process may
+signal, trace, renice or prlimit() another of its own user, so were they one user, the
+program could lower this process's limits (its address space, its CPU time) and have it
+die before it reports.
+
+1. Reads the run's files (JSON of base64) from stdin and writes them into /work (a size-
+   and inode-capped tmpfs) as the sandbox user, whose files they are.
+2. Makes itself undumpable (no /proc/1/mem or /proc/1/fd for anyone without
+   CAP_SYS_PTRACE) and starts the command as the sandbox user, under the per-file size
+   cap, with stdout and stderr on one pipe, keeping a capped head and tail of what comes
+   through and counting every byte.
 3. When the command exits or its time is up, kills every other process in the
-   container (PID 1 may; orphans are reparented to it and reaped), then reads the
-   cgroup's CPU time (minus its own start-up) and peak memory, whether the memory cap
-   killed anything, whether /work is full, and the answer file.
+   container (orphans are reparented to PID 1 and reaped), becomes the sandbox user for
+   good, then reads the cgroup's CPU time (minus its own start-up) and peak memory,
+   whether the memory cap killed anything, whether /work is full, and the answer file.
 4. Writes one line to its stdout, which only it holds: MARKER + JSON. Nothing the program
    writes reaches that stream.
 
-Invoked as: python3 -I -S -c SOURCE CONFIG_JSON, where CONFIG_JSON has command,
-timeout_seconds, log_cap_bytes, answer_file, answer_cap_bytes, full_below_bytes.
+Invoked as: python3 -I -S -c SOURCE CONFIG_JSON, where CONFIG_JSON has command, uid, gid,
+timeout_seconds, log_cap_bytes, answer_file, answer_cap_bytes, file_size_cap_bytes and
+full_below_bytes.
 """
 
 import base64
 import json
 import os
+import resource
 import select
 import signal
 import stat
@@ -32,13 +42,14 @@ import time
 
 MARKER = "PORTAL-RUNGUARD-REPORT "
 WORKDIR = "/work"
-CGROUP_ROOT = os.environ.get("PORTAL_RUNGUARD_CGROUP_ROOT", "/sys/fs/cgroup")
+CGROUP_ROOT = "/sys/fs/cgroup"
 PR_SET_DUMPABLE = 4
 
 
 def make_undumpable() -> None:
-    """Same-user processes may ptrace a dumpable one; an undumpable one only with
-    CAP_SYS_PTRACE, which the sandbox does not have. /proc/1/* turns root-owned too."""
+    """A second lock beside the other user: an undumpable process may be traced, and
+    its /proc/1/fd, /proc/1/mem and the like opened, only with CAP_SYS_PTRACE, which
+    no process in the sandbox has."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -46,17 +57,39 @@ def make_undumpable() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
-def read_files_from_stdin() -> None:
+def read_files_from_stdin() -> dict[str, bytes]:
     """{"name": "<base64>"} on stdin: text, because Docker's attach watches stdin for its
     detach keys (ctrl-p ctrl-q), bytes raw files could hold and base64 never does."""
+    files = {}
     for name, data in json.loads(sys.stdin.buffer.read()).items():
         if not name or os.path.basename(name) != name:
             raise ValueError(f"unexpected file name {name!r}")
-        descriptor = os.open(
-            os.path.join(WORKDIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
-        )
-        with os.fdopen(descriptor, "wb") as target:
-            target.write(base64.b64decode(data, validate=True))
+        files[name] = base64.b64decode(data, validate=True)
+    return files
+
+
+def write_files(files: dict[str, bytes], uid: int, gid: int) -> None:
+    """Into /work, which only the sandbox user may enter, as that user: they are the
+    program's files like any it writes (before it starts, so it cannot interfere)."""
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        for name, data in files.items():
+            descriptor = os.open(
+                os.path.join(WORKDIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644
+            )
+            with os.fdopen(descriptor, "wb") as target:
+                target.write(data)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def become(uid: int, gid: int) -> None:
+    """Be the sandbox user for good: all three ids, so no capability survives."""
+    os.setgroups([gid])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 def _read(path: str) -> str | None:
@@ -92,6 +125,12 @@ def cgroup_cpu_ns() -> tuple[int, int] | None:
     user = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage_user"))
     system = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage_sys"))
     if user is not None and system is not None:
+        # Both are sampled at the scheduler tick (a throttled spinner's can fall a few
+        # per cent short); cpuacct.usage is the exact total: split that as they split.
+        total = _int(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.usage"))
+        if total is not None and user + system > 0:
+            user = total * user // (user + system)
+            system = total - user
         return user, system
     ticks = _fields(_read(f"{CGROUP_ROOT}/cpuacct/cpuacct.stat"))  # USER_HZ ticks
     if "user" in ticks:
@@ -140,7 +179,8 @@ class Output:
         return bytes(self.head), tail, omitted
 
 
-def start(command: list[str], write_end: int) -> int:
+def start(config: dict, write_end: int) -> int:
+    command = config["command"]
     pid = os.fork()
     if pid == 0:  # the child: becomes the program
         try:
@@ -150,6 +190,11 @@ def start(command: list[str], write_end: int) -> int:
             os.dup2(write_end, 1)
             os.dup2(write_end, 2)
             os.closerange(3, 65536)
+            become(config["uid"], config["gid"])
+            os.chdir(WORKDIR)
+            # Here, not on the container: the runguard writes the run's own files.
+            cap = config["file_size_cap_bytes"]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
             # A fresh program starts with default signal handling: ignored signals
             # (Python ignores SIGPIPE and SIGXFSZ) would otherwise survive exec.
             for number in range(1, signal.NSIG):
@@ -194,13 +239,12 @@ def drain(read_end: int, output: Output, until: float) -> None:
 
 
 def supervise(config: dict) -> dict:
-    command = config["command"]
     output = Output(config["log_cap_bytes"])
     read_end, write_end = os.pipe()
     cpu_before = cgroup_cpu_ns()
     started = time.monotonic()
     deadline = started + config["timeout_seconds"]
-    pid = start(command, write_end)
+    pid = start(config, write_end)
     os.close(write_end)
     os.set_blocking(read_end, False)
     # A pidfd wakes select() the moment the program exits; without one (kernels before
@@ -235,6 +279,9 @@ def supervise(config: dict) -> dict:
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     kill_everything_else()
+    # Nothing of the program is left: what follows needs no capability, and /work is
+    # the sandbox user's.
+    become(config["uid"], config["gid"])
     drain(read_end, output, until=time.monotonic() + 1.0)
     cpu_after = cgroup_cpu_ns()
     peak, oom_kills = cgroup_memory()
@@ -297,8 +344,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     make_undumpable()
     config = json.loads(sys.argv[1])
-    os.chdir(WORKDIR)
-    read_files_from_stdin()
+    write_files(read_files_from_stdin(), config["uid"], config["gid"])
     report = supervise(config)
     sys.stdout.write("\n" + MARKER + json.dumps(report) + "\n")
     sys.stdout.flush()
