@@ -5,7 +5,7 @@ import os
 import signal
 
 from tests.fixtures.drills import SLOW_BUT_VALID, run_counts, start_worker
-from tests.fixtures.evaluation import upload, wait_for_batch
+from tests.fixtures.evaluation import eval_containers_left, upload, wait_for_batch
 
 
 def counts(services) -> dict:
@@ -59,5 +59,4 @@ async def test_killing_the_worker_mid_batch_loses_nothing_and_duplicates_nothing
     retried = [r for r in detail["runs"] if r["attempts"] > 1]
     assert 1 <= len(retried) <= at_kill["running"] + 2  # only the interrupted ones re-ran
     assert all(r["score"] == 1.0 for r in detail["runs"])
-    leftovers = docker_client.containers.list(all=True, filters={"label": "portal.eval=1"})
-    assert leftovers == []
+    assert eval_containers_left(docker_client) == []

@@ -7,6 +7,7 @@ from portal.evaluation.runs import COST_FIELDS
 from tests.fixtures.competition import configure, wait_for_public_score
 from tests.fixtures.evaluation import (
     ONE_MIB_FILE,
+    eval_containers_left,
     example,
     fill_work,
     run_batch,
@@ -163,11 +164,10 @@ async def test_cancel_stops_queued_and_running_runs(client, teams, eval_worker):
     cancelled = await client.post(f"/api/v1/batches/{batch_id}/cancel", headers=admin.auth)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["progress"]["counts"] == {"cancelled": 6}
-    await asyncio.sleep(3)  # the running ones notice at their next heartbeat
     import docker
 
-    leftovers = docker.from_env().containers.list(all=True, filters={"label": "portal.eval=1"})
-    assert leftovers == []
+    # The running ones notice at their next heartbeat.
+    assert eval_containers_left(docker.from_env()) == []
     detail = (await client.get(f"/api/v1/batches/{batch_id}", headers=admin.auth)).json()
     assert detail["progress"]["counts"] == {"cancelled": 6}
 

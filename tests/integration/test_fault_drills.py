@@ -22,7 +22,7 @@ from tests.fixtures.drills import (
     wait_for_runs,
     watchdog_actions,
 )
-from tests.fixtures.evaluation import wait_for_batch
+from tests.fixtures.evaluation import eval_containers_left, wait_for_batch
 from tests.fixtures.factories import TeamFactory
 
 
@@ -139,5 +139,4 @@ async def test_worker_killed_five_times_in_one_batch(
     retried = sum(run["attempts"] > 1 for run in detail["runs"])
     print(f"\nworker drill: 5 kills, 24 runs scored once each, {retried} needed a retry")
     assert sum(run["attempts"] > 1 for run in detail["runs"]) >= 1
-    leftovers = docker_client.containers.list(all=True, filters={"label": "portal.eval=1"})
-    assert leftovers == [], [container.name for container in leftovers]
+    assert eval_containers_left(docker_client) == []

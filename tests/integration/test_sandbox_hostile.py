@@ -12,7 +12,13 @@ import psutil
 import pytest
 
 from portal.evaluation.models import RunStatus
-from tests.fixtures.evaluation import EMPTY_FILE, ONE_MIB_FILE, fill_work, run_in_sandbox
+from tests.fixtures.evaluation import (
+    EMPTY_FILE,
+    ONE_MIB_FILE,
+    eval_containers_left,
+    fill_work,
+    run_in_sandbox,
+)
 from tests.fixtures.servers import all_interfaces_http_server
 from worker.kits import tsp
 from worker.sandbox.base import SandboxLimits
@@ -41,7 +47,7 @@ def run(runner, source: str, limits: SandboxLimits = LIMITS):
 
 
 def no_eval_containers(docker_client) -> bool:
-    return not docker_client.containers.list(all=True, filters={"label": "portal.eval=1"})
+    return not eval_containers_left(docker_client)
 
 
 def test_an_infinite_loop_times_out_and_the_container_is_gone(runner, docker_client):

@@ -5,21 +5,22 @@ image's Python: it takes the run's files on stdin, runs the kit's command, and w
 ends kills whatever the program left behind and reports, on a stream only it writes,
 the exit, the output (capped head and tail), the answer file and what the run cost
 according to the container's cgroup. One container, no volumes, no host bind mounts, no
-archive copies and no exec: files go in and out through the Docker API (attach and
-logs), so the worker can itself run in a container that only has the Docker socket.
+archive copies, no exec and no log file: files go in and the report comes out through
+one attached stream of the Docker API, so the worker can itself run in a container that
+only has the Docker socket.
 
 The root file system is read-only; /work and /tmp are tmpfs capped in size (and /work in
 inodes), charged to the container's memory cap, so a submission can fill neither the
 host's disk nor its inode table. The worker keeps its own deadline a little past the
 runguard's, kills the container if that passes (then there is no report: a timeout
-without figures), and always removes the container.
+without figures), and the container is always removed: by the engine as soon as it ends
+by itself (auto-remove, so no result waits for that), by the worker otherwise.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import socket
@@ -105,6 +106,53 @@ def result_from_report(report: dict[str, Any], duration_ms: int) -> SandboxResul
     )
 
 
+class AttachedStream:
+    """The container's attached stdio: the run's files go in on stdin, and its stdout and
+    stderr come back as Docker's multiplexed frames (an 8-byte header: stream, size),
+    kept up to `limit` bytes each (the runguard writes one bounded report)."""
+
+    def __init__(self, raw: socket.socket, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.pending = bytearray()
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.ended = False
+
+    def send_and_close(self, data: bytes) -> None:
+        self.raw.sendall(data)
+        self.raw.shutdown(socket.SHUT_WR)  # end of input: stdin_once closes the runguard's
+
+    def read_for(self, seconds: float) -> bool:
+        """Read what comes for up to `seconds`; True once the stream has ended."""
+        until = time.monotonic() + seconds
+        while not self.ended:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                break
+            self.raw.settimeout(remaining)
+            try:
+                chunk = self.raw.recv(1 << 16)
+            except TimeoutError:
+                break
+            if not chunk:
+                self.ended = True
+                break
+            self.pending += chunk
+            self._take_frames()
+        return self.ended
+
+    def _take_frames(self) -> None:
+        while len(self.pending) >= 8:
+            size = int.from_bytes(self.pending[4:8], "big")
+            if len(self.pending) < 8 + size:
+                return
+            target = self.stderr if self.pending[0] == 2 else self.stdout
+            if len(target) < self.limit:
+                target += self.pending[8 : 8 + size]
+            del self.pending[: 8 + size]
+
+
 class DockerRunner:
     name = "docker"
     is_sandbox = True
@@ -165,9 +213,11 @@ class DockerRunner:
             "file_size_cap_bytes": limits.file_size_cap_bytes,
             "full_below_bytes": FULL_BELOW_BYTES,
         }
-        # The report carries the log and the answer in base64: room for both, twice.
+        # The most of the report's stream kept: it carries the log and the answer in
+        # base64, so room for both, twice.
         report_room = 2 * (limits.log_cap_bytes + limits.answer_cap_bytes) + (1 << 20)
         started = time.monotonic()
+        ended = False  # the container ended by itself (and so removes itself)
         try:
             container = self.client.containers.create(
                 self.image,
@@ -205,36 +255,37 @@ class DockerRunner:
                 network_mode="none" if not limits.network else limits.network,
                 environment=limits.environment,
                 labels=labels,
-                log_config=LogConfig(
-                    type="json-file", config={"max-size": str(report_room), "max-file": "2"}
-                ),
+                # The report comes through the attached stream; nothing to keep on disk.
+                log_config=LogConfig(type="none"),
                 # Open stdin closed after the first attach ends (docker-py sets
                 # StdinOnce only for a container that is not detached).
                 stdin_open=True,
                 detach=False,
+                auto_remove=True,
             )
-            started = self._start_with_files(container, files)
-            deadline = started + limits.timeout_seconds + REPORT_GRACE_SECONDS
-            timed_out = aborted = False
-            while True:
-                # Polling steps: the runguard enforces the time limit, this deadline only
-                # catches a runguard that could not.
-                remaining = deadline - time.monotonic()
-                try:
-                    container.wait(timeout=max(0.1, min(1.0, remaining)))
-                    break
-                except Exception as exc:  # requests' ReadTimeout: still running
-                    if not _is_timeout(exc):
-                        raise
-                if time.monotonic() >= deadline:
-                    timed_out = True
-                    break
-                if not heartbeat():
-                    aborted = True
-                    break
+            attached = container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            stream = AttachedStream(attached._sock, limit=report_room)  # type: ignore[union-attr]
+            try:
+                container.start()
+                started = time.monotonic()
+                stream.send_and_close(files_message(files))
+                deadline = started + limits.timeout_seconds + REPORT_GRACE_SECONDS
+                timed_out = aborted = False
+                # The stream ends when the runguard does; this deadline only catches a
+                # runguard that could not enforce its own.
+                while not stream.read_for(max(0.0, min(1.0, deadline - time.monotonic()))):
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                        break
+                    if not heartbeat():
+                        aborted = True
+                        break
+            finally:
+                attached.close()
             duration_ms = int((time.monotonic() - started) * 1000)
             if timed_out or aborted:
-                _kill(container)
                 return SandboxResult(
                     exit_code=None,
                     duration_ms=duration_ms,
@@ -242,46 +293,42 @@ class DockerRunner:
                     timed_out=timed_out,
                     aborted=aborted,
                 )
-            report = parse_report(container.logs(stdout=True, stderr=False))
+            ended = True
+            report = parse_report(bytes(stream.stdout))
             if report is not None:
                 return result_from_report(report, duration_ms)
-            return self._result_without_report(container, duration_ms)
+            return self._result_without_report(container, bytes(stream.stderr), duration_ms)
         except ImageNotFound as exc:
             raise SandboxError(f"evaluation image {self.image!r} is missing") from exc
         except (APIError, DockerException) as exc:
             raise SandboxError(f"Docker failed while running: {exc}") from exc
         finally:
-            if container is not None:
+            # A container that ended by itself removes itself (auto_remove), so the
+            # result is not kept waiting for that; any other is removed (killed) here.
+            if container is not None and not ended:
                 _remove(container)
 
-    def _start_with_files(self, container: Container, files: dict[str, bytes]) -> float:
-        """Start the container and hand the runguard the run's files on its stdin."""
-        attached = container.attach_socket(params={"stdin": 1, "stream": 1})
-        raw: socket.socket = attached._sock  # type: ignore[union-attr]  # a unix socket
-        try:
-            container.start()
-            started = time.monotonic()
-            raw.sendall(files_message(files))
-            raw.shutdown(socket.SHUT_WR)  # end of input: stdin_once closes the runguard's
-        finally:
-            attached.close()
-        return started
-
-    def _result_without_report(self, container: Container, duration_ms: int) -> SandboxResult:
-        """The runguard died before reporting: the memory cap took it, or it failed."""
-        container.reload()
-        state = container.attrs.get("State", {})
-        if state.get("OOMKilled"):
-            return SandboxResult(
-                exit_code=state.get("ExitCode"),
-                duration_ms=duration_ms,
-                log="",
-                memory_exceeded=True,
+    def _result_without_report(
+        self, container: Container, said: bytes, duration_ms: int
+    ) -> SandboxResult:
+        """The runguard ended without reporting. Only the kernel can end it silently
+        (the program is another user, without the right to signal it): the memory cap
+        took it. Anything it says on stderr is our failure, to retry."""
+        if said.strip():
+            raise SandboxError(
+                "the sandbox's supervisor ended without a report: "
+                f"{safe_text(said[-2000:]).strip()}"
             )
-        said = container.logs(stdout=False, stderr=True, tail=20)
-        raise SandboxError(
-            f"the sandbox's supervisor ended without a report (exit code "
-            f"{state.get('ExitCode')}): {safe_text(said[-2000:]).strip() or 'no output'}"
+        try:
+            container.reload()
+            state = container.attrs.get("State", {})
+        except NotFound:  # already gone: it exited, and removed itself
+            state = {}
+        if state.get("Running"):
+            _remove(container)
+            raise SandboxError("the sandbox's output stream broke while it still ran")
+        return SandboxResult(
+            exit_code=state.get("ExitCode"), duration_ms=duration_ms, log="", memory_exceeded=True
         )
 
     def _containers(self, run_id: int | None = None) -> list[Container]:
@@ -324,22 +371,14 @@ def _run_id_of(labels: dict[str, str]) -> int:
     return int(labels.get("portal.run_id", "0"))
 
 
-def _is_timeout(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "timeout" in text or "timed out" in text
-
-
-def _kill(container: Container) -> None:
-    with contextlib.suppress(APIError, NotFound):  # it may have exited meanwhile
-        container.kill()
-
-
 def _remove(container: Container) -> None:
     try:
         container.remove(force=True, v=True)
     except NotFound:
         pass
     except APIError as exc:
+        if exc.status_code == 409:  # auto_remove is already at it
+            return
         logger.warning("could not remove container %s: %s", container.short_id, exc)
 
 
