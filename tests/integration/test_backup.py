@@ -388,14 +388,7 @@ def link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
 async def test_restore_refuses_traversal_links_and_repeated_members_before_touching_anything(
     app, settings, services, tmp_path
 ):
-    await populate(app, LocalStorage(settings.local_storage_path))
-    archive = tmp_path / "portal.tar"
-    portal(
-        "backup",
-        "-o",
-        str(archive),
-        env=configured_env(services.database_url, settings.local_storage_path),
-    )
+    archive = await populated_backup(app, settings, services, tmp_path)
     data_dir = empty_data_dir(tmp_path)
     escaped = tmp_path / "escaped"  # where ../ names would land, beside the data directory
     hostile = {
