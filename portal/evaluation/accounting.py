@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from portal.core.templating import human_seconds
 
 NOT_MEASURED = "not measured"
-# The line cap_log (worker.sandbox.base) puts where it cut the middle out of a long log.
+# The line kept_log (worker.sandbox.base) puts where it cut the middle out of a long log.
 CUT_MARKER = re.compile(r"\[\.\.\. \d+ bytes of output omitted \.\.\.\]")
 
 

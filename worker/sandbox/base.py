@@ -79,6 +79,12 @@ def cap_log(raw: bytes, cap: int) -> tuple[str, bool]:
         return safe_text(raw), False
     head = raw[: cap // 4]
     tail = raw[-(cap - len(head)) :]
-    omitted = len(raw) - len(head) - len(tail)
-    text = safe_text(head) + f"\n[... {omitted} bytes of output omitted ...]\n" + safe_text(tail)
-    return text, True
+    return kept_log(head, tail, len(raw) - len(head) - len(tail)), True
+
+
+def kept_log(head: bytes, tail: bytes, omitted: int) -> str:
+    """The start and the end of an output, with what was left out between them marked
+    (the words portal.evaluation.accounting recognises)."""
+    if not omitted:
+        return safe_text(head + tail)
+    return safe_text(head) + f"\n[... {omitted} bytes of output omitted ...]\n" + safe_text(tail)

@@ -35,7 +35,13 @@ from docker.models.volumes import Volume
 from docker.types import LogConfig, Ulimit
 
 from portal.core.text import safe_text
-from worker.sandbox.base import Heartbeat, SandboxError, SandboxLimits, SandboxResult
+from worker.sandbox.base import (
+    Heartbeat,
+    SandboxError,
+    SandboxLimits,
+    SandboxResult,
+    kept_log,
+)
 from worker.sandbox.runguard import MARKER
 
 logger = logging.getLogger(__name__)
@@ -83,10 +89,7 @@ def _decoded(text: str | None) -> bytes:
 def result_from_report(report: dict[str, Any], duration_ms: int) -> SandboxResult:
     head, tail = _decoded(report.get("log_head")), _decoded(report.get("log_tail"))
     omitted = int(report.get("log_omitted") or 0)
-    log = safe_text(head)
-    if omitted:
-        log += f"\n[... {omitted} bytes of output omitted ...]\n"
-    log += safe_text(tail)
+    log = kept_log(head, tail, omitted)
     answer = report.get("answer")
     return SandboxResult(
         exit_code=report.get("exit_code"),
