@@ -74,6 +74,21 @@ class RunCost:
 COST_FIELDS = tuple(f.name for f in dataclasses.fields(RunCost) if f.name != "limits")
 
 
+# Unfinished runs counted by batch kind and status, with the oldest queued one's time:
+# what the System page and /metrics both show of the queue.
+UNFINISHED_BY_KIND = (
+    sa.select(
+        col(EvaluationBatch.kind),
+        col(EvaluationRun.status),
+        sa.func.count(),
+        sa.func.min(col(EvaluationRun.queued_at)),
+    )
+    .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
+    .where(col(EvaluationRun.status).in_(ACTIVE))
+    .group_by(col(EvaluationBatch.kind), col(EvaluationRun.status))
+)
+
+
 @dataclass(frozen=True)
 class ClaimedRun:
     id: int

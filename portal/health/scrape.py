@@ -19,23 +19,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
 
-from portal.evaluation.models import BatchKind, EvaluationBatch, EvaluationRun, RunStatus
+from portal.evaluation.models import BatchKind, RunStatus
+from portal.evaluation.runs import UNFINISHED_BY_KIND
 from portal.evaluation.workers import known_workers_async
 
 logger = logging.getLogger(__name__)
 SOURCE_TIMEOUT_SECONDS = 2.0
 QUEUES = ("public", "batch")  # uploads' public scores / admin batches and the final
-
-_queue = sa.case((col(EvaluationBatch.kind) == BatchKind.public, "public"), else_="batch")
-# Served by ix_evaluation_run_status_heartbeat_at: only unfinished runs are read.
-_UNFINISHED_RUNS = (
-    sa.select(_queue.label("queue"), col(EvaluationRun.status), sa.func.count())
-    .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
-    .where(col(EvaluationRun.status).in_((RunStatus.queued, RunStatus.running)))
-    .group_by(_queue, col(EvaluationRun.status))
-)
 
 
 async def _evaluation_queue(engine: AsyncEngine) -> list[Metric]:
@@ -43,8 +34,11 @@ async def _evaluation_queue(engine: AsyncEngine) -> list[Metric]:
         # Bounded on the server too, so slow scrapes never pile up queries behind them.
         timeout_ms = int(SOURCE_TIMEOUT_SECONDS * 1000)
         await connection.execute(sa.text(f"SET LOCAL statement_timeout = {timeout_ms}"))
-        rows = (await connection.execute(_UNFINISHED_RUNS)).all()
-    counts = {(queue, status): count for queue, status, count in rows}
+        rows = (await connection.execute(UNFINISHED_BY_KIND)).all()
+    counts: dict[tuple[str, str], int] = {}
+    for kind, status, count, _ in rows:
+        queue = "public" if kind == BatchKind.public else "batch"
+        counts[queue, status] = counts.get((queue, status), 0) + count
     queued = GaugeMetricFamily(
         "portal_evaluation_queue_depth", "Runs waiting for a worker", labels=["queue"]
     )

@@ -26,7 +26,7 @@ from portal.evaluation.models import (
     EvaluationRun,
     RunStatus,
 )
-from portal.evaluation.runs import FAILED
+from portal.evaluation.runs import FAILED, UNFINISHED_BY_KIND
 from portal.llm.models import LlmUsageLog
 from portal.submissions.models import Submission
 from portal.system.schemas import (
@@ -65,22 +65,15 @@ def _minutes(since: datetime) -> list[datetime]:
 
 
 async def queue(session: AsyncSession, now: datetime) -> QueueFigures:
-    run, batch = col(EvaluationRun.status), col(EvaluationBatch.kind)
-    queued = run == RunStatus.queued
-    rows = await session.execute(
-        sa.select(batch, sa.func.count(), sa.func.min(col(EvaluationRun.queued_at)))
-        .join(EvaluationBatch, col(EvaluationBatch.id) == EvaluationRun.batch_id)
-        .where(queued)
-        .group_by(batch)
-    )
     by_kind: dict[str, int] = {}
     oldest: datetime | None = None
-    for kind, count, first in rows:
+    running = 0
+    for kind, status, count, first in await session.execute(UNFINISHED_BY_KIND):
+        if status == RunStatus.running:
+            running += count
+            continue
         by_kind[kind] = count
         oldest = first if oldest is None or (first is not None and first < oldest) else oldest
-    running = await session.scalar(
-        sa.select(sa.func.count()).select_from(EvaluationRun).where(run == RunStatus.running)
-    )
     waiting = QueuedRuns(
         public=by_kind.get(BatchKind.public, 0),
         final=by_kind.get(BatchKind.final, 0),
@@ -89,7 +82,7 @@ async def queue(session: AsyncSession, now: datetime) -> QueueFigures:
     return QueueFigures(
         queued=waiting,
         queued_total=waiting.total,
-        running=running or 0,
+        running=running,
         oldest_queued_at=oldest,
         oldest_queued_seconds=max((now - oldest).total_seconds(), 0) if oldest else None,
     )
