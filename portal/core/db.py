@@ -88,9 +88,12 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        # Inactive when the action itself rolled back the whole transaction (a failed
-        # login hands its connection back that way); then there is nothing left to undo.
-        if nested.is_active:
+        # Still the session's savepoint unless the action rolled back the whole
+        # transaction (a failed login hands its connection back that way). It may be
+        # inactive yet current: a flush that failed inside it (a unique index refusing
+        # a row) deactivates it, and until it is rolled back every later statement of
+        # the request raises instead of rendering the refusal.
+        if session.sync_session.get_nested_transaction() is nested.sync_transaction:
             await nested.rollback()
         del queued[queued_before:]
         raise

@@ -66,8 +66,10 @@ async def create(
     """Create a team; returns it with its API token, which is not stored anywhere."""
     if await get_by_email(session, data.email):
         raise Conflict(f"A team with email {data.email} already exists.", code="email_taken")
+    # Lowered by the database on both sides, as its unique index does: Python's lower()
+    # and PostgreSQL's differ beyond ASCII (a C-locale server leaves "À" as it is).
     name_taken = await session.scalar(
-        sa.select(col(Team.id)).where(sa.func.lower(col(Team.name)) == data.name.lower())
+        sa.select(col(Team.id)).where(sa.func.lower(col(Team.name)) == sa.func.lower(data.name))
     )
     if name_taken:
         raise Conflict(f"A team named {data.name!r} already exists.", code="name_taken")
@@ -79,10 +81,12 @@ async def create(
         token_hash=hash_token(token),
         token_prefix=visible_prefix(token),
     )
-    session.add(team)
     try:
         # A savepoint, so losing a race on the unique index leaves the transaction usable.
+        # The row is added inside it: begin_nested() flushes what is pending first, and
+        # a failure there would roll back the whole transaction instead.
         async with session.begin_nested():
+            session.add(team)
             await session.flush()
     except IntegrityError as exc:
         raise Conflict(

@@ -5,13 +5,19 @@ each form below is refused after (or while) its service could have written somet
 and the database is checked for what survived (portal.core.forms.form_action).
 """
 
+import asyncio
+
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
+from portal.audit import service as audit
 from portal.core.db import after_commit, commit, psycopg_conninfo
 from portal.core.errors import Conflict
 from portal.core.forms import form_action
 from portal.main import create_app
+from portal.teams.models import Team
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login, csrf_from_login_page
 
@@ -210,3 +216,63 @@ async def test_an_action_sends_the_jobs_it_queued_only_if_it_is_kept(app, refuse
         await commit(session)
     assert isinstance(outcome, Conflict) == refused
     assert sent == ([] if refused else ["job"])
+
+
+async def test_a_refusal_after_a_failed_write_still_renders_and_keeps_earlier_work(
+    app, teams, services
+):
+    """A service that catches the database refusing its write (a unique index) and
+    raises a refusal: the request goes on to render the form and commit what it did
+    before the action, instead of failing on a session stuck in its failed flush."""
+    await teams.create(name="Taken")
+
+    async def action(session):
+        session.add(
+            Team(name="Taken", email="copy@example.org", token_hash="0" * 64, token_prefix="pt_0")
+        )
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise Conflict("That name is taken.") from exc
+
+    async with app.state.sessionmaker() as session:
+        await audit.record(session, "test.before", actor=None)
+        outcome = await form_action(session, action, session)
+        names = (await session.scalars(sa.select(Team.name))).all()
+        await commit(session)
+    assert isinstance(outcome, Conflict)
+    assert names == ["Taken"]
+    assert audit_actions(services, "test.") == ["test.before"]
+
+
+async def test_a_team_name_differing_only_in_the_case_of_a_non_ascii_letter_is_refused(
+    client, teams, services
+):
+    admin = await teams.admin()
+    await teams.create(name="ÀB")
+    csrf = await browser_login(client, admin)
+    on_the_page = await client.post(
+        "/admin/teams",
+        data={"name": "Àb", "email": "page@example.org", "role": "participant", "csrf_token": csrf},
+    )
+    assert on_the_page.status_code == 409
+    assert "already exists" in on_the_page.text
+    by_the_api = await client.post(
+        "/api/v1/teams", json={"name": "ÀB", "email": "api@example.org"}, headers=admin.auth
+    )
+    assert by_the_api.status_code == 409
+    assert by_the_api.json()["error"]["code"] == "name_taken"
+    assert scalar(services, "SELECT count(*) FROM team") == 2
+
+
+async def test_creating_the_same_team_from_many_forms_at_once_makes_one(client, teams, services):
+    admin = await teams.admin()
+    csrf = await browser_login(client, admin)
+
+    async def create(number: int):
+        form = {"name": "Rush", "email": f"rush{number}@example.org", "csrf_token": csrf}
+        return await client.post("/admin/teams", data={**form, "role": "participant"})
+
+    answers = await asyncio.gather(*(create(number) for number in range(8)))
+    assert sorted(answer.status_code for answer in answers) == [201] + [409] * 7
+    assert scalar(services, "SELECT count(*) FROM team WHERE name = 'Rush'") == 1
