@@ -140,7 +140,7 @@ def _run_and_judge(
         )
     finally:
         if llm_token is not None:
-            _revoke_quietly(context, llm_token)
+            _revoke_quietly(context, llm_token, run.team_id)
     if result.aborted:
         return None
     return result, judge(kit, run.seed, input_bytes, result, limits), limits
@@ -184,9 +184,10 @@ def _record(
     return outcome.status if written else "superseded"
 
 
-def _revoke_quietly(context: WorkerContext, token: str) -> None:
-    # If Redis is away the token still expires on its own shortly after the deadline.
+def _revoke_quietly(context: WorkerContext, token: str, team_id: int) -> None:
+    # If Redis is away the token still expires on its own shortly after the deadline,
+    # and the run's parallel slots with their leases.
     try:
-        run_tokens.revoke(context.redis, token)
+        run_tokens.revoke(context.redis, token, team_id)
     except Exception as exc:
         logger.warning("could not revoke a run's LLM token (it expires by itself): %s", exc)

@@ -42,7 +42,19 @@ class Settings(BaseSettings):
 
     llm_upstream_url: str = "http://127.0.0.1:8001/v1"
     llm_upstream_key: str = ""
+    # Each team's default LLM budgets; an admin overrides any of them per team.
     llm_rpm: int = Field(default=10, ge=0)
+    llm_tokens_per_minute: int = Field(default=100_000, ge=0)
+    llm_tokens_per_day: int = Field(default=2_000_000, ge=0)
+    llm_max_parallel: int = Field(default=4, ge=0)
+    # Models a team may call, separated by commas; empty: every model the upstream has.
+    llm_models: str = ""
+    # Completion tokens reserved for a call that sets no max_tokens.
+    llm_default_max_tokens: int = Field(default=1024, gt=0)
+    # How long a call's parallel slot outlives its process: a killed gateway frees its
+    # slots after this; a live one frees them as each call ends, and renews them while a
+    # streamed answer keeps flowing.
+    llm_lease_seconds: float = Field(default=150, gt=0)
     llm_connect_timeout_seconds: float = Field(default=5, gt=0)
     llm_read_timeout_seconds: float = Field(default=120, gt=0)
     llm_usage_flush_seconds: float = Field(default=0.5, gt=0)
@@ -94,6 +106,12 @@ class Settings(BaseSettings):
                 f"unknown timezone {value!r}; use an IANA name like Europe/Paris"
             ) from exc
         return value
+
+    @property
+    def llm_model_allowlist(self) -> tuple[str, ...] | None:
+        """PORTAL_LLM_MODELS as names; None: every model."""
+        names = tuple(dict.fromkeys(n.strip() for n in self.llm_models.split(",") if n.strip()))
+        return names or None
 
     @field_validator("projector_frame_ancestors")
     @classmethod

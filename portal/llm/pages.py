@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -15,9 +15,9 @@ from portal.core.htmx import redirect
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import whole_number
 from portal.core.templating import render
-from portal.core.text import NameText
+from portal.core.text import FreeText, NameText
 from portal.llm import chart, service
-from portal.llm.service import Window
+from portal.llm.service import LimitOverride, Window
 from portal.teams import service as teams
 
 router = APIRouter(include_in_schema=False)
@@ -35,13 +35,17 @@ async def _usage_page(
     csv_url: str | None = None,
 ) -> Response:
     report = await service.report(
-        session, window, team_id=team_id, default_rpm=settings.llm_rpm, private_runs=private_runs
+        session, window, team_id=team_id, settings=settings, private_runs=private_runs
     )
+    in_use = None
+    if report.budgets is not None and team_id is not None:
+        in_use = await request.app.state.llm_gateway.use(team_id, report.budgets)
     return render(
         request,
         template,
         {
             "report": report,
+            "in_use": in_use,
             "chart": chart.usage(report, ZoneInfo(settings.timezone)),
             "windows": list(Window),
             "window": window,
@@ -84,32 +88,129 @@ async def admin_usage_page(
     )
 
 
-@router.post("/admin/teams/{team_id}/llm-limit")
-async def rate_limit_submit(
+# The limits form's number fields: (name, what it counts, largest value accepted).
+LIMIT_FIELDS = (
+    ("requests_per_minute", "LLM calls per minute", 100_000),
+    ("tokens_per_minute", "tokens per minute", 1_000_000_000),
+    ("tokens_per_day", "tokens per day", 1_000_000_000_000),
+    ("max_parallel", "calls in flight at once", 10_000),
+)
+MAX_MODELS = 100
+
+
+def parse_limits(form: dict[str, str]) -> LimitOverride | str:
+    """The limits form as overrides (an empty field: the default), or what to fix."""
+    values: dict[str, Any] = {}
+    for name, meaning, largest in LIMIT_FIELDS:
+        text = form.get(name, "").strip()
+        number = whole_number(text)
+        if text and (number is None or number > largest):
+            return f"'{text}' is not a number of {meaning} (0 to {largest}); leave it empty for the default."
+        values[name] = number if text else None
+    models_text = form.get("models", "")
+    if models_text.strip() == "":
+        values["models"] = None
+    elif models_text.strip() == "-":
+        values["models"] = ()
+    else:
+        names = tuple(
+            dict.fromkeys(n.strip() for n in models_text.replace("\n", ",").split(",") if n.strip())
+        )
+        too_long = next((n for n in names if len(n) > 120), None)
+        if too_long is not None:
+            return f"The model name '{too_long[:40]}…' is over 120 characters."
+        if len(names) > MAX_MODELS:
+            return f"{len(names)} models listed; at most {MAX_MODELS}."
+        values["models"] = names
+    return LimitOverride(**values)
+
+
+async def _limits_page(
+    request: Request,
+    session: SessionDep,
+    settings: Settings,
+    team_id: int,
+    *,
+    form: dict[str, str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    team = await teams.get(session, team_id)
+    override = (await service.limit_overrides(session, [team_id])).get(team_id)
+    budgets = service.budgets_in_force(override, settings)
+    in_use = await request.app.state.llm_gateway.use(team_id, budgets)
+    if form is None:
+        values = (override or LimitOverride()).as_dict()
+        form = {
+            name: "" if values[name] is None else str(values[name]) for name, *_ in LIMIT_FIELDS
+        }
+        models = values["models"]
+        form["models"] = "" if models is None else (", ".join(models) if models else "-")
+    return render(
+        request,
+        "admin/llm_limit.html",
+        {
+            "team": team,
+            "form": form,
+            "error": error,
+            "defaults": service.default_budgets(settings),
+            "budgets": budgets,
+            "in_use": in_use,
+            "fields": LIMIT_FIELDS,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/admin/teams/{team_id}/llm-limit")
+async def limits_page(
     request: Request,
     admin: PageAdmin,
     session: SessionDep,
     settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
-    requests_per_minute: Annotated[NameText, Form(max_length=7)] = "",
 ) -> Response:
-    """Per-team LLM calls per minute; an empty field returns to PORTAL_LLM_RPM."""
+    return await _limits_page(request, session, settings, team_id)
+
+
+@router.post("/admin/teams/{team_id}/llm-limit")
+async def limits_submit(
+    request: Request,
+    admin: PageAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    requests_per_minute: Annotated[NameText, Form(max_length=20)] = "",
+    tokens_per_minute: Annotated[NameText, Form(max_length=20)] = "",
+    tokens_per_day: Annotated[NameText, Form(max_length=20)] = "",
+    max_parallel: Annotated[NameText, Form(max_length=20)] = "",
+    models: Annotated[FreeText, Form(max_length=13_000)] = "",
+) -> Response:
+    """A team's LLM budgets; an empty field returns that budget to its default."""
     team = await teams.get(session, team_id)
-    response = redirect(request, "/admin/teams")
-    value = requests_per_minute.strip()
-    limit = whole_number(value)
-    if value and (limit is None or limit > 100_000):
-        flash(
-            request,
-            response,
-            f"'{value}' is not a number of LLM calls per minute (0 to 100000).",
-            "error",
+    form = {
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "tokens_per_day": tokens_per_day,
+        "max_parallel": max_parallel,
+        "models": models,
+    }
+    limits = parse_limits(form)
+    if isinstance(limits, str):
+        return await _limits_page(
+            request, session, settings, team_id, form=form, error=limits, status_code=422
         )
-        return response
-    outcome = await form_action(session, service.set_rate_limit, session, team, limit, actor=admin)
+    outcome = await form_action(session, service.set_limits, session, team, limits, actor=admin)
     if isinstance(outcome, PortalError):
-        flash(request, response, outcome.message, "error")
-        return response
-    shown = limit if limit is not None else f"the default ({settings.llm_rpm})"
-    flash(request, response, f"{team.name}: LLM calls per minute set to {shown}.", "success")
+        return await _limits_page(
+            request,
+            session,
+            settings,
+            team_id,
+            form=form,
+            error=outcome.message,
+            status_code=outcome.status_code,
+        )
+    response = redirect(request, "/admin/teams")
+    flash(request, response, f"{team.name}: LLM limits saved.", "success")
     return response

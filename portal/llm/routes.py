@@ -1,17 +1,22 @@
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam, CurrentTeam
+from portal.core.config import Settings
 from portal.core.db import SessionDep
 from portal.core.deps import SettingsDep
 from portal.core.errors import NotFound
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import OptionalRowId
 from portal.llm import service
+from portal.llm.budgets import BudgetState
+from portal.llm.gateway.routes import get_gateway
 from portal.llm.schemas import (
+    BudgetsPublic,
+    BudgetUsePublic,
     RateLimitPublic,
     RateLimitUpdate,
     TeamUsagePublic,
@@ -19,17 +24,34 @@ from portal.llm.schemas import (
     UsageStep,
     UsageTotals,
 )
-from portal.llm.service import Totals, UsageReport, Window
+from portal.llm.service import LimitOverride, Totals, UsageReport, Window
 from portal.teams import service as teams
 
 router = APIRouter(prefix="/api/v1", tags=["llm usage"])
 
 
 def totals_public(totals: Totals) -> UsageTotals:
-    return UsageTotals(**asdict(totals), exceeded_rate=round(totals.exceeded_rate, 4))
+    return UsageTotals(
+        **asdict(totals),
+        exceeded_rate=round(totals.exceeded_rate, 4),
+        exceeded_rate_by={k: round(v, 4) for k, v in totals.exceeded_rate_by.items()},
+    )
 
 
-def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic:
+def budget_use_public(state: BudgetState) -> BudgetUsePublic:
+    return BudgetUsePublic(
+        requests_this_minute=state.requests,
+        tokens_this_minute=state.minute_tokens,
+        tokens_today=state.day_tokens,
+        in_flight=state.parallel,
+        minute_resets_in_seconds=state.minute_reset_seconds,
+        day_resets_in_seconds=state.day_reset_seconds,
+    )
+
+
+def report_public(
+    report: UsageReport, team_id: int | None, in_use: BudgetState | None = None
+) -> UsageReportPublic:
     return UsageReportPublic(
         window=report.window,
         since=report.since,
@@ -37,6 +59,8 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
         step_minutes=report.step_minutes,
         team_id=team_id,
         requests_per_minute=report.requests_per_minute,
+        budgets=BudgetsPublic.model_validate(report.budgets) if report.budgets else None,
+        in_use=budget_use_public(in_use) if in_use else None,
         totals=totals_public(report.totals),
         series=[UsageStep.model_validate(bucket) for bucket in report.buckets],
         teams=[
@@ -44,6 +68,7 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
                 team_id=t.team_id,
                 team_name=t.team_name,
                 requests_per_minute=t.requests_per_minute,
+                budgets=BudgetsPublic.model_validate(t.budgets),
                 totals=totals_public(t.totals),
             )
             for t in report.teams
@@ -53,6 +78,7 @@ def report_public(report: UsageReport, team_id: int | None) -> UsageReportPublic
 
 @router.get("/usage", response_model=UsageReportPublic)
 async def read_usage(
+    request: Request,
     team: CurrentTeam,
     session: SessionDep,
     settings: SettingsDep,
@@ -62,8 +88,8 @@ async def read_usage(
     ] = None,
 ) -> UsageReportPublic:
     """Gateway calls and tokens over the window: totals, a per-step series and the
-    exceeded rate (refused / all calls). A participant sees its own team only."""
-    default_rpm = settings.llm_rpm
+    exceeded rate (refused / all calls, in all and per budget); for one team also its
+    budgets and how much of each it is using right now."""
     if not team.is_admin:
         if team_id not in (None, team.id):
             raise NotFound("No such team.")
@@ -71,17 +97,23 @@ async def read_usage(
     elif team_id is not None:
         await teams.get(session, team_id)  # 404 for an unknown team
     report = await service.report(
-        session, window, team_id=team_id, default_rpm=default_rpm, private_runs=team.is_admin
+        session, window, team_id=team_id, settings=settings, private_runs=team.is_admin
     )
-    return report_public(report, team_id)
+    in_use = None
+    if team_id is not None and report.budgets is not None:
+        in_use = await get_gateway(request).use(team_id, report.budgets)
+    return report_public(report, team_id, in_use)
 
 
-async def _limit_public(session: AsyncSession, team_id: int, default_rpm: int) -> RateLimitPublic:
-    overrides = await service.rate_limit_overrides(session, [team_id])
+async def _limit_public(session: AsyncSession, team_id: int, settings: Settings) -> RateLimitPublic:
+    override = (await service.limit_overrides(session, [team_id])).get(team_id)
+    budgets = service.budgets_in_force(override, settings)
+    overridden = override.overridden if override else []
     return RateLimitPublic(
         team_id=team_id,
-        requests_per_minute=overrides.get(team_id, default_rpm),
-        is_override=team_id in overrides,
+        **BudgetsPublic.model_validate(budgets).model_dump(),
+        overridden=overridden,
+        is_override=bool(overridden),
     )
 
 
@@ -92,8 +124,9 @@ async def read_rate_limit(
     settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> RateLimitPublic:
+    """The team's LLM budgets in force, and which of them are set for it."""
     await teams.get(session, team_id)
-    return await _limit_public(session, team_id, settings.llm_rpm)
+    return await _limit_public(session, team_id, settings)
 
 
 @router.put("/teams/{team_id}/llm-limit", response_model=RateLimitPublic)
@@ -104,8 +137,17 @@ async def update_rate_limit(
     settings: SettingsDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> RateLimitPublic:
-    """Set the team's LLM requests per minute (null: back to PORTAL_LLM_RPM). Audited;
-    applies from the team's next call in every portal process."""
+    """Set the team's LLM budgets: requests and tokens per minute, tokens per day,
+    calls in flight and the models it may call. Each null (or left out) returns to its
+    PORTAL_LLM_* default. Audited; applies from the team's next call in every portal
+    process."""
     team = await teams.get(session, team_id)
-    await service.set_rate_limit(session, team, body.requests_per_minute, actor=admin)
-    return await _limit_public(session, team_id, settings.llm_rpm)
+    limits = LimitOverride(
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+        tokens_per_day=body.tokens_per_day,
+        max_parallel=body.max_parallel,
+        models=tuple(body.models) if body.models is not None else None,
+    )
+    await service.set_limits(session, team, limits, actor=admin)
+    return await _limit_public(session, team_id, settings)

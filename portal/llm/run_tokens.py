@@ -15,6 +15,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from portal.core.security import hash_token
+from portal.llm.budgets import free_tagged_leases
 
 RUN_TOKEN_PREFIX = "ptr_"  # team tokens start with "pt_": the two never collide
 KEY_PREFIX = "llm:run_token"
@@ -46,8 +47,16 @@ def issue(
     return token
 
 
-def revoke(redis: Redis, token: str) -> None:
+def lease_tag(token: str) -> str:
+    """What marks the parallel slots a run's calls take, so they go when the run ends."""
+    return "run-" + hash_token(token)[:16]
+
+
+def revoke(redis: Redis, token: str, team_id: int) -> None:
+    """End the token, and free the slots of any call still in flight with it: the run's
+    container has ended, whatever the gateway has not noticed yet."""
     redis.delete(_key(token))
+    free_tagged_leases(redis, team_id, lease_tag(token))
 
 
 async def resolve(redis: AsyncRedis, token: str) -> RunGrant | None:

@@ -1,6 +1,38 @@
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from portal.core.text import NameText
+
+ModelName = Annotated[
+    NameText, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)
+]
+
+
+class BudgetsPublic(BaseModel):
+    """The budgets in force for a team."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    requests_per_minute: int
+    tokens_per_minute: int
+    tokens_per_day: int = Field(
+        description="prompt + completion tokens per day, reset at midnight in PORTAL_TIMEZONE"
+    )
+    max_parallel: int = Field(description="calls in flight at once")
+    models: list[str] | None = Field(description="the models the team may call; null: every model")
+
+
+class BudgetUsePublic(BaseModel):
+    """How much of each budget the team is using right now."""
+
+    requests_this_minute: int
+    tokens_this_minute: int
+    tokens_today: int
+    in_flight: int
+    minute_resets_in_seconds: int
+    day_resets_in_seconds: int
 
 
 class UsageTotals(BaseModel):
@@ -11,6 +43,10 @@ class UsageTotals(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     exceeded_rate: float = Field(description="refused / all calls in the window")
+    refused_by: dict[str, int] = Field(
+        description="refused calls per budget: requests, tokens, parallel, model"
+    )
+    exceeded_rate_by: dict[str, float] = Field(description="per budget: refused / all calls")
     mean_latency_ms: float | None
 
 
@@ -29,6 +65,7 @@ class TeamUsagePublic(BaseModel):
     team_id: int
     team_name: str
     requests_per_minute: int
+    budgets: BudgetsPublic
     totals: UsageTotals
 
 
@@ -39,18 +76,45 @@ class UsageReportPublic(BaseModel):
     step_minutes: int
     team_id: int | None = Field(description="null: every team (admins only)")
     requests_per_minute: int | None = Field(description="the team's limit; null for all teams")
+    budgets: BudgetsPublic | None = Field(description="the team's budgets; null for all teams")
+    in_use: BudgetUsePublic | None = Field(
+        description="the team's use of each budget right now; null for all teams"
+    )
     totals: UsageTotals
     series: list[UsageStep]
     teams: list[TeamUsagePublic] = Field(description="per-team totals (all-teams view only)")
 
 
 class RateLimitUpdate(BaseModel):
+    """A team's own budgets; each null (or left out) returns to its PORTAL_LLM_* default."""
+
+    model_config = ConfigDict(extra="forbid")
+
     requests_per_minute: int | None = Field(
-        ge=0, le=100_000, description="calls per minute; null returns to PORTAL_LLM_RPM"
+        default=None, ge=0, le=100_000, description="calls per minute; null: PORTAL_LLM_RPM"
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="null: PORTAL_LLM_TOKENS_PER_MINUTE"
+    )
+    tokens_per_day: int | None = Field(
+        default=None, ge=0, le=1_000_000_000_000, description="null: PORTAL_LLM_TOKENS_PER_DAY"
+    )
+    max_parallel: int | None = Field(
+        default=None, ge=0, le=10_000, description="calls in flight; null: PORTAL_LLM_MAX_PARALLEL"
+    )
+    models: list[ModelName] | None = Field(
+        default=None,
+        max_length=100,
+        description="model names the team may call ([]: none); null: PORTAL_LLM_MODELS",
     )
 
+    @field_validator("models")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
 
-class RateLimitPublic(BaseModel):
+
+class RateLimitPublic(BudgetsPublic):
     team_id: int
-    requests_per_minute: int
-    is_override: bool
+    overridden: list[str] = Field(description="the budgets set for this team, not defaults")
+    is_override: bool = Field(description="true when any budget is set for this team")

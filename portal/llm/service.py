@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from portal.audit import service as audit
+from portal.core.config import Settings
 from portal.core.time import utcnow
 from portal.evaluation.models import BatchKind, BatchSubmission, EvaluationBatch
+from portal.llm.budgets import Budgets, Refusal
 from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
 from portal.teams.models import Team
 
@@ -53,11 +55,21 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     mean_latency_ms: float | None = None
+    # Refused calls by the budget that refused them (every Refusal kind, 0 when none).
+    refused_by: dict[str, int] = field(default_factory=dict)
 
     @property
     def exceeded_rate(self) -> float:
-        """Refused over all calls: how often the team ran into its limit."""
+        """Refused over all calls: how often the team ran into its limits."""
         return self.refused / self.calls if self.calls else 0.0
+
+    @property
+    def exceeded_rate_by(self) -> dict[str, float]:
+        """Per budget: calls it refused over all calls."""
+        return {
+            kind: (count / self.calls if self.calls else 0.0)
+            for kind, count in self.refused_by.items()
+        }
 
 
 @dataclass
@@ -65,7 +77,11 @@ class TeamUsage:
     team_id: int
     team_name: str
     totals: Totals
-    requests_per_minute: int
+    budgets: Budgets
+
+    @property
+    def requests_per_minute(self) -> int:
+        return self.budgets.requests_per_minute
 
 
 @dataclass
@@ -77,8 +93,12 @@ class UsageReport:
     totals: Totals
     buckets: list[Bucket] = field(default_factory=list)
     teams: list[TeamUsage] = field(default_factory=list)
-    # The team's own limit (override or default); None for the all-teams report.
-    requests_per_minute: int | None = None
+    # The team's own budgets (overrides or defaults); None for the all-teams report.
+    budgets: Budgets | None = None
+
+    @property
+    def requests_per_minute(self) -> int | None:
+        return self.budgets.requests_per_minute if self.budgets else None
 
 
 def _step_for(span: timedelta) -> int:
@@ -105,6 +125,10 @@ def totals_columns() -> tuple[sa.Label[Any], ...]:
             "completion_tokens"
         ),
         sa.func.avg(col(LlmUsageLog.latency_ms)).filter(outcome != "refused").label("latency"),
+        *(
+            sa.func.count().filter(col(LlmUsageLog.refusal) == kind.value).label(f"refused_{kind}")
+            for kind in Refusal
+        ),
     )
 
 
@@ -117,6 +141,7 @@ def _totals(row: sa.Row[Any]) -> Totals:
         prompt_tokens=int(row.prompt_tokens),
         completion_tokens=int(row.completion_tokens),
         mean_latency_ms=float(row.latency) if row.latency is not None else None,
+        refused_by={kind.value: getattr(row, f"refused_{kind}") for kind in Refusal},
     )
 
 
@@ -173,7 +198,7 @@ async def report(
     window: Window,
     *,
     team_id: int | None,
-    default_rpm: int,
+    settings: Settings,
     private_runs: bool = True,
     now: datetime | None = None,
 ) -> UsageReport:
@@ -208,72 +233,124 @@ async def report(
 
     result = UsageReport(window, since, until, step, _totals(totals_row), buckets)
     if team_id is None:
-        result.teams = await _per_team(session, in_window, default_rpm)
+        result.teams = await _per_team(session, in_window, settings)
     else:
-        overrides = await rate_limit_overrides(session, [team_id])
-        result.requests_per_minute = overrides.get(team_id, default_rpm)
+        overrides = await limit_overrides(session, [team_id])
+        result.budgets = budgets_in_force(overrides.get(team_id), settings)
     return result
 
 
 async def _per_team(
-    session: AsyncSession, in_window: list[sa.ColumnElement[bool]], default_rpm: int
+    session: AsyncSession, in_window: list[sa.ColumnElement[bool]], settings: Settings
 ) -> list[TeamUsage]:
-    rows = await session.execute(
-        sa.select(
-            col(Team.id),
-            col(Team.name),
-            col(LlmUsageRateLimit.requests_per_minute).label("override"),
-            *totals_columns(),
+    rows = list(
+        await session.execute(
+            sa.select(col(Team.id), col(Team.name), *totals_columns())
+            .join(LlmUsageLog, col(LlmUsageLog.team_id) == Team.id)
+            .where(*in_window)
+            .group_by(col(Team.id), col(Team.name))
+            .order_by(sa.text("calls DESC"), col(Team.name))
         )
-        .join(LlmUsageLog, col(LlmUsageLog.team_id) == Team.id)
-        .outerjoin(LlmUsageRateLimit, col(LlmUsageRateLimit.team_id) == Team.id)
-        .where(*in_window)
-        .group_by(col(Team.id), col(Team.name), col(LlmUsageRateLimit.requests_per_minute))
-        .order_by(sa.text("calls DESC"), col(Team.name))
     )
+    overrides = await limit_overrides(session, [row.id for row in rows])
     return [
-        TeamUsage(
-            row.id,
-            row.name,
-            _totals(row),
-            row.override if row.override is not None else default_rpm,
-        )
+        TeamUsage(row.id, row.name, _totals(row), budgets_in_force(overrides.get(row.id), settings))
         for row in rows
     ]
 
 
-async def rate_limit_overrides(session: AsyncSession, team_ids: list[int]) -> dict[int, int]:
-    rows = await session.execute(
-        sa.select(col(LlmUsageRateLimit.team_id), col(LlmUsageRateLimit.requests_per_minute)).where(
-            col(LlmUsageRateLimit.team_id).in_(team_ids)
-        )
+# A team's budgets, in the order pages and the API show them.
+BUDGET_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "tokens_per_day",
+    "max_parallel",
+    "models",
+)
+
+
+@dataclass(frozen=True)
+class LimitOverride:
+    """What an admin set for one team; None: the PORTAL_LLM_* default applies."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    max_parallel: int | None = None
+    models: tuple[str, ...] | None = None
+
+    @property
+    def overridden(self) -> list[str]:
+        return [name for name in BUDGET_FIELDS if getattr(self, name) is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in BUDGET_FIELDS}
+        values["models"] = list(self.models) if self.models is not None else None
+        return values
+
+
+def default_budgets(settings: Settings) -> Budgets:
+    return Budgets(
+        requests_per_minute=settings.llm_rpm,
+        tokens_per_minute=settings.llm_tokens_per_minute,
+        tokens_per_day=settings.llm_tokens_per_day,
+        max_parallel=settings.llm_max_parallel,
+        models=settings.llm_model_allowlist,
     )
-    return {team_id: limit for team_id, limit in rows}
 
 
-async def set_rate_limit(
-    session: AsyncSession, team: Team, requests_per_minute: int | None, *, actor: Team
+def budgets_in_force(override: LimitOverride | None, settings: Settings) -> Budgets:
+    """The team's overrides over the defaults: what the gateway holds it to."""
+    defaults = default_budgets(settings)
+    if override is None:
+        return defaults
+    return Budgets(
+        **{
+            name: value
+            if (value := getattr(override, name)) is not None
+            else getattr(defaults, name)
+            for name in BUDGET_FIELDS
+        }
+    )
+
+
+def _override(row: LlmUsageRateLimit) -> LimitOverride:
+    return LimitOverride(
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        tokens_per_day=row.tokens_per_day,
+        max_parallel=row.max_parallel,
+        models=tuple(row.models) if row.models is not None else None,
+    )
+
+
+async def limit_overrides(session: AsyncSession, team_ids: list[int]) -> dict[int, LimitOverride]:
+    rows = await session.scalars(
+        sa.select(LlmUsageRateLimit).where(col(LlmUsageRateLimit.team_id).in_(team_ids))
+    )
+    return {row.team_id: _override(row) for row in rows}
+
+
+async def set_limits(
+    session: AsyncSession, team: Team, limits: LimitOverride, *, actor: Team
 ) -> None:
-    """Per-team override of PORTAL_LLM_RPM; None returns the team to the default.
+    """Replace the team's overrides (each None: back to the default). Audited.
 
-    Takes effect on the team's next call, in every portal process: the gateway reads the
-    override with the caller on each call.
+    Takes effect on the team's next call, in every portal process, within
+    PORTAL_LLM_AUTH_CACHE_SECONDS: the gateway reads the overrides with the caller.
     """
     existing = await session.get(LlmUsageRateLimit, team.id, with_for_update=True)
-    previous = existing.requests_per_minute if existing else None
-    if previous == requests_per_minute:
+    previous = _override(existing) if existing is not None else LimitOverride()
+    if previous == limits:
         return
-    if requests_per_minute is None:
+    if not limits.overridden:
         await session.delete(existing)
-    elif existing is None:
-        session.add(
-            LlmUsageRateLimit(
-                team_id=team.id, requests_per_minute=requests_per_minute, updated_at=utcnow()
-            )
-        )
     else:
-        existing.requests_per_minute = requests_per_minute
-        existing.updated_at = utcnow()
+        row = existing or LlmUsageRateLimit(team_id=team.id)
+        for name, value in limits.as_dict().items():
+            setattr(row, name, value)
+        row.updated_at = utcnow()
+        session.add(row)
     await session.flush()
     await audit.record(
         session,
@@ -281,5 +358,5 @@ async def set_rate_limit(
         actor=actor,
         target_type="team",
         target_id=team.id,
-        details={"previous": previous, "requests_per_minute": requests_per_minute},
+        details={"previous": previous.as_dict(), "limits": limits.as_dict()},
     )

@@ -60,6 +60,8 @@ class UsageEntry:
     status_code: int
     outcome: str  # allowed | refused | failed
     latency_ms: float
+    refusal: str | None = None  # requests | tokens | parallel | model, when refused
+    answered_model: str | None = None
     source: str = "dev"  # dev | eval
     batch_submission_id: int | None = None
     prompt_tokens: int = 0

@@ -49,7 +49,7 @@ async def _teams_page(
 ) -> Response:
     params = PageParams(page=page, size=TEAMS_PER_PAGE)
     result = await service.list_teams(session, q, params)
-    llm_limits = await llm_service.rate_limit_overrides(session, [t.id for t in result.items])
+    llm_limits = await llm_service.limit_overrides(session, [t.id for t in result.items])
     return render(
         request,
         "admin/teams.html",

@@ -124,7 +124,11 @@ async def test_next_minute_allows_again_and_refusals_do_not_consume(app, client,
 async def test_limit_holds_across_two_portal_processes(services, tmp_path, teams, echo_upstream):
     """50 concurrent calls spread over two uvicorn processes share one limit of 10."""
     team = await teams.create()
-    upstream = {"PORTAL_LLM_UPSTREAM_URL": echo_upstream.url, "PORTAL_LLM_RPM": "10"}
+    upstream = {
+        "PORTAL_LLM_UPSTREAM_URL": echo_upstream.url,
+        "PORTAL_LLM_RPM": "10",
+        "PORTAL_LLM_MAX_PARALLEL": "100",  # only the requests budget is measured here
+    }
     with (
         portal_process(services, tmp_path, upstream, name="portal-a") as url_a,
         portal_process(services, tmp_path, upstream, name="portal-b") as url_b,
@@ -347,7 +351,7 @@ async def test_run_token_works_on_the_gateway_only_and_until_revoked(app, client
         assert outside.status_code == 401, path
         assert "only works on the LLM gateway" in outside.json()["error"]["message"]
 
-    run_tokens.revoke(redis, token)
+    run_tokens.revoke(redis, token, team.id)
     after = await client.post("/llm/v1/chat/completions", json=chat(), headers=run_auth)
     assert after.status_code == 401
     assert "run it belonged to ended" in after.json()["error"]["message"]

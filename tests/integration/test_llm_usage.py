@@ -169,14 +169,24 @@ async def test_limit_override_is_admin_only_audited_and_applies(app, client, tea
     assert refused.status_code == 403
 
     response = await set_limit(client, admin, team, 1)
-    assert response.json() == {"team_id": team.id, "requests_per_minute": 1, "is_override": True}
+    assert response.json() == {
+        "team_id": team.id,
+        "requests_per_minute": 1,
+        "tokens_per_minute": 100_000,
+        "tokens_per_day": 2_000_000,
+        "max_parallel": 4,
+        "models": None,
+        "overridden": ["requests_per_minute"],
+        "is_override": True,
+    }
     assert await calls(client, team, 2) == [200, 429]
 
     invalid = await set_limit(client, admin, team, -1)
     assert invalid.status_code == 422
 
     reset = await set_limit(client, admin, team, None)
-    assert reset.json() == {"team_id": team.id, "requests_per_minute": 10, "is_override": False}
+    assert reset.json()["requests_per_minute"] == 10
+    assert (reset.json()["overridden"], reset.json()["is_override"]) == ([], False)
     # Each process trusts its lookup for PORTAL_LLM_AUTH_CACHE_SECONDS (2 s by default).
     await asyncio.sleep(app.state.settings.llm_auth_cache_seconds + 0.1)
     assert await calls(client, team, 1) == [200]
@@ -189,9 +199,12 @@ async def test_limit_override_is_admin_only_audited_and_applies(app, client, tea
                 .order_by(AuditLog.id)
             )
         ).all()
+    unset = dict.fromkeys(
+        ("requests_per_minute", "tokens_per_minute", "tokens_per_day", "max_parallel", "models")
+    )
     assert [details for _, details in audits] == [
-        {"previous": None, "requests_per_minute": 1},
-        {"previous": 1, "requests_per_minute": None},
+        {"previous": unset, "limits": {**unset, "requests_per_minute": 1}},
+        {"previous": {**unset, "requests_per_minute": 1}, "limits": unset},
     ]
 
 
@@ -224,15 +237,13 @@ async def test_usage_pages_show_the_chart_and_the_admin_sets_limits(app, teams):
         )
         assert saved.status_code == 303
         teams_page = await browser.get("/admin/teams")
-        assert "Chart Team: LLM calls per minute set to 25." in teams_page.text
+        assert "Chart Team: LLM limits saved." in teams_page.text
         bad = await browser.post(
             f"/admin/teams/{team.id}/llm-limit",
             data={"requests_per_minute": "lots", "csrf_token": csrf},
         )
-        assert (
-            "lots&#39; is not a number of LLM calls per minute"
-            in (await browser.get(bad.headers["location"])).text
-        )
+        assert bad.status_code == 422
+        assert "lots&#39; is not a number of LLM calls per minute" in bad.text
     async with make_client(app) as api:
         limit = await api.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)
         assert limit.json()["requests_per_minute"] == 25

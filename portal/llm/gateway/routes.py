@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -14,13 +16,26 @@ from fastapi.responses import Response, StreamingResponse
 
 from portal.core import metrics
 from portal.core.bodylimit import PayloadTooLarge
-from portal.llm.gateway.errors import GATEWAY_ERRORS, GatewayError, upstream_failure
+from portal.llm.budgets import Ask, Refusal, Reservation, prompt_estimate
+from portal.llm.gateway.errors import (
+    GATEWAY_ERRORS,
+    GatewayError,
+    model_not_allowed,
+    over_budget,
+    upstream_failure,
+)
 from portal.llm.gateway.service import Caller, Gateway, call_outcome
 from portal.llm.usage_log import TokenUsage
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERRORS)
+
+# Bounds on what a call may ask for, so a reservation is always a sane number.
+MAX_TOKENS_ASKED = 10_000_000
+MAX_CHOICES = 128
+# nginx's status for a caller that hung up before the answer; only ever logged.
+CLIENT_CLOSED = 499
 
 # The body is read raw (forwarded byte for byte); this documents what it must contain.
 CHAT_REQUEST_SCHEMA = {
@@ -66,7 +81,30 @@ def _usage_tokens(usage: Any) -> TokenUsage:
     }
 
 
-async def _chat_request(request: Request) -> tuple[bytes, dict[str, Any]]:
+def _total(usage: TokenUsage) -> int | None:
+    """The tokens a call spent, None when the model did not say."""
+    if not usage:
+        return None
+    return usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+
+
+def _answered_model(answer: Any) -> str | None:
+    model = answer.get("model") if isinstance(answer, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _whole_number(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GatewayError(
+            400, f"'{name}' must be a whole number from {low} to {high}.", param=name
+        )
+    return value
+
+
+async def _chat_request(request: Request, default_max_tokens: int) -> tuple[bytes, dict, Ask]:
     try:
         raw = await request.body()
     except PayloadTooLarge as exc:
@@ -84,11 +122,17 @@ async def _chat_request(request: Request) -> tuple[bytes, dict[str, Any]]:
         raise GatewayError(
             400, "'messages' is required: a non-empty list of messages.", param="messages"
         )
-    return raw, body
+    # The newer name wins, as OpenAI's API reads them.
+    completion = _whole_number(body, "max_completion_tokens", 1, MAX_TOKENS_ASKED)
+    if completion is None:
+        completion = _whole_number(body, "max_tokens", 1, MAX_TOKENS_ASKED)
+    choices = _whole_number(body, "n", 1, MAX_CHOICES) or 1
+    ask = Ask(prompt_estimate(len(raw)), (completion or default_max_tokens) * choices)
+    return raw, body, ask
 
 
 def get_gateway(request: Request) -> Gateway:
-    """The app's one Gateway (its caller cache, rate limit, upstream client, usage log)."""
+    """The app's one Gateway (its caller cache, budgets, upstream client, usage log)."""
     return request.app.state.llm_gateway
 
 
@@ -115,73 +159,193 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         metrics.count_llm_call(call_outcome(error.status_code))
         return error.response()
     try:
-        raw, body = await _chat_request(request)
+        raw, body, ask = await _chat_request(request, gateway.settings.llm_default_max_tokens)
     except GatewayError as error:
         # A malformed call costs nothing from the budget but is still logged.
         gateway.log(caller, "", error.status_code, started)
         return error.response()
     model = body["model"]
+    budgets = caller.budgets
+    if not budgets.allows_model(model):
+        gateway.log(caller, model, 404, started, refused=Refusal.model)
+        return model_not_allowed(model, budgets.models or ()).response()
     try:
-        decision = await gateway.decide(caller, consume=True)
+        state = await gateway.take(caller, ask.total)
     except GatewayError as error:
         gateway.log(caller, model, error.status_code, started)
         return error.response()
-    limit_headers = decision.headers()
-    if not decision.allowed:
-        gateway.log(caller, model, 429, started, refused=True)
-        return GatewayError(
-            429,
-            f"Rate limit reached: {decision.limit} requests per minute for your team. "
-            f"Retry in {decision.retry_after_seconds} s.",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={**limit_headers, "Retry-After": str(decision.retry_after_seconds)},
-        ).response()
+    if state.reservation is None:
+        gateway.log(caller, model, 429, started, refused=state.kind)
+        return over_budget(state, ask, gateway.settings.timezone).response()
+    call = Call(gateway, caller, model, state.reservation, state.headers(), started)
     if body.get("stream") is True:
-        return await _forward_stream(gateway, caller, body, limit_headers, started)
-    return await _forward_json(gateway, caller, model, raw, limit_headers, started)
+        return await _forward_stream(call, body)
+    return await _forward_json(call, request, raw)
 
 
-async def _forward_json(
-    gateway: Gateway,
-    caller: Caller,
-    model: str,
-    raw: bytes,
-    limit_headers: dict[str, str],
-    started: float,
-) -> Response:
-    try:
-        upstream = await gateway.upstream("POST", "chat/completions", content=raw)
-    except httpx.HTTPError as exc:
-        error = upstream_failure(exc)
-        gateway.log(caller, model, error.status_code, started, upstream=True)
-        error.headers.update(limit_headers)
+class ClientLeft(Exception):
+    """The caller hung up before the model answered."""
+
+
+class Call:
+    """One allowed call: what it holds of the team's budgets until it is settled, once."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        caller: Caller,
+        model: str,
+        reservation: Reservation,
+        limit_headers: dict[str, str],
+        started: float,
+    ) -> None:
+        self.gateway = gateway
+        self.caller = caller
+        self.model = model
+        self.reservation = reservation
+        self.limit_headers = limit_headers
+        self.started = started
+        self.settled = False
+        self._renewed = time.monotonic()
+
+    async def settle(self, used_tokens: int | None, *, give_back: bool = False) -> None:
+        if not self.settled:
+            self.settled = True
+            await self.gateway.settle(self.reservation, used_tokens, give_back=give_back)
+
+    async def keep_alive(self) -> None:
+        """Renew the parallel slot's lease if a third of it has gone by (a long stream)."""
+        if time.monotonic() - self._renewed > self.gateway.settings.llm_lease_seconds / 3:
+            self._renewed = time.monotonic()
+            await self.gateway.renew(self.reservation)
+
+    def failed(self, error: GatewayError) -> Response:
+        self.gateway.log(self.caller, self.model, error.status_code, self.started, upstream=True)
+        error.headers.update(self.limit_headers)
         return error.response()
-    usage: TokenUsage = {}
-    if upstream.is_success:
+
+    async def upstream_unless_client_leaves(self, request: Request, raw: bytes) -> httpx.Response:
+        """The model's answer, while watching the caller: a caller that hangs up ends
+        the upstream call at once (ClientLeft), and a long wait renews the slot."""
+        upstream = asyncio.ensure_future(
+            self.gateway.upstream("POST", "chat/completions", content=raw)
+        )
+        watch = asyncio.ensure_future(self._watch_client(request))
         try:
-            usage = _usage_tokens(json.loads(upstream.content).get("usage"))
-        except (ValueError, AttributeError):
-            usage = {}
-    gateway.log(caller, model, upstream.status_code, started, upstream=True, **usage)
-    return Response(
-        upstream.content,
+            await asyncio.wait((upstream, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not upstream.done():
+                upstream.cancel()
+                with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                    await upstream
+        if upstream.cancelled():
+            raise ClientLeft()
+        return upstream.result()
+
+    async def _watch_client(self, request: Request) -> None:
+        renew_every = self.gateway.settings.llm_lease_seconds / 3
+        while True:
+            try:
+                async with asyncio.timeout(renew_every):
+                    message = await request.receive()
+            except TimeoutError:
+                await self.keep_alive()
+                continue
+            if message["type"] == "http.disconnect":
+                return
+
+
+class SettledResponse(Response):
+    """A response that settles its call once it is sent (or its sending failed)."""
+
+    def __init__(self, call: Call, used_tokens: int | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._call = call
+        self._used_tokens = used_tokens
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._call.settle(self._used_tokens)
+
+
+def _gives_back(status_code: int) -> bool:
+    """An upstream answer that means the call did not happen: a server error or the
+    upstream's own rate limit. The team gets its request and tokens back."""
+    return status_code >= 500 or status_code == 429
+
+
+async def _forward_json(call: Call, request: Request, raw: bytes) -> Response:
+    gateway, caller, model, started = call.gateway, call.caller, call.model, call.started
+    try:
+        upstream = await call.upstream_unless_client_leaves(request, raw)
+    except ClientLeft:
+        # Nobody reads this answer; the model may have spent tokens: kept as reserved.
+        gateway.log(caller, model, CLIENT_CLOSED, started)
+        await call.settle(None)
+        return Response(status_code=CLIENT_CLOSED)
+    except httpx.HTTPError as exc:
+        await call.settle(None, give_back=True)
+        return call.failed(upstream_failure(exc))
+    if _gives_back(upstream.status_code):
+        await call.settle(None, give_back=True)
+        gateway.log(caller, model, upstream.status_code, started, upstream=True)
+        return Response(
+            upstream.content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", "application/json"),
+            headers=call.limit_headers,
+        )
+    usage: TokenUsage = {}
+    answered = None
+    try:
+        answer = json.loads(upstream.content)
+        usage, answered = _usage_tokens(answer.get("usage")), _answered_model(answer)
+    except (ValueError, AttributeError):
+        pass
+    # A refused call (4xx) that reports no usage spent nothing.
+    used = _total(usage) if upstream.is_success or usage else 0
+    gateway.log(
+        caller,
+        model,
+        upstream.status_code,
+        started,
+        upstream=True,
+        answered_model=answered,
+        **usage,
+    )
+    return SettledResponse(
+        call,
+        used,
+        content=upstream.content,
         status_code=upstream.status_code,
         media_type=upstream.headers.get("content-type", "application/json"),
-        headers=limit_headers,
+        headers=call.limit_headers,
     )
 
 
-async def _forward_stream(
-    gateway: Gateway,
-    caller: Caller,
-    body: dict[str, Any],
-    limit_headers: dict[str, str],
-    started: float,
-) -> Response:
-    model = body["model"]
+class SettledStreamingResponse(StreamingResponse):
+    """A stream that settles its call when it ends, however it ends (the relay settles
+    with the real usage first when it gets to; this is the backstop)."""
+
+    def __init__(self, call: Call, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._call = call
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._call.settle(None)
+
+
+async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
+    gateway, caller, model, started = call.gateway, call.caller, call.model, call.started
     # Ask upstream for the usage chunk even when the client did not, so streamed calls
-    # are logged with their real token counts; the client only sees it if it asked.
+    # are logged and settled with their real token counts; the client only sees it if
+    # it asked.
     client_options = body.get("stream_options")
     client_wants_usage = isinstance(client_options, dict) and bool(
         client_options.get("include_usage")
@@ -192,24 +356,29 @@ async def _forward_stream(
         upstream = await gateway.upstream(
             "POST", "chat/completions", json=upstream_body, stream=True
         )
-    except httpx.HTTPError as exc:
-        error = upstream_failure(exc)
-        gateway.log(caller, model, error.status_code, started, upstream=True)
-        error.headers.update(limit_headers)
-        return error.response()
+    except BaseException as exc:
+        await call.settle(None, give_back=True)
+        if isinstance(exc, httpx.HTTPError):
+            return call.failed(upstream_failure(exc))
+        raise
     if not upstream.is_success:
         content = await upstream.aread()
         await upstream.aclose()
+        await call.settle(
+            None if _gives_back(upstream.status_code) else 0,
+            give_back=_gives_back(upstream.status_code),
+        )
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
         return Response(
             content,
             status_code=upstream.status_code,
             media_type=upstream.headers.get("content-type", "application/json"),
-            headers=limit_headers,
+            headers=call.limit_headers,
         )
 
     async def relay() -> AsyncIterator[bytes]:
         usage: TokenUsage = {}
+        answered: str | None = None
         status_code = 200
         event: list[str] = []
         try:
@@ -220,10 +389,14 @@ async def _forward_stream(
                 if not event:
                     continue
                 text, event = "\n".join(event), []
-                found, keep = _inspect_event(text, client_wants_usage)
+                found, keep, model_named = _inspect_event(
+                    text, client_wants_usage, answered is None
+                )
                 usage = found or usage
+                answered = answered or model_named
                 if keep:
                     yield (text + "\n\n").encode()
+                await call.keep_alive()
             if event:
                 yield ("\n".join(event) + "\n\n").encode()
         except httpx.HTTPError as exc:
@@ -231,34 +404,53 @@ async def _forward_stream(
             logger.warning("llm gateway: upstream stream broke: %s", exc)
         finally:
             await upstream.aclose()
-            gateway.log(caller, model, status_code, started, upstream=True, **usage)
+            # Broken midway, the model still spent what it streamed: settled as reported
+            # or, unreported, as reserved.
+            await call.settle(_total(usage))
+            gateway.log(
+                caller,
+                model,
+                status_code,
+                started,
+                upstream=True,
+                answered_model=answered,
+                **usage,
+            )
 
-    return StreamingResponse(
+    return SettledStreamingResponse(
+        call,
         relay(),
         media_type="text/event-stream",
-        headers={**limit_headers, "cache-control": "no-cache"},
+        headers={**call.limit_headers, "cache-control": "no-cache"},
     )
 
 
-def _inspect_event(text: str, client_wants_usage: bool) -> tuple[TokenUsage, bool]:
-    """(token usage if this event carries it, whether to pass the event on)."""
-    if '"usage"' not in text or not text.startswith("data:"):
-        return {}, True
+def _inspect_event(
+    text: str, client_wants_usage: bool, looking_for_model: bool
+) -> tuple[TokenUsage, bool, str | None]:
+    """(token usage if this event carries it, whether to pass the event on, the model
+    it names if we still look for one)."""
+    carries_usage = '"usage"' in text
+    if not text.startswith("data:") or not (carries_usage or looking_for_model):
+        return {}, True, None
     try:
         chunk = json.loads(text[len("data:") :])
     except ValueError:
-        return {}, True
-    if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
-        return {}, True
+        return {}, True, None
+    if not isinstance(chunk, dict):
+        return {}, True, None
+    model = _answered_model(chunk)
+    if not isinstance(chunk.get("usage"), dict):
+        return {}, True, model
     usage_only = not chunk.get("choices")
-    return _usage_tokens(chunk["usage"]), client_wants_usage or not usage_only
+    return _usage_tokens(chunk["usage"]), client_wants_usage or not usage_only, model
 
 
-@router.get("/models", summary="Models the gateway serves (OpenAI-compatible)")
+@router.get("/models", summary="The models the team may call (OpenAI-compatible)")
 async def list_models(request: Request, gateway: GatewayDep) -> Response:
     try:
         caller = await gateway.caller(request)
-        limit_headers = (await gateway.decide(caller, consume=False)).headers()
+        limit_headers = (await gateway.use(caller.team_id, caller.budgets)).headers()
     except GatewayError as error:
         return error.response()
     try:
@@ -267,9 +459,27 @@ async def list_models(request: Request, gateway: GatewayDep) -> Response:
         failure = upstream_failure(exc)
         failure.headers.update(limit_headers)
         return failure.response()
+    content = upstream.content
+    allowed = caller.budgets.models
+    if allowed is not None and upstream.is_success:
+        content = _only_models(content, allowed)
     return Response(
-        upstream.content,
+        content,
         status_code=upstream.status_code,
         media_type=upstream.headers.get("content-type", "application/json"),
         headers=limit_headers,
     )
+
+
+def _only_models(content: bytes, allowed: tuple[str, ...]) -> bytes:
+    """The upstream's model list cut to the team's allowlist (as sent if unreadable)."""
+    try:
+        listing = json.loads(content)
+        listing["data"] = [
+            entry
+            for entry in listing["data"]
+            if isinstance(entry, dict) and entry.get("id") in allowed
+        ]
+    except (ValueError, KeyError, TypeError):
+        return content
+    return json.dumps(listing).encode()

@@ -1,11 +1,14 @@
 """What every gateway call shares, built once per process: who is calling (briefly
-cached), the team's limit, the pooled upstream client and the buffered usage log."""
+cached), the team's budgets, the pooled upstream client and the buffered usage log."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Unpack
+from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
@@ -21,22 +24,27 @@ from portal.core import metrics
 from portal.core.config import Settings
 from portal.core.logging import request_id_var, team_id_var
 from portal.core.security import hash_token
+from portal.core.time import next_midnight, utcnow
 from portal.llm import run_tokens
+from portal.llm.budgets import Budgets, BudgetState, Day, Refusal, Reservation, TeamBudgets
 from portal.llm.gateway.errors import INVALID_KEY, GatewayError, unavailable
 from portal.llm.models import LlmUsageRateLimit
-from portal.llm.ratelimit import RateDecision, RequestsPerMinute
 from portal.llm.upstream import UpstreamTransport
 from portal.llm.usage_log import TokenUsage, UsageEntry, UsageRecorder
 from portal.teams import service as teams
 from portal.teams.models import Team
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Caller:
     team_id: int
-    requests_per_minute: int
+    budgets: Budgets
     source: str = "dev"
     batch_submission_id: int | None = None
+    # Marks the parallel slots this caller takes: a run's are freed when it ends.
+    lease_tag: str = "dev"
 
 
 TEAM_CACHE_SIZE = 10_000
@@ -64,16 +72,26 @@ class Gateway:
         self.settings = settings
         self.engine = engine
         self.redis = redis
-        self.limiter = RequestsPerMinute(redis)
+        self.budgets = TeamBudgets(redis, settings.llm_lease_seconds)
+        self.clock = utcnow  # what "today" is measured by (tests move it to midnight)
+        self._day: tuple[float, str] | None = None  # (ends at, epoch seconds; name)
         self._team_cache: dict[tuple[str, object], tuple[float, Any]] = {}
-        # What a call needs of its team (may it call, at what limit), in one round trip;
-        # built once: a statement built per call costs more CPU than the query.
+        # What a call needs of its team (may it call, within which budgets), in one
+        # round trip; built once: a statement built per call costs more CPU than the query.
+        override = LlmUsageRateLimit
         columns = (
             col(Team.id),
             col(Team.is_active),
-            sa.func.coalesce(col(LlmUsageRateLimit.requests_per_minute), settings.llm_rpm).label(
-                "requests_per_minute"
+            *(
+                sa.func.coalesce(col(getattr(override, name)), default).label(name)
+                for name, default in (
+                    ("requests_per_minute", settings.llm_rpm),
+                    ("tokens_per_minute", settings.llm_tokens_per_minute),
+                    ("tokens_per_day", settings.llm_tokens_per_day),
+                    ("max_parallel", settings.llm_max_parallel),
+                )
             ),
+            col(override.models),
         )
         with_limit = (LlmUsageRateLimit, col(LlmUsageRateLimit.team_id) == Team.id)
         self._caller_queries = {
@@ -171,9 +189,21 @@ class Gateway:
         if row is None or not row.is_active:
             raise GatewayError(401, INVALID_KEY, code="invalid_api_key")
         team_id_var.set(row.id)
+        budgets = Budgets(
+            requests_per_minute=row.requests_per_minute,
+            tokens_per_minute=row.tokens_per_minute,
+            tokens_per_day=row.tokens_per_day,
+            max_parallel=row.max_parallel,
+            models=tuple(row.models) if row.models is not None else self.default_models,
+        )
         if grant is not None:
-            return Caller(row.id, row.requests_per_minute, "eval", grant.batch_submission_id)
-        return Caller(row.id, row.requests_per_minute)
+            tag = run_tokens.lease_tag(token)
+            return Caller(row.id, budgets, "eval", grant.batch_submission_id, lease_tag=tag)
+        return Caller(row.id, budgets)
+
+    @property
+    def default_models(self) -> tuple[str, ...] | None:
+        return self.settings.llm_model_allowlist
 
     async def _team_row(self, kind: str, value: object) -> sa.Row[Any] | None:
         """The team behind a token hash or id, active flag and limit, briefly cached.
@@ -196,13 +226,49 @@ class Gateway:
             self._team_cache[key] = (now + ttl, row)
         return row
 
-    async def decide(self, caller: Caller, *, consume: bool) -> RateDecision:
+    def today(self) -> Day:
+        """The competition's current day, named by its local date; cached until it ends."""
+        now = self.clock()
+        epoch = now.timestamp()
+        if self._day is None or epoch >= self._day[0]:
+            zone = self.settings.timezone
+            ends = next_midnight(now, zone).timestamp()
+            local = datetime.fromtimestamp(epoch, UTC).astimezone(ZoneInfo(zone))
+            self._day = (ends, local.date().isoformat())
+        ends, name = self._day
+        return Day(name, max(int(ends - epoch + 0.999), 1))
+
+    async def take(self, caller: Caller, tokens: int) -> BudgetState:
+        """A request, `tokens` tokens and a parallel slot from the caller's budgets."""
         try:
-            if consume:
-                return await self.limiter.hit(caller.team_id, caller.requests_per_minute)
-            return await self.limiter.peek(caller.team_id, caller.requests_per_minute)
+            return await self.budgets.take(
+                caller.team_id, caller.budgets, tokens, self.today(), lease_tag=caller.lease_tag
+            )
         except (RedisError, OSError) as exc:
             raise unavailable(exc) from exc
+
+    async def use(self, team_id: int, budgets: Budgets) -> BudgetState:
+        """A team's use of each budget right now (the usage pages)."""
+        try:
+            return await self.budgets.peek(team_id, budgets, self.today())
+        except (RedisError, OSError) as exc:
+            raise unavailable(exc) from exc
+
+    async def settle(
+        self, reservation: Reservation, used_tokens: int | None, *, give_back: bool = False
+    ) -> None:
+        """End a call's hold on its budgets. Never raises: with Redis away, its slot
+        lapses with its lease and its tokens stay counted as reserved."""
+        try:
+            await self.budgets.settle(reservation, used_tokens, give_back=give_back)
+        except (RedisError, OSError) as exc:
+            logger.warning("llm gateway: could not settle a call's budgets: %s", exc)
+
+    async def renew(self, reservation: Reservation) -> None:
+        try:
+            await self.budgets.renew(reservation)
+        except (RedisError, OSError) as exc:
+            logger.warning("llm gateway: could not renew a call's parallel slot: %s", exc)
 
     def log(
         self,
@@ -211,20 +277,25 @@ class Gateway:
         status_code: int,
         started: float,
         *,
-        refused: bool = False,
+        refused: Refusal | None = None,
         upstream: bool = False,
+        answered_model: str | None = None,
         **usage: Unpack[TokenUsage],
     ) -> None:
-        """Log one chat call; `upstream`: `status_code` is the model server's answer
-        (or its failure), not the gateway's own refusal."""
-        metrics.count_llm_call(call_outcome(status_code, refused=refused, upstream=upstream))
-        outcome = "refused" if refused else ("allowed" if status_code < 400 else "failed")
+        """Log one chat call; `refused`: which budget refused it; `upstream`:
+        `status_code` is the model server's answer (or its failure), not the gateway's
+        own refusal; `answered_model`: the model the answer says it came from."""
+        refusal = refused is not None
+        metrics.count_llm_call(call_outcome(status_code, refused=refusal, upstream=upstream))
+        outcome = "refused" if refusal else ("allowed" if status_code < 400 else "failed")
         self.recorder.record(
             UsageEntry(
                 team_id=caller.team_id,
                 model=model,
+                answered_model=answered_model,
                 status_code=status_code,
                 outcome=outcome,
+                refusal=refused.value if refused is not None else None,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 source=caller.source,
                 batch_submission_id=caller.batch_submission_id,
