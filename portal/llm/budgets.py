@@ -27,9 +27,12 @@ import math
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+
+from portal.core.redis import ScriptBatcher
 
 KEY_PREFIX = "llm"
 # Minute buckets outlive their minute a little: a settlement may arrive just after.
@@ -262,9 +265,17 @@ class TeamBudgets:
 
     def __init__(self, redis: Redis, lease_seconds: float) -> None:
         self.lease_ms = int(lease_seconds * 1000)
-        self._take = redis.register_script(_TAKE_SCRIPT)
-        self._settle = redis.register_script(_SETTLE_SCRIPT)
+        # One batcher each: a call's take must not wait behind the last call's settle.
+        self._takes, self._settles = ScriptBatcher(redis), ScriptBatcher(redis)
+        self._take_script = redis.register_script(_TAKE_SCRIPT)
+        self._settle_script = redis.register_script(_SETTLE_SCRIPT)
         self._renew = redis.register_script(_RENEW_SCRIPT)
+
+    async def _take(self, args: list[Any]) -> Any:
+        return await self._takes.run(self._take_script, args)
+
+    async def _settle(self, args: list[Any]) -> Any:
+        return await self._settles.run(self._settle_script, args)
 
     async def take(
         self, team_id: int, budgets: Budgets, tokens: int, day: Day, *, lease_tag: str

@@ -17,6 +17,8 @@ from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import FreeText, NameText
 from portal.llm import chart, service
+from portal.llm.gateway.deps import GatewayDep
+from portal.llm.gateway.service import Gateway
 from portal.llm.service import LimitOverride, Window
 from portal.teams import service as teams
 
@@ -27,6 +29,7 @@ async def _usage_page(
     request: Request,
     session: SessionDep,
     settings: Settings,
+    gateway: Gateway,
     window: Window,
     team_id: int | None,
     template: str,
@@ -39,7 +42,7 @@ async def _usage_page(
     )
     in_use = None
     if report.budgets is not None and team_id is not None:
-        in_use = await request.app.state.llm_gateway.use(team_id, report.budgets)
+        in_use = await gateway.use(team_id, report.budgets)
     return render(
         request,
         template,
@@ -61,10 +64,18 @@ async def team_usage_page(
     team: PageTeam,
     session: SessionDep,
     settings: SettingsDep,
+    gateway: GatewayDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
     return await _usage_page(
-        request, session, settings, window, team.id, "usage.html", private_runs=team.is_admin
+        request,
+        session,
+        settings,
+        gateway,
+        window,
+        team.id,
+        "usage.html",
+        private_runs=team.is_admin,
     )
 
 
@@ -74,12 +85,14 @@ async def admin_usage_page(
     admin: PageAdmin,
     session: SessionDep,
     settings: SettingsDep,
+    gateway: GatewayDep,
     window: Annotated[Window, Query()] = Window.hour,
 ) -> Response:
     return await _usage_page(
         request,
         session,
         settings,
+        gateway,
         window,
         None,
         "admin/usage.html",
@@ -129,6 +142,7 @@ async def _limits_page(
     request: Request,
     session: SessionDep,
     settings: Settings,
+    gateway: Gateway,
     team_id: int,
     *,
     form: dict[str, str] | None = None,
@@ -138,7 +152,7 @@ async def _limits_page(
     team = await teams.get(session, team_id)
     override = (await service.limit_overrides(session, [team_id])).get(team_id)
     budgets = service.budgets_in_force(override, settings)
-    in_use = await request.app.state.llm_gateway.use(team_id, budgets)
+    in_use = await gateway.use(team_id, budgets)
     if form is None:
         values = (override or LimitOverride()).as_dict()
         form = {
@@ -168,9 +182,10 @@ async def limits_page(
     admin: PageAdmin,
     session: SessionDep,
     settings: SettingsDep,
+    gateway: GatewayDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
-    return await _limits_page(request, session, settings, team_id)
+    return await _limits_page(request, session, settings, gateway, team_id)
 
 
 @router.post("/admin/teams/{team_id}/llm-limit")
@@ -179,6 +194,7 @@ async def limits_submit(
     admin: PageAdmin,
     session: SessionDep,
     settings: SettingsDep,
+    gateway: GatewayDep,
     team_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     requests_per_minute: Annotated[NameText, Form(max_length=20)] = "",
     tokens_per_minute: Annotated[NameText, Form(max_length=20)] = "",
@@ -198,7 +214,7 @@ async def limits_submit(
     limits = parse_limits(form)
     if isinstance(limits, str):
         return await _limits_page(
-            request, session, settings, team_id, form=form, error=limits, status_code=422
+            request, session, settings, gateway, team_id, form=form, error=limits, status_code=422
         )
     outcome = await form_action(session, service.set_limits, session, team, limits, actor=admin)
     if isinstance(outcome, PortalError):
@@ -206,6 +222,7 @@ async def limits_submit(
             request,
             session,
             settings,
+            gateway,
             team_id,
             form=form,
             error=outcome.message,

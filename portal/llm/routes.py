@@ -1,7 +1,7 @@
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.deps import AdminTeam, CurrentTeam
@@ -13,7 +13,7 @@ from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import OptionalRowId
 from portal.llm import service
 from portal.llm.budgets import BudgetState
-from portal.llm.gateway.routes import get_gateway
+from portal.llm.gateway.deps import GatewayDep
 from portal.llm.schemas import (
     BudgetsPublic,
     BudgetUsePublic,
@@ -78,8 +78,8 @@ def report_public(
 
 @router.get("/usage", response_model=UsageReportPublic)
 async def read_usage(
-    request: Request,
     team: CurrentTeam,
+    gateway: GatewayDep,
     session: SessionDep,
     settings: SettingsDep,
     window: Annotated[Window, Query(description="hour, day or all")] = Window.hour,
@@ -101,7 +101,7 @@ async def read_usage(
     )
     in_use = None
     if team_id is not None and report.budgets is not None:
-        in_use = await get_gateway(request).use(team_id, report.budgets)
+        in_use = await gateway.use(team_id, report.budgets)
     return report_public(report, team_id, in_use)
 
 

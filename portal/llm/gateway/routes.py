@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from portal.core import metrics
 from portal.core.bodylimit import PayloadTooLarge
 from portal.llm.budgets import Ask, Refusal, Reservation, prompt_estimate
+from portal.llm.gateway.deps import GatewayDep
 from portal.llm.gateway.errors import (
     GATEWAY_ERRORS,
     GatewayError,
@@ -34,8 +33,6 @@ router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERR
 # Bounds on what a call may ask for, so a reservation is always a sane number.
 MAX_TOKENS_ASKED = 10_000_000
 MAX_CHOICES = 128
-# nginx's status for a caller that hung up before the answer; only ever logged.
-CLIENT_CLOSED = 499
 
 # The body is read raw (forwarded byte for byte); this documents what it must contain.
 CHAT_REQUEST_SCHEMA = {
@@ -131,14 +128,6 @@ async def _chat_request(request: Request, default_max_tokens: int) -> tuple[byte
     return raw, body, ask
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The app's one Gateway (its caller cache, budgets, upstream client, usage log)."""
-    return request.app.state.llm_gateway
-
-
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-
-
 @router.post(
     "/chat/completions",
     summary="Chat completion (OpenAI-compatible)",
@@ -180,11 +169,7 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     call = Call(gateway, caller, model, state.reservation, state.headers(), started)
     if body.get("stream") is True:
         return await _forward_stream(call, body)
-    return await _forward_json(call, request, raw)
-
-
-class ClientLeft(Exception):
-    """The caller hung up before the model answered."""
+    return await _forward_json(call, raw)
 
 
 class Call:
@@ -224,37 +209,6 @@ class Call:
         error.headers.update(self.limit_headers)
         return error.response()
 
-    async def upstream_unless_client_leaves(self, request: Request, raw: bytes) -> httpx.Response:
-        """The model's answer, while watching the caller: a caller that hangs up ends
-        the upstream call at once (ClientLeft), and a long wait renews the slot."""
-        upstream = asyncio.ensure_future(
-            self.gateway.upstream("POST", "chat/completions", content=raw)
-        )
-        watch = asyncio.ensure_future(self._watch_client(request))
-        try:
-            await asyncio.wait((upstream, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-            if not upstream.done():
-                upstream.cancel()
-                with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                    await upstream
-        if upstream.cancelled():
-            raise ClientLeft()
-        return upstream.result()
-
-    async def _watch_client(self, request: Request) -> None:
-        renew_every = self.gateway.settings.llm_lease_seconds / 3
-        while True:
-            try:
-                async with asyncio.timeout(renew_every):
-                    message = await request.receive()
-            except TimeoutError:
-                await self.keep_alive()
-                continue
-            if message["type"] == "http.disconnect":
-                return
-
 
 class SettledResponse(Response):
     """A response that settles its call once it is sent (or its sending failed)."""
@@ -277,15 +231,10 @@ def _gives_back(status_code: int) -> bool:
     return status_code >= 500 or status_code == 429
 
 
-async def _forward_json(call: Call, request: Request, raw: bytes) -> Response:
+async def _forward_json(call: Call, raw: bytes) -> Response:
     gateway, caller, model, started = call.gateway, call.caller, call.model, call.started
     try:
-        upstream = await call.upstream_unless_client_leaves(request, raw)
-    except ClientLeft:
-        # Nobody reads this answer; the model may have spent tokens: kept as reserved.
-        gateway.log(caller, model, CLIENT_CLOSED, started)
-        await call.settle(None)
-        return Response(status_code=CLIENT_CLOSED)
+        upstream = await gateway.upstream("POST", "chat/completions", content=raw)
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
         return call.failed(upstream_failure(exc))

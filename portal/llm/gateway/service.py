@@ -3,6 +3,7 @@ cached), the team's budgets, the pooled upstream client and the buffered usage l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Gateway:
         self.clock = utcnow  # what "today" is measured by (tests move it to midnight)
         self._day: tuple[float, str] | None = None  # (ends at, epoch seconds; name)
         self._team_cache: dict[tuple[str, object], tuple[float, Any]] = {}
+        self._team_lookups: dict[tuple[str, object], asyncio.Future[Any]] = {}
         # What a call needs of its team (may it call, within which budgets), in one
         # round trip; built once: a statement built per call costs more CPU than the query.
         override = LlmUsageRateLimit
@@ -206,25 +208,41 @@ class Gateway:
         return self.settings.llm_model_allowlist
 
     async def _team_row(self, kind: str, value: object) -> sa.Row[Any] | None:
-        """The team behind a token hash or id, active flag and limit, briefly cached.
+        """The team behind a token hash or id, active flag and budgets, briefly cached.
 
         The lookup is the largest cost of a call after the upstream itself, so each
         process keeps answers for PORTAL_LLM_AUTH_CACHE_SECONDS: a deactivation, token
-        rotation or limit change reaches every process within that time.
+        rotation or limit change reaches every process within that time. When an answer
+        expires under load, one query refreshes it and the concurrent calls for the same
+        key wait for that one instead of each opening a connection of its own.
         """
         key = (kind, value)
         now = time.monotonic()
         cached = self._team_cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(self._caller_queries[kind], {kind: value})).first()
+        pending = self._team_lookups.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        lookup = asyncio.ensure_future(self._look_up_team(kind, value))
+        self._team_lookups[key] = lookup
+        try:
+            row = await asyncio.shield(lookup)
+        finally:
+            if lookup.done():
+                self._team_lookups.pop(key, None)
+            else:  # this caller was cancelled: the lookup finishes for the others
+                lookup.add_done_callback(lambda _: self._team_lookups.pop(key, None))
         ttl = self.settings.llm_auth_cache_seconds
         if ttl > 0:
             if len(self._team_cache) >= TEAM_CACHE_SIZE:
                 self._team_cache.clear()  # crude but bounded: a burst of new tokens
             self._team_cache[key] = (now + ttl, row)
         return row
+
+    async def _look_up_team(self, kind: str, value: object) -> sa.Row[Any] | None:
+        async with self.engine.connect() as connection:
+            return (await connection.execute(self._caller_queries[kind], {kind: value})).first()
 
     def today(self) -> Day:
         """The competition's current day, named by its local date; cached until it ends."""
