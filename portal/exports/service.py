@@ -30,6 +30,7 @@ from portal.evaluation.models import BatchSubmission, EvaluationBatch, Evaluatio
 from portal.leaderboard import service as batch_boards
 from portal.leaderboard import standings
 from portal.llm import service as usage
+from portal.llm.budgets import Refusal
 from portal.llm.models import LlmUsageLog
 from portal.submissions import service as submissions
 from portal.submissions.models import Submission
@@ -250,25 +251,26 @@ def usage_per_minute(scope: usage.WindowScope, window: usage.Window) -> Export:
         .order_by(minute, col(Team.name), col(Team.id))
     )
 
+    refused_by = tuple(f"refused_{kind}" for kind in Refusal)
+    counted = ("calls", "allowed", "refused", *refused_by, "failed")
+    tokens = ("prompt_tokens", "completion_tokens")
+
     def cells(row: Row[Any]) -> Sequence[Cell]:
+        values = row._mapping
         # avg() is a numeric (a Decimal): written as a number, to a tenth of a ms.
         latency = round(float(row.latency), 1) if row.latency is not None else None
-        return (*row[:-1], latency)
+        return (
+            row.id,
+            row.name,
+            row.minute,
+            *(values[name] for name in counted),
+            *(int(values[name]) for name in tokens),
+            latency,
+        )
 
     return Export(
         f"usage-{window}",
-        (
-            "team_id",
-            "team",
-            "minute",
-            "calls",
-            "allowed",
-            "refused",
-            "failed",
-            "prompt_tokens",
-            "completion_tokens",
-            "mean_latency_ms",
-        ),
+        ("team_id", "team", "minute", *counted, *tokens, "mean_latency_ms"),
         statement,
         cells,
     )

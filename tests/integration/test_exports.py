@@ -251,9 +251,17 @@ async def test_usage_export_counts_calls_per_team_and_minute_in_the_chosen_windo
         sql(
             services,
             "INSERT INTO llm_usage_log (created_at, team_id, model, prompt_tokens, "
-            "completion_tokens, latency_ms, status_code, outcome, source) "
-            "VALUES (%s, %s, 'echo', %s, %s, 12.5, %s, %s, 'dev')",
-            (at, team.id, prompt, completion, 429 if outcome == "refused" else 200, outcome),
+            "completion_tokens, latency_ms, status_code, outcome, refusal, source) "
+            "VALUES (%s, %s, 'echo', %s, %s, 12.5, %s, %s, %s, 'dev')",
+            (
+                at,
+                team.id,
+                prompt,
+                completion,
+                429 if outcome == "refused" else 200,
+                outcome,
+                "tokens" if outcome == "refused" else None,
+            ),
         )
 
     def minutes(rows):
@@ -265,10 +273,17 @@ async def test_usage_export_counts_calls_per_team_and_minute_in_the_chosen_windo
 
     hour = await client.get("/api/v1/exports/usage.csv?window=hour", headers=admin.auth)
     assert 'filename="usage-hour-' in hour.headers["content-disposition"]
-    assert minutes(read_csv(hour)) == [
+    hour_rows = read_csv(hour)
+    assert minutes(hour_rows) == [
         ("Ann", iso(recent), "3", "2", "1", "0", "30", "12"),
         ("벤", iso(recent), "1", "1", "0", "0", "3", "4"),
     ]
+    # Which budget refused, and the latency of the calls that went upstream.
+    assert [
+        (r["refused_requests"], r["refused_tokens"], r["refused_parallel"], r["refused_model"])
+        for r in hour_rows
+    ] == [("0", "1", "0", "0"), ("0", "0", "0", "0")]
+    assert [r["mean_latency_ms"] for r in hour_rows] == ["12.5", "12.5"]
     everything = read_csv(await client.get("/api/v1/exports/usage.csv", headers=admin.auth))
     assert minutes(everything)[0] == ("Ann", iso(old), "1", "0", "0", "1", "8", "0")
     assert len(everything) == 3
