@@ -56,13 +56,15 @@ RUN_STATUSES = (
 # What became of a chat completion call at the gateway.
 LLM_OUTCOMES = (
     "allowed",  # forwarded, and the model answered
-    "refused",  # over the team's rate limit
+    "refused",  # over one of the team's budgets, or a model it may not call
     "invalid_request",  # malformed (not JSON, no model or messages, too large)
     "unauthorized",  # no, wrong or expired key
     "unavailable",  # the gateway's own database or Redis could not be reached
     "upstream_error",  # the model server failed, was unreachable or too slow (5xx)
     "upstream_rejected",  # the model server refused the call (4xx: unknown model, ...)
 )
+# The budgets that refuse gateway calls (portal.llm.budgets.Refusal).
+LLM_REFUSAL_KINDS = ("requests", "tokens", "parallel", "model")
 # A refused upload's error code -> the reason counted (a few words, not every code).
 UPLOAD_REFUSALS = {
     "no_file": "invalid_file",
@@ -107,6 +109,11 @@ EVALUATION_RUN_SECONDS = Histogram(
 LLM_REQUESTS = Counter(
     "portal_llm_requests_total", "Chat completion calls to the LLM gateway", ["outcome"]
 )
+LLM_REFUSALS = Counter(
+    "portal_llm_refusals_total",
+    "Chat completion calls refused, by the budget that refused them",
+    ["kind"],
+)
 LLM_UPSTREAM_SECONDS = Histogram(
     "portal_llm_upstream_seconds",
     "Time the model server took to answer (to its response headers for streamed calls)",
@@ -134,6 +141,8 @@ for _status in RUN_STATUSES:
     EVALUATION_RUNS.labels(_status)
 for _outcome in LLM_OUTCOMES:
     LLM_REQUESTS.labels(_outcome)
+for _kind in LLM_REFUSAL_KINDS:
+    LLM_REFUSALS.labels(_kind)
 SUBMISSIONS.labels("accepted", "")
 for _reason in UPLOAD_REFUSAL_REASONS:
     SUBMISSIONS.labels("refused", _reason)
@@ -152,8 +161,10 @@ def observe_run(status: str, seconds: float | None) -> None:
         EVALUATION_RUN_SECONDS.observe(seconds)
 
 
-def count_llm_call(outcome: str) -> None:
+def count_llm_call(outcome: str, refused_by: str | None = None) -> None:
     LLM_REQUESTS.labels(outcome).inc()
+    if refused_by is not None:
+        LLM_REFUSALS.labels(refused_by).inc()
 
 
 def observe_llm_upstream(seconds: float) -> None:

@@ -88,6 +88,9 @@ class GatewayRefusals(BaseModel):
     refused: int
     exceeded_rate: float = Field(description="refused / all calls in the last hour")
     refused_last_minute: int
+    refused_by: dict[str, int] = Field(
+        description="refused calls per budget: requests, tokens, parallel, model"
+    )
     series: list[GatewayStep]
 
 

@@ -27,6 +27,7 @@ from portal.evaluation.models import (
     RunStatus,
 )
 from portal.evaluation.runs import FAILED, UNFINISHED_BY_KIND
+from portal.llm.budgets import Refusal
 from portal.llm.models import LlmUsageLog
 from portal.submissions.models import Submission
 from portal.system.schemas import (
@@ -196,6 +197,19 @@ async def refusals(session: AsyncSession, now: datetime) -> Refusals:
     ]
     calls = sum(step.calls for step in series)
     refused = sum(step.refused for step in series)
+    refusal = col(LlmUsageLog.refusal)
+    kinds = await session.execute(
+        sa.select(refusal, sa.func.count())
+        .where(
+            created >= since,
+            created < since + timedelta(minutes=WINDOW_MINUTES),
+            col(LlmUsageLog.outcome) == "refused",
+        )
+        .group_by(refusal)
+    )
+    refused_by = dict.fromkeys((kind.value for kind in Refusal), 0)
+    for kind, count in kinds:
+        refused_by[kind or "requests"] += count  # unnamed: from before budgets had kinds
 
     # The error code each refusal was answered with (record_refusal writes it).
     reason = sa.func.coalesce(col(AuditLog.details)["reason"].astext, "unknown")
@@ -213,6 +227,7 @@ async def refusals(session: AsyncSession, now: datetime) -> Refusals:
             refused=refused,
             exceeded_rate=refused / calls if calls else 0.0,
             refused_last_minute=series[-1].refused,
+            refused_by=refused_by,
             series=series,
         ),
         uploads=UploadRefusals(refused=sum(by_reason.values()), by_reason=by_reason),

@@ -30,6 +30,7 @@ NAMED_METRICS = (
     "portal_evaluation_run_seconds_bucket",
     "portal_evaluation_workers_alive",
     "portal_llm_requests_total",
+    "portal_llm_refusals_total",
     "portal_llm_upstream_seconds_bucket",
     "portal_leaderboard_refresh_seconds_bucket",
     "portal_submissions_total",
@@ -172,6 +173,8 @@ async def test_gateway_calls_are_counted_by_outcome_with_upstream_latency(
 
     assert after.since(before, "portal_llm_requests_total", outcome="allowed") == 10
     assert after.since(before, "portal_llm_requests_total", outcome="refused") == 1
+    assert after.since(before, "portal_llm_refusals_total", kind="requests") == 1
+    assert after.since(before, "portal_llm_refusals_total", kind="tokens") == 0
     assert after.since(before, "portal_llm_requests_total", outcome="unauthorized") == 1
     assert after.since(before, "portal_llm_upstream_seconds_count") == 10
     assert after.since(before, "portal_llm_upstream_seconds_sum") > 0

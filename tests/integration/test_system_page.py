@@ -235,8 +235,10 @@ async def test_refusals_count_the_gateways_last_hour_and_refused_uploads(
     admin, team = await teams.admin(), await teams.create(name="Eels")
     now = now_to_the_second()
     set_clock(app, now)
-    seed_gateway_calls(services, "Eels", now - timedelta(minutes=5), allowed=6, refused=2)
-    seed_gateway_calls(services, "Eels", now, allowed=0, refused=2)
+    seed_gateway_calls(
+        services, "Eels", now - timedelta(minutes=5), allowed=6, refused=2, refused_by="tokens"
+    )
+    seed_gateway_calls(services, "Eels", now, allowed=0, refused=2, refused_by="parallel")
     seed_gateway_calls(services, "Eels", now - timedelta(hours=2), allowed=0, refused=9)
     broken = await client.post(
         "/api/v1/submissions",
@@ -249,10 +251,13 @@ async def test_refusals_count_the_gateways_last_hour_and_refused_uploads(
     assert refusals["llm"]["calls"] == 10 and refusals["llm"]["refused"] == 4
     assert refusals["llm"]["exceeded_rate"] == 0.4
     assert refusals["llm"]["refused_last_minute"] == 2
+    assert refusals["llm"]["refused_by"] == {"requests": 0, "tokens": 2, "parallel": 2, "model": 0}
     assert refusals["uploads"] == {"refused": 1, "by_reason": {"syntax_error": 1}}
 
-    shown = tiles((await system_page(app, admin)).text)
+    page = (await system_page(app, admin)).text
+    shown = tiles(page)
     assert shown["LLM calls refused"] == "4" and shown["Exceeded rate"] == "40.0 %"
+    assert "LLM calls refused, by budget: tokens 2, calls in flight 2" in " ".join(page.split())
     assert shown["Uploads refused"] == "1"
 
 

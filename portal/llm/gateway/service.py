@@ -304,7 +304,10 @@ class Gateway:
         `status_code` is the model server's answer (or its failure), not the gateway's
         own refusal; `answered_model`: the model the answer says it came from."""
         refusal = refused is not None
-        metrics.count_llm_call(call_outcome(status_code, refused=refusal, upstream=upstream))
+        metrics.count_llm_call(
+            call_outcome(status_code, refused=refusal, upstream=upstream),
+            refused.value if refused is not None else None,
+        )
         outcome = "refused" if refusal else ("allowed" if status_code < 400 else "failed")
         self.recorder.record(
             UsageEntry(
