@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     # Completion tokens reserved for a call that sets no max_tokens.
     llm_default_max_tokens: int = Field(default=1024, gt=0)
     # How long a call's parallel slot outlives its process: a killed gateway frees its
-    # slots after this; a live one frees them as each call ends, and renews them while a
-    # streamed answer keeps flowing.
+    # slots after this; a live one renews them while each call is in flight (unless its
+    # caller hung up) and frees them as each call ends.
     llm_lease_seconds: float = Field(default=150, gt=0)
     llm_connect_timeout_seconds: float = Field(default=5, gt=0)
     llm_read_timeout_seconds: float = Field(default=120, gt=0)

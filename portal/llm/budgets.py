@@ -11,9 +11,9 @@ reserved become the tokens the model reported, the slot is freed, and a call the
 could not complete gives back its request and its tokens.
 
 A parallel slot is a lease: a member of the team's sorted set scored with its expiry.
-The process holding it frees it when the call ends and renews it while a streamed
-answer keeps flowing; if the process is killed, the lease lapses on its own and the
-next call sweeps it out. A run's leases carry its tag, so the worker frees them when
+The process holding it frees it when the call ends and renews it while the call is in
+flight (portal/llm/gateway/leases.py); if the process is killed, the lease lapses on its
+own and the next call sweeps it out. A run's leases carry its tag, so the worker frees them when
 the run's container ends.
 
 The minute comes from Redis's clock, so processes on hosts whose clocks disagree still

@@ -168,7 +168,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         return over_budget(state, ask, gateway.settings.timezone).response()
     call = Call(gateway, caller, model, state.reservation, state.headers(), started)
     if body.get("stream") is True:
+        gateway.leases.hold(call.reservation)
         return await _forward_stream(call, body)
+    # Renewed while the model works, unless the caller hangs up (see gateway/leases.py).
+    gateway.leases.hold(call.reservation, request)
     return await _forward_json(call, raw)
 
 
@@ -191,18 +194,11 @@ class Call:
         self.limit_headers = limit_headers
         self.started = started
         self.settled = False
-        self._renewed = time.monotonic()
 
     async def settle(self, used_tokens: int | None, *, give_back: bool = False) -> None:
         if not self.settled:
             self.settled = True
             await self.gateway.settle(self.reservation, used_tokens, give_back=give_back)
-
-    async def keep_alive(self) -> None:
-        """Renew the parallel slot's lease if a third of it has gone by (a long stream)."""
-        if time.monotonic() - self._renewed > self.gateway.settings.llm_lease_seconds / 3:
-            self._renewed = time.monotonic()
-            await self.gateway.renew(self.reservation)
 
     def failed(self, error: GatewayError) -> Response:
         self.gateway.log(self.caller, self.model, error.status_code, self.started, upstream=True)
@@ -345,7 +341,6 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
                 answered = answered or model_named
                 if keep:
                     yield (text + "\n\n").encode()
-                await call.keep_alive()
             if event:
                 yield ("\n".join(event) + "\n\n").encode()
         except httpx.HTTPError as exc:

@@ -29,6 +29,7 @@ from portal.core.time import next_midnight, utcnow
 from portal.llm import run_tokens
 from portal.llm.budgets import Budgets, BudgetState, Day, Refusal, Reservation, TeamBudgets
 from portal.llm.gateway.errors import INVALID_KEY, GatewayError, unavailable
+from portal.llm.gateway.leases import LeaseKeeper
 from portal.llm.models import LlmUsageRateLimit
 from portal.llm.upstream import UpstreamTransport
 from portal.llm.usage_log import TokenUsage, UsageEntry, UsageRecorder
@@ -103,6 +104,7 @@ class Gateway:
             .where(col(Team.id) == sa.bindparam("team_id")),
         }
         self.recorder = UsageRecorder(engine, settings.llm_usage_flush_seconds)
+        self.leases = LeaseKeeper(self.budgets, settings.llm_lease_seconds)
         self.transport = UpstreamTransport(
             httpx.Limits(max_connections=256, max_keepalive_connections=64)
         )
@@ -129,8 +131,10 @@ class Gateway:
 
     async def start(self) -> None:
         self.recorder.start()
+        self.leases.start()
 
     async def close(self) -> None:
+        await self.leases.stop()
         await self.client.aclose()
         await self.recorder.stop()
 
@@ -277,16 +281,11 @@ class Gateway:
     ) -> None:
         """End a call's hold on its budgets. Never raises: with Redis away, its slot
         lapses with its lease and its tokens stay counted as reserved."""
+        self.leases.release(reservation)
         try:
             await self.budgets.settle(reservation, used_tokens, give_back=give_back)
         except (RedisError, OSError) as exc:
             logger.warning("llm gateway: could not settle a call's budgets: %s", exc)
-
-    async def renew(self, reservation: Reservation) -> None:
-        try:
-            await self.budgets.renew(reservation)
-        except (RedisError, OSError) as exc:
-            logger.warning("llm gateway: could not renew a call's parallel slot: %s", exc)
 
     def log(
         self,
