@@ -538,3 +538,25 @@ async def test_entries_are_kept_while_the_database_refuses_every_write(app, sett
     assert await recorder.flush() is True
     assert [row.status_code for row in await usage_rows(app, team.id)] == [200, 429]
     await engine.dispose()
+
+
+async def test_a_refused_model_name_is_echoed_safely(client, teams):
+    """A model outside the allowlist is named in the 404: sent as a lone surrogate or
+    5,000 characters long, the answer is still a readable 404, not a server error."""
+    admin, team = await teams.admin(), await teams.create()
+    limited = await client.put(
+        f"/api/v1/teams/{team.id}/llm-limit", json={"models": ["echo"]}, headers=admin.auth
+    )
+    assert limited.status_code == 200
+    for model in ("bad\ud800model", "m" * 5000):
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        response = await client.post(
+            "/llm/v1/chat/completions",
+            content=body.encode(),
+            headers={**team.auth, "content-type": "application/json"},
+        )
+        assert response.status_code == 404, response.text
+        error = response.json()["error"]
+        assert error["code"] == "model_not_found"
+        assert "Models your team may call: echo." in error["message"]
+        assert len(error["message"]) < 400

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from portal.core.errors import error_responses
+from portal.core.text import shorten, storable_text
 from portal.llm.budgets import Ask, BudgetState
 
 logger = logging.getLogger(__name__)
@@ -97,9 +98,11 @@ def upstream_failure(exc: httpx.HTTPError) -> GatewayError:
 def model_not_allowed(model: str, allowed: tuple[str, ...]) -> GatewayError:
     """OpenAI's answer for a model the key may not use."""
     choice = ", ".join(allowed) if allowed else "none (ask the organizers)"
+    # Echoed back as sent, so made encodable (a lone surrogate cannot be) and short.
+    shown = shorten(storable_text(model), 200)
     return GatewayError(
         404,
-        f"The model '{model}' does not exist or your team may not use it. "
+        f"The model '{shown}' does not exist or your team may not use it. "
         f"Models your team may call: {choice}.",
         param="model",
         code="model_not_found",
