@@ -167,11 +167,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         gateway.log(caller, model, 429, started, refused=state.kind)
         return over_budget(state, ask, gateway.settings.timezone).response()
     call = Call(gateway, caller, model, state.reservation, state.headers(), started)
-    if body.get("stream") is True:
-        gateway.leases.hold(call.reservation)
-        return await _forward_stream(call, body)
     # Renewed while the model works, unless the caller hangs up (see gateway/leases.py).
     gateway.leases.hold(call.reservation, request)
+    if body.get("stream") is True:
+        return await _forward_stream(call, body)
     return await _forward_json(call, raw)
 
 
@@ -234,6 +233,11 @@ async def _forward_json(call: Call, raw: bytes) -> Response:
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
         return call.failed(upstream_failure(exc))
+    except BaseException:
+        # Cancelled (the server stopping): the model may have spent tokens; kept as
+        # reserved, and the slot freed rather than renewed forever.
+        await call.settle(None)
+        raise
     if _gives_back(upstream.status_code):
         await call.settle(None, give_back=True)
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
@@ -301,11 +305,15 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
         upstream = await gateway.upstream(
             "POST", "chat/completions", json=upstream_body, stream=True
         )
-    except BaseException as exc:
+    except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
-        if isinstance(exc, httpx.HTTPError):
-            return call.failed(upstream_failure(exc))
+        return call.failed(upstream_failure(exc))
+    except BaseException:
+        await call.settle(None)  # as in _forward_json
         raise
+    # From here on the response notices the caller leaving and ends the stream, which
+    # frees the slot; the keeper just renews it.
+    gateway.leases.hold(call.reservation)
     if not upstream.is_success:
         content = await upstream.aread()
         await upstream.aclose()
