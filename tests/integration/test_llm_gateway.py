@@ -327,7 +327,7 @@ async def test_models_lists_echo_without_consuming(client, teams):
     team = await teams.create()
     response = await client.get("/llm/v1/models", headers=team.auth)
     assert response.status_code == 200
-    assert [model["id"] for model in response.json()["data"]] == ["echo"]
+    assert [model["id"] for model in response.json()["data"]] == ["echo", "echo-latest"]
     assert response.headers["x-ratelimit-remaining-requests"] == "10"
 
 
