@@ -4,6 +4,8 @@ Model `echo` answers "echo: <last user message>", deterministically, with real t
 counts (words and punctuation marks, plus 3 per message as OpenAI counts them), as JSON
 or as a server-sent event stream with the usage chunk when asked. A user message that
 starts with "/sleep N" makes it wait N seconds first, so timeouts can be tested.
+Model `echo-latest` is an alias answered by `echo`, as real providers answer a moving
+name ("gpt-4o") with the dated model behind it: its answers name `echo`.
 
 It is a bare ASGI app, no framework, so that measuring the gateway against it measures
 the gateway.
@@ -22,6 +24,8 @@ from starlette.types import Receive, Scope, Send
 from portal.core.background_server import BackgroundServer
 
 MODEL = "echo"
+# Each model name served, and the model that answers it (named in the answer).
+MODELS = {MODEL: MODEL, "echo-latest": MODEL}
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SLEEP = re.compile(r"^/sleep\s+(\d+(?:\.\d+)?)")
 
@@ -102,7 +106,10 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
             200,
             {
                 "object": "list",
-                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "portal"}],
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "portal"}
+                    for name in MODELS
+                ],
             },
         )
         return
@@ -116,9 +123,13 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     except (ValueError, KeyError, TypeError):
         await _send_json(send, 400, _error("Send a JSON body with model and messages.", None))
         return
-    if model != MODEL:
+    answered_by = MODELS.get(model) if isinstance(model, str) else None
+    if answered_by is None:
+        names = "', '".join(MODELS)
         await _send_json(
-            send, 404, _error(f"The model '{model}' does not exist; use 'echo'.", "model_not_found")
+            send,
+            404,
+            _error(f"The model '{model}' does not exist; use '{names}'.", "model_not_found"),
         )
         return
     completion, usage = reply_for(messages)
@@ -128,7 +139,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     created = int(time.time())
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        await _stream(send, completion, usage, created, include_usage)
+        await _stream(send, answered_by, completion, usage, created, include_usage)
         return
     await _send_json(
         send,
@@ -137,7 +148,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
             "id": f"chatcmpl-echo-{created}",
             "object": "chat.completion",
             "created": created,
-            "model": MODEL,
+            "model": answered_by,
             "choices": [
                 {
                     "index": 0,
@@ -151,7 +162,12 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _stream(
-    send: Send, completion: str, usage: dict[str, int], created: int, include_usage: bool
+    send: Send,
+    model: str,
+    completion: str,
+    usage: dict[str, int],
+    created: int,
+    include_usage: bool,
 ) -> None:
     await send(
         {
@@ -164,7 +180,7 @@ async def _stream(
         "id": f"chatcmpl-echo-{created}",
         "object": "chat.completion.chunk",
         "created": created,
-        "model": MODEL,
+        "model": model,
     }
 
     async def event(payload: dict | str) -> None:

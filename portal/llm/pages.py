@@ -19,6 +19,7 @@ from portal.core.text import FreeText, NameText
 from portal.llm import chart, service
 from portal.llm.gateway.deps import GatewayDep
 from portal.llm.gateway.service import Gateway
+from portal.llm.schemas import MAX_MODELS, MODEL_NAME_MAX_LENGTH
 from portal.llm.service import LimitOverride, Window
 from portal.teams import service as teams
 
@@ -108,7 +109,6 @@ LIMIT_FIELDS = (
     ("tokens_per_day", "tokens per day", 1_000_000_000_000),
     ("max_parallel", "calls in flight at once", 10_000),
 )
-MAX_MODELS = 100
 
 
 def parse_limits(form: dict[str, str]) -> LimitOverride | str:
@@ -129,9 +129,9 @@ def parse_limits(form: dict[str, str]) -> LimitOverride | str:
         names = tuple(
             dict.fromkeys(n.strip() for n in models_text.replace("\n", ",").split(",") if n.strip())
         )
-        too_long = next((n for n in names if len(n) > 120), None)
+        too_long = next((n for n in names if len(n) > MODEL_NAME_MAX_LENGTH), None)
         if too_long is not None:
-            return f"The model name '{too_long[:40]}…' is over 120 characters."
+            return f"The model name '{too_long[:40]}…' is over {MODEL_NAME_MAX_LENGTH} characters."
         if len(names) > MAX_MODELS:
             return f"{len(names)} models listed; at most {MAX_MODELS}."
         values["models"] = names

@@ -1,13 +1,28 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from portal.core.text import NameText
 
-ModelName = Annotated[
-    NameText, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)
-]
+MODEL_NAME_MAX_LENGTH = 120
+MAX_MODELS = 100  # in one team's allowlist
+
+
+def _model_name(value: str) -> str:
+    # Checked here, after the text checks, not with StringConstraints: beside NameText's
+    # validator those measured the name before stripping it, so "  " was kept as "".
+    name = value.strip()
+    if not name:
+        raise ValueError("must name a model (it is blank)")
+    if len(name) > MODEL_NAME_MAX_LENGTH:
+        raise ValueError(
+            f"must have at most {MODEL_NAME_MAX_LENGTH} characters (it has {len(name)})"
+        )
+    return name
+
+
+ModelName = Annotated[NameText, AfterValidator(_model_name)]
 
 
 class BudgetsPublic(BaseModel):
@@ -104,7 +119,7 @@ class RateLimitUpdate(BaseModel):
     )
     models: list[ModelName] | None = Field(
         default=None,
-        max_length=100,
+        max_length=MAX_MODELS,
         description="model names the team may call ([]: none); null: PORTAL_LLM_MODELS",
     )
 

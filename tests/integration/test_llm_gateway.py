@@ -28,6 +28,7 @@ from portal.teams.models import Team
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import TeamFactory
 from tests.fixtures.live import portal_process
+from tests.fixtures.llm import chat, usage_rows
 from tests.fixtures.servers import OK, ScriptedServer
 from tests.fixtures.services import room_in_the_minute
 
@@ -36,23 +37,6 @@ from tests.fixtures.services import room_in_the_minute
 def _one_minute_bucket(services):
     """These tests count calls against the per-minute limit: keep each in one minute."""
     room_in_the_minute(services.redis_url)
-
-
-def chat(content: str = "hello there", **extra) -> dict:
-    return {"model": "echo", "messages": [{"role": "user", "content": content}], **extra}
-
-
-async def usage_rows(app, team_id: int | None = None, *, expected: int | None = None):
-    """The team's logged calls, once the buffered writer has flushed them."""
-    await app.state.llm_gateway.recorder.flush()
-    async with app.state.sessionmaker() as session:
-        query = sa.select(LlmUsageLog).order_by(LlmUsageLog.id)
-        if team_id is not None:
-            query = query.where(LlmUsageLog.team_id == team_id)
-        rows = list(await session.scalars(query))
-    if expected is not None:
-        assert len(rows) == expected, [(r.status_code, r.outcome) for r in rows]
-    return rows
 
 
 async def test_chat_completion_is_forwarded_and_logged_with_tokens(app, client, teams):
@@ -327,7 +311,7 @@ async def test_models_lists_echo_without_consuming(client, teams):
     team = await teams.create()
     response = await client.get("/llm/v1/models", headers=team.auth)
     assert response.status_code == 200
-    assert [model["id"] for model in response.json()["data"]] == ["echo"]
+    assert [model["id"] for model in response.json()["data"]] == ["echo", "echo-latest"]
     assert response.headers["x-ratelimit-remaining-requests"] == "10"
 
 

@@ -18,6 +18,7 @@ from portal.llm import run_tokens
 from portal.llm.models import LlmUsageLog
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
+from tests.fixtures.llm import chat
 from tests.fixtures.services import room_in_the_minute
 
 
@@ -27,14 +28,12 @@ def _one_minute_bucket(services):
     room_in_the_minute(services.redis_url)
 
 
-def chat(content: str = "hello") -> dict:
-    return {"model": "echo", "messages": [{"role": "user", "content": content}]}
-
-
 async def calls(client, team, count: int) -> list[int]:
     statuses = []
     for _ in range(count):
-        response = await client.post("/llm/v1/chat/completions", json=chat(), headers=team.auth)
+        response = await client.post(
+            "/llm/v1/chat/completions", json=chat("hello"), headers=team.auth
+        )
         statuses.append(response.status_code)
     return statuses
 

@@ -119,10 +119,11 @@ async def _chat_request(request: Request, default_max_tokens: int) -> tuple[byte
         raise GatewayError(
             400, "'messages' is required: a non-empty list of messages.", param="messages"
         )
-    # The newer name wins, as OpenAI's API reads them.
+    # Both are checked, though the newer name wins as OpenAI's API reads them: the
+    # body goes upstream as sent, and a bad max_tokens there would fail upstream.
     completion = _whole_number(body, "max_completion_tokens", 1, MAX_TOKENS_ASKED)
-    if completion is None:
-        completion = _whole_number(body, "max_tokens", 1, MAX_TOKENS_ASKED)
+    legacy = _whole_number(body, "max_tokens", 1, MAX_TOKENS_ASKED)
+    completion = completion if completion is not None else legacy
     choices = _whole_number(body, "n", 1, MAX_CHOICES) or 1
     ask = Ask(prompt_estimate(len(raw)), (completion or default_max_tokens) * choices)
     return raw, body, ask
