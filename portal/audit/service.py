@@ -74,6 +74,8 @@ class AuditFilter:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # (target_type, target_id): the entries about one thing, e.g. ("team", "7").
+    target: tuple[str, str] | None = None
 
 
 def entries_statement(
@@ -92,6 +94,9 @@ def entries_statement(
                 col(AuditLog.action).startswith(filters.action.rstrip(".") + ".", autoescape=True),
             )
         )
+    if filters.target is not None:
+        conditions.append(col(AuditLog.target_type) == filters.target[0])
+        conditions.append(col(AuditLog.target_id) == filters.target[1])
     if filters.since is not None:
         conditions.append(col(AuditLog.created_at) >= filters.since)
     if filters.until is not None:

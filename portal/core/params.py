@@ -7,6 +7,7 @@ malformed value: an optional parameter treats it exactly like one that was left 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -31,3 +32,16 @@ def whole_number(text: str) -> int | None:
     """
     text = text.strip()
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+# 100,000 or 100 000 or 100_000: digits in groups of three, as the portal shows numbers.
+_GROUPED_DIGITS = re.compile(r"[0-9]{1,3}(?:([,_ \u202f\u00a0])[0-9]{3})(?:\1[0-9]{3})*")
+
+
+def grouped_whole_number(text: str) -> int | None:
+    """`whole_number`, also taking the digit groups the portal's pages show (a limit
+    copied from its placeholder). Only whole groups of three count: '1,5' is not 15."""
+    text = text.strip()
+    if _GROUPED_DIGITS.fullmatch(text):
+        text = re.sub(r"[^0-9]", "", text)
+    return whole_number(text)

@@ -62,6 +62,25 @@ def human_seconds(milliseconds: int | float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def thousands(number: int) -> str:
+    """A count as people read it: 1,234,567."""
+    return f"{number:,}"
+
+
+def compact_number(number: int) -> str:
+    """A count in at most four characters and a unit, for tight columns: 950, 1.5k,
+    100k, 2M, 3B, 1T (the exact figure belongs in a title or on the detail page)."""
+    if abs(number) < 1000:
+        return str(number)
+    scaled, unit = float(number), ""
+    for unit in ("k", "M", "B", "T"):
+        scaled /= 1000
+        rounded = round(scaled, 1) if abs(scaled) < 10 else round(scaled)
+        if abs(rounded) < 1000 or unit == "T":
+            return f"{rounded:g}{unit}"
+    raise AssertionError("unreachable")
+
+
 def humanize_age(seconds: float) -> str:
     """How long ago or how long for, in the two largest units: '4 s', '3 min 10 s',
     '2 h 5 min', '3 d 4 h'. Negative (a clock ahead of ours) reads as '0 s'."""
@@ -81,6 +100,8 @@ def humanize_age(seconds: float) -> str:
 templates.env.filters["seconds"] = human_seconds
 templates.env.filters["datetime"] = _format_time
 templates.env.filters["age"] = humanize_age
+templates.env.filters["thousands"] = thousands
+templates.env.filters["compact"] = compact_number
 templates.env.filters["localtime"] = local_time
 templates.env.filters["filesize"] = _file_size
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value)

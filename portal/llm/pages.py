@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -13,10 +15,13 @@ from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
 from portal.core.pagination import MAX_ROW_ID
-from portal.core.params import whole_number
-from portal.core.templating import render
+from portal.core.params import grouped_whole_number
+from portal.core.templating import humanize_duration, local_time, render
 from portal.core.text import FreeText, NameText
+from portal.core.time import next_midnight
+from portal.evaluation.accounting import Gauge
 from portal.llm import chart, service
+from portal.llm.budgets import BudgetState, Refusal
 from portal.llm.gateway.deps import GatewayDep
 from portal.llm.gateway.service import Gateway
 from portal.llm.schemas import MAX_MODELS, MODEL_NAME_MAX_LENGTH
@@ -24,6 +29,43 @@ from portal.llm.service import LimitOverride, Window
 from portal.teams import service as teams
 
 router = APIRouter(include_in_schema=False)
+
+# What the pages call each budget that refused calls (Totals.refused_by's kinds).
+REFUSAL_LABELS = {
+    Refusal.requests.value: "Requests per minute",
+    Refusal.tokens.value: "Tokens (minute or day)",
+    Refusal.parallel.value: "Calls in flight",
+    Refusal.model.value: "Model not allowed",
+}
+
+
+@dataclass(frozen=True)
+class BudgetMeter:
+    """One budget's use right now as the pages show it: "used / limit", a bar, and
+    when it has room again."""
+
+    label: str
+    gauge: Gauge
+    note: str
+
+
+def budget_meters(state: BudgetState, timezone: str, now: datetime) -> list[BudgetMeter]:
+    """The four budgets of `state` (a Gateway.use answer); `now` by the gateway's clock,
+    which decides the day."""
+    budgets = state.budgets
+    minute = f"resets in {state.minute_reset_seconds} s"
+    midnight = local_time(next_midnight(now, timezone), timezone)
+    day = f"resets {midnight} ({humanize_duration(state.day_reset_seconds)})"
+    rows = (
+        ("Requests this minute", state.requests, budgets.requests_per_minute, minute),
+        ("Tokens this minute", state.minute_tokens, budgets.tokens_per_minute, minute),
+        ("Tokens today", state.day_tokens, budgets.tokens_per_day, day),
+        ("Calls in flight", state.parallel, budgets.max_parallel, "answering right now"),
+    )
+    return [
+        BudgetMeter(label, Gauge(f"{used:,} / {limit:,}", used, limit), note)
+        for label, used, limit, note in rows
+    ]
 
 
 async def _usage_page(
@@ -41,15 +83,18 @@ async def _usage_page(
     report = await service.report(
         session, window, team_id=team_id, settings=settings, private_runs=private_runs
     )
-    in_use = None
+    meters = None
     if report.budgets is not None and team_id is not None:
         in_use = await gateway.use(team_id, report.budgets)
+        meters = budget_meters(in_use, settings.timezone, gateway.clock())
     return render(
         request,
         template,
         {
             "report": report,
-            "in_use": in_use,
+            "meters": meters,
+            "refusal_labels": REFUSAL_LABELS,
+            "defaults": service.default_budgets(settings),
             "chart": chart.usage(report, ZoneInfo(settings.timezone)),
             "windows": list(Window),
             "window": window,
@@ -102,23 +147,37 @@ async def admin_usage_page(
     )
 
 
-# The limits form's number fields: (name, what it counts, largest value accepted).
+# The limits form's number fields: (name, label, what it counts, largest value accepted).
 LIMIT_FIELDS = (
-    ("requests_per_minute", "LLM calls per minute", 100_000),
-    ("tokens_per_minute", "tokens per minute", 1_000_000_000),
-    ("tokens_per_day", "tokens per day", 1_000_000_000_000),
-    ("max_parallel", "calls in flight at once", 10_000),
+    ("requests_per_minute", "Requests per minute", "LLM calls per minute", 100_000),
+    ("tokens_per_minute", "Tokens per minute", "tokens per minute", 1_000_000_000),
+    ("tokens_per_day", "Tokens per day", "tokens per day", 1_000_000_000_000),
+    ("max_parallel", "Calls in flight at once", "calls in flight at once", 10_000),
 )
+LIMIT_LABELS = {name: label for name, label, *_ in LIMIT_FIELDS} | {"models": "Models"}
+LIMIT_CHANGES_SHOWN = 10
 
 
-def parse_limits(form: dict[str, str]) -> LimitOverride | str:
+@dataclass(frozen=True)
+class FormProblem:
+    """What to fix in a form, and the field it is about."""
+
+    field: str
+    message: str
+
+
+def parse_limits(form: dict[str, str]) -> LimitOverride | FormProblem:
     """The limits form as overrides (an empty field: the default), or what to fix."""
     values: dict[str, Any] = {}
-    for name, meaning, largest in LIMIT_FIELDS:
+    for name, _, meaning, largest in LIMIT_FIELDS:
         text = form.get(name, "").strip()
-        number = whole_number(text)
+        number = grouped_whole_number(text)
         if text and (number is None or number > largest):
-            return f"'{text}' is not a number of {meaning} (0 to {largest}); leave it empty for the default."
+            return FormProblem(
+                name,
+                f"'{text}' is not a number of {meaning} (0 to {largest:,}); "
+                "leave it empty for the default.",
+            )
         values[name] = number if text else None
     models_text = form.get("models", "")
     if models_text.strip() == "":
@@ -131,11 +190,37 @@ def parse_limits(form: dict[str, str]) -> LimitOverride | str:
         )
         too_long = next((n for n in names if len(n) > MODEL_NAME_MAX_LENGTH), None)
         if too_long is not None:
-            return f"The model name '{too_long[:40]}…' is over {MODEL_NAME_MAX_LENGTH} characters."
+            return FormProblem(
+                "models",
+                f"The model name '{too_long[:40]}…' is over {MODEL_NAME_MAX_LENGTH} characters.",
+            )
         if len(names) > MAX_MODELS:
-            return f"{len(names)} models listed; at most {MAX_MODELS}."
+            return FormProblem("models", f"{len(names)} models listed; at most {MAX_MODELS}.")
         values["models"] = names
     return LimitOverride(**values)
+
+
+def _limit_change(name: str, before: Any, after: Any) -> tuple[str, str, str]:
+    """One audited budget change as (label, before, after) in the form's words; two
+    model lists as what was added and removed (the lists themselves may be long)."""
+    if name == "models" and before and after:
+        added = [model for model in after if model not in before]
+        removed = [model for model in before if model not in after]
+        said = [
+            f"added {', '.join(added)}" if added else "",
+            f"removed {', '.join(removed)}" if removed else "",
+        ]
+        return LIMIT_LABELS[name], "", "; ".join(part for part in said if part) or "reordered"
+    return LIMIT_LABELS[name], _limit_value(name, before), _limit_value(name, after)
+
+
+def _limit_value(name: str, value: Any) -> str:
+    """An audited budget value in the form's words (None: the default)."""
+    if value is None:
+        return "default"
+    if name == "models":
+        return ", ".join(value) if value else "none"
+    return f"{value:,}"
 
 
 async def _limits_page(
@@ -146,7 +231,7 @@ async def _limits_page(
     team_id: int,
     *,
     form: dict[str, str] | None = None,
-    error: str | None = None,
+    problem: FormProblem | None = None,
     status_code: int = 200,
 ) -> Response:
     team = await teams.get(session, team_id)
@@ -156,7 +241,7 @@ async def _limits_page(
     if form is None:
         values = (override or LimitOverride()).as_dict()
         form = {
-            name: "" if values[name] is None else str(values[name]) for name, *_ in LIMIT_FIELDS
+            name: "" if values[name] is None else f"{values[name]:,}" for name, *_ in LIMIT_FIELDS
         }
         models = values["models"]
         form["models"] = "" if models is None else (", ".join(models) if models else "-")
@@ -166,11 +251,20 @@ async def _limits_page(
         {
             "team": team,
             "form": form,
-            "error": error,
+            "problem": problem,
             "defaults": service.default_budgets(settings),
             "budgets": budgets,
-            "in_use": in_use,
+            "meters": budget_meters(in_use, settings.timezone, gateway.clock()),
             "fields": LIMIT_FIELDS,
+            "changes": [
+                (
+                    change,
+                    [_limit_change(name, *values) for name, values in change.changes.items()],
+                )
+                for change in await service.limit_changes(
+                    session, team_id, count=LIMIT_CHANGES_SHOWN
+                )
+            ],
         },
         status_code=status_code,
     )
@@ -212,9 +306,9 @@ async def limits_submit(
         "models": models,
     }
     limits = parse_limits(form)
-    if isinstance(limits, str):
+    if isinstance(limits, FormProblem):
         return await _limits_page(
-            request, session, settings, gateway, team_id, form=form, error=limits, status_code=422
+            request, session, settings, gateway, team_id, form=form, problem=limits, status_code=422
         )
     outcome = await form_action(session, service.set_limits, session, team, limits, actor=admin)
     if isinstance(outcome, PortalError):
@@ -225,7 +319,7 @@ async def limits_submit(
             gateway,
             team_id,
             form=form,
-            error=outcome.message,
+            problem=FormProblem("", outcome.message),
             status_code=outcome.status_code,
         )
     response = redirect(request, "/admin/teams")

@@ -360,3 +360,35 @@ async def set_limits(
         target_id=team.id,
         details={"previous": previous.as_dict(), "limits": limits.as_dict()},
     )
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    """One audited change of a team's budgets: each changed budget's value before and
+    after (None: the default)."""
+
+    at: datetime | None
+    actor_name: str | None  # None: the actor's team is gone, or the CLI
+    changes: dict[str, tuple[Any, Any]]
+
+
+async def limit_changes(session: AsyncSession, team_id: int, *, count: int) -> list[LimitChange]:
+    """The team's latest `count` budget changes, newest first, from the audit log."""
+    statement = audit.entries_statement(
+        audit.AuditFilter(action="llm.rate_limit", target=("team", str(team_id)))
+    ).limit(count)
+    changes = []
+    for entry, actor_name in await session.execute(statement):
+        before, after = entry.details.get("previous", {}), entry.details.get("limits", {})
+        changes.append(
+            LimitChange(
+                at=entry.created_at,
+                actor_name=actor_name,
+                changes={
+                    name: (before.get(name), after.get(name))
+                    for name in BUDGET_FIELDS
+                    if before.get(name) != after.get(name)
+                },
+            )
+        )
+    return changes

@@ -50,12 +50,17 @@ async def _teams_page(
     params = PageParams(page=page, size=TEAMS_PER_PAGE)
     result = await service.list_teams(session, q, params)
     llm_limits = await llm_service.limit_overrides(session, [t.id for t in result.items])
+    settings = request.app.state.settings
+    llm_budgets = {
+        t.id: llm_service.budgets_in_force(llm_limits.get(t.id), settings) for t in result.items
+    }
     return render(
         request,
         "admin/teams.html",
         {
             "teams": result,
             "llm_limits": llm_limits,
+            "llm_budgets": llm_budgets,
             "q": q,
             "form_error": form_error,
             "form_values": form_values or {},
