@@ -20,6 +20,7 @@ from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
 from tests.fixtures.llm import chat
 from tests.fixtures.services import room_in_the_minute
+from tests.integration.test_llm_gateway import usage_rows
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +37,24 @@ async def calls(client, team, count: int) -> list[int]:
         )
         statuses.append(response.status_code)
     return statuses
+
+
+def meter(page: str, label: str) -> str:
+    """The "used / limit" a usage or limits page shows for one budget."""
+    found = re.search(rf"<dt>{label}</dt>\s*<dd class=\"budget-figure\">([^<]*)", page)
+    assert found, f"no {label!r} on the page"
+    return found.group(1).strip()
+
+
+def refusal_rate(page: str, label: str) -> tuple[str, str]:
+    """The exceeded rate and refused count a usage page shows for one budget."""
+    found = re.search(
+        rf"<dt>{re.escape(label)}</dt><dd><span[^>]*>([^<]*)</span> "
+        r"<span class=\"refused-count\">([^<]*)</span>",
+        page,
+    )
+    assert found, f"no exceeded rate for {label!r} on the page"
+    return found.group(1), found.group(2)
 
 
 async def set_limit(client, admin, team, value):
@@ -220,7 +239,7 @@ async def test_usage_pages_show_the_chart_and_the_admin_sets_limits(app, teams):
         assert page.status_code == 200
         assert "<svg" in page.text and 'class="refused"' in page.text
         assert re.search(r"<dt>Exceeded rate</dt><dd[^>]*>33\.3 %</dd>", page.text)
-        assert "<dt>Your limit</dt><dd>2 / min</dd>" in page.text
+        assert meter(page.text, "Requests this minute") == "2 / 2"
         fragment = await browser.get("/usage?window=day", headers={"HX-Request": "true"})
         assert fragment.text.lstrip().startswith('<div id="usage-live"')
         assert "averaged over 15-minute steps" in fragment.text
@@ -246,3 +265,186 @@ async def test_usage_pages_show_the_chart_and_the_admin_sets_limits(app, teams):
     async with make_client(app) as api:
         limit = await api.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)
         assert limit.json()["requests_per_minute"] == 25
+
+
+async def test_usage_pages_show_each_budget_as_the_gateway_counted_real_calls(
+    app, client, teams, services
+):
+    room_in_the_minute(services.redis_url, seconds_needed=30)
+    admin, team = await teams.admin(), await teams.create(name="Budget Team")
+    limits = {
+        "requests_per_minute": 6,
+        "tokens_per_minute": 10_000,
+        "tokens_per_day": 50_000,
+        "max_parallel": 1,
+        "models": ["echo", "echo-large"],
+    }
+    put = await client.put(f"/api/v1/teams/{team.id}/llm-limit", json=limits, headers=admin.auth)
+    assert put.status_code == 200
+
+    async def call(**extra) -> int:
+        body = {**chat(), **extra}
+        answer = await client.post("/llm/v1/chat/completions", json=body, headers=team.auth)
+        return answer.status_code
+
+    assert [await call(), await call()] == [200, 200]
+    assert await call(max_tokens=20_000) == 429  # more than the minute's 10,000 tokens
+    assert await call(model="gpt-4o") == 404  # not on the team's list
+    # One call held in flight fills the team's single parallel slot.
+    held = asyncio.create_task(call(messages=[{"role": "user", "content": "/sleep 2"}]))
+    for _ in range(200):
+        usage = await client.get("/api/v1/usage", headers=team.auth)
+        if usage.json()["in_use"]["in_flight"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await call() == 429  # parallel
+    async with make_client(app) as browser:
+        await browser_login(browser, team)
+        during = (await browser.get("/usage")).text
+    assert meter(during, "Calls in flight") == "1 / 1"
+    assert meter(during, "Requests this minute") == "3 / 6"
+    assert await held == 200
+    assert [await call() for _ in range(4)] == [200, 200, 200, 429]  # the 7th request
+
+    rows = await usage_rows(app, team.id, expected=10)
+    spent = sum((row.prompt_tokens or 0) + (row.completion_tokens or 0) for row in rows)
+    assert spent > 0
+    async with make_client(app) as browser:
+        await browser_login(browser, team)
+        page = (await browser.get("/usage")).text
+        fragment = (await browser.get("/usage", headers={"HX-Request": "true"})).text
+    for shown in (page, fragment):  # the live part carries the budgets too
+        assert meter(shown, "Requests this minute") == "6 / 6"
+        assert meter(shown, "Tokens this minute") == f"{spent:,} / 10,000"
+        assert meter(shown, "Tokens today") == f"{spent:,} / 50,000"
+        assert meter(shown, "Calls in flight") == "0 / 1"
+    assert re.search(r"resets \d{4}-\d\d-\d\d 00:00 UTC \(in (\d+ h )?\d+ min\)", page)
+    assert "<li><code>echo</code></li><li><code>echo-large</code></li>" in page
+    assert re.search(r"<dt>Calls</dt><dd>10</dd>", page)
+    assert re.search(r"<dt>Exceeded rate</dt><dd[^>]*>40\.0 %</dd>", page)
+    for label in ("Requests per minute", "Tokens (minute or day)", "Calls in flight"):
+        assert refusal_rate(page, label) == ("10.0 %", "1 refused")
+    assert refusal_rate(page, "Model not allowed") == ("10.0 %", "1 refused")
+
+    async with make_client(app) as browser:
+        await browser_login(browser, admin)
+        overview = (await browser.get("/admin/usage")).text
+    row = overview[
+        overview.index("Budget Team") : overview.index("</tr>", overview.index("Budget Team"))
+    ]
+    numbers = re.findall(r'<td class="num">([^<]*)', row)
+    assert [n.strip() for n in numbers] == ["10", "4", "40.0 %", f"{spent:,}"]
+    assert re.findall(r"<span>(\w+ \d+)</span>", row) == [
+        "requests 1",
+        "tokens 1",
+        "parallel 1",
+        "model 1",
+    ]
+    assert f'href="/admin/teams/{team.id}/llm-limit"' in row
+    assert "6/min · 10k tok/min" in row and "50k tok/day · 1 in flight · 2 models" in row
+    assert refusal_rate(overview, "Model not allowed") == ("10.0 %", "1 refused")
+
+
+def field_value(page: str, name: str) -> str:
+    found = re.search(rf'<input id="l-{name}" name="{name}"[^>]*value="([^"]*)"', page)
+    assert found, name
+    return found.group(1)
+
+
+def models_typed(page: str) -> str:
+    return re.search(r'<textarea id="l-models"[^>]*>([^<]*)</textarea>', page).group(1)
+
+
+async def test_limits_form_round_trip_with_models_none_and_a_refusal_keeping_what_was_typed(
+    app, client, teams
+):
+    admin, team = await teams.admin(name="Organizers"), await teams.create(name="Form Team")
+    async with make_client(app) as browser:
+        csrf = await browser_login(browser, admin)
+
+        async def submit(**fields):
+            empty = dict.fromkeys(
+                (
+                    "requests_per_minute",
+                    "tokens_per_minute",
+                    "tokens_per_day",
+                    "max_parallel",
+                    "models",
+                ),
+                "",
+            )
+            return await browser.post(
+                f"/admin/teams/{team.id}/llm-limit", data={**empty, **fields, "csrf_token": csrf}
+            )
+
+        # Numbers as the page shows them (100,000) are taken; repeated models count once.
+        saved = await submit(
+            requests_per_minute="30",
+            tokens_per_minute="50,000",
+            max_parallel="2",
+            models="echo, gpt-4o-mini\nclaude-3-5-haiku, echo",
+        )
+        assert saved.status_code == 303
+        limit = (await client.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)).json()
+        assert limit == {
+            "team_id": team.id,
+            "requests_per_minute": 30,
+            "tokens_per_minute": 50_000,
+            "tokens_per_day": 2_000_000,
+            "max_parallel": 2,
+            "models": ["echo", "gpt-4o-mini", "claude-3-5-haiku"],
+            "overridden": ["requests_per_minute", "tokens_per_minute", "max_parallel", "models"],
+            "is_override": True,
+        }
+        page = (await browser.get(f"/admin/teams/{team.id}/llm-limit")).text
+        assert field_value(page, "requests_per_minute") == "30"
+        assert field_value(page, "tokens_per_minute") == "50,000"
+        assert field_value(page, "tokens_per_day") == ""
+        assert 'placeholder="2,000,000"' in page  # the default, in grey
+        assert models_typed(page) == "echo, gpt-4o-mini, claude-3-5-haiku"
+        assert (
+            'Models: <span class="before">default</span> → '
+            '<strong class="after">echo, gpt-4o-mini, claude-3-5-haiku</strong>'
+        ) in page
+        assert "by Organizers" in page
+
+        # '-' is no model at all; the page says so and the list of changes shows it.
+        assert (await submit(requests_per_minute="30", models="-")).status_code == 303
+        limit = (await client.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)).json()
+        assert limit["models"] == [] and limit["tokens_per_minute"] == 100_000
+        page = (await browser.get(f"/admin/teams/{team.id}/llm-limit")).text
+        assert models_typed(page) == "-"
+        assert "none: every call is refused" in page
+        assert 'Models: <span class="before">echo, gpt-4o-mini, claude-3-5-haiku</span>' in page
+
+        # A refusal answers 422 with the form as typed, the field marked, nothing saved.
+        typed = {"requests_per_minute": "45", "tokens_per_day": "2e6", "models": "echo, o1-mini"}
+        refused = await submit(**typed)
+        assert refused.status_code == 422
+        assert (
+            "&#39;2e6&#39; is not a number of tokens per day (0 to 1,000,000,000,000)"
+            in refused.text
+        )
+        assert field_value(refused.text, "requests_per_minute") == "45"
+        assert field_value(refused.text, "tokens_per_day") == "2e6"
+        assert models_typed(refused.text) == "echo, o1-mini"
+        invalid = re.findall(
+            r'<(?:input|textarea) id="l-(\w+)"[^>]*aria-invalid="true"', refused.text
+        )
+        assert invalid == ["tokens_per_day"]
+        too_long = await submit(models="echo, " + "m" * 121)
+        assert too_long.status_code == 422
+        assert re.findall(r'<textarea id="l-(\w+)"[^>]*aria-invalid="true"', too_long.text) == [
+            "models"
+        ]
+        limit = (await client.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)).json()
+        assert (limit["requests_per_minute"], limit["models"]) == (30, [])
+
+        # All empty: every budget back to its default, and the Teams page says so.
+        assert (await submit()).status_code == 303
+        limit = (await client.get(f"/api/v1/teams/{team.id}/llm-limit", headers=admin.auth)).json()
+        assert limit["overridden"] == [] and limit["models"] is None
+        teams_page = (await browser.get("/admin/teams")).text
+    cell = teams_page[teams_page.index(f'href="/admin/teams/{team.id}/llm-limit"') :]
+    cell = cell[: cell.index("</a>")]
+    assert "10/min<br>100k tok/min" in cell and "custom" not in cell.split(">", 1)[1]
