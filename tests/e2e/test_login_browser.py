@@ -45,11 +45,11 @@ async def test_team_and_admin_log_in_in_chromium(app, live_server, browser, arti
 
     await _log_in(page, live_server, admin.email, admin.token)
     await page.wait_for_url(re.compile(r"/admin/teams$"))
-    await expect(page.get_by_role("cell", name="Demo Team 2")).to_be_visible()
+    await expect(page.get_by_role("cell", name="Demo Team 2", exact=True)).to_be_visible()
     # Live search (HTMX) narrows the table without a page load.
     await page.get_by_label("Search").fill("demo team 1")
     await expect(page.locator("#team-table tbody tr")).to_have_count(1)
-    await expect(page.get_by_role("cell", name="Demo Team 1")).to_be_visible()
+    await expect(page.get_by_role("cell", name="Demo Team 1", exact=True)).to_be_visible()
     await page.get_by_label("Search").fill("")
     await expect(page.locator("#team-table tbody tr")).to_have_count(5)
     await page.screenshot(path=str(artifacts / "admin-teams.png"), full_page=True)
@@ -76,7 +76,7 @@ async def test_admin_creates_a_team_in_the_browser_and_sees_its_token_once(
     assert token.startswith("pt_")
     await page.screenshot(path=str(artifacts / "admin-team-created.png"), full_page=True)
     await page.goto(f"{live_server}/admin/teams")
-    await expect(page.get_by_role("cell", name="Browser Team")).to_be_visible()
+    await expect(page.get_by_role("cell", name="Browser Team", exact=True)).to_be_visible()
     assert token not in await page.content()
     await context.close()
 
