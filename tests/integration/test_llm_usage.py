@@ -18,7 +18,7 @@ from portal.llm import run_tokens
 from portal.llm.models import LlmUsageLog
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import browser_login
-from tests.fixtures.llm import chat
+from tests.fixtures.llm import chat, usage_rows
 from tests.fixtures.services import room_in_the_minute
 
 
@@ -306,18 +306,8 @@ async def test_usage_pages_show_each_budget_as_the_gateway_counted_real_calls(
     assert [await call() for _ in range(4)] == [200, 200, 200, 429]  # the 7th request
 
     # What the gateway logged: the tokens the model reported for each call.
-    await app.state.llm_gateway.recorder.flush()
-    async with app.state.sessionmaker() as session:
-        logged = (
-            await session.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.sum(LlmUsageLog.prompt_tokens + LlmUsageLog.completion_tokens),
-                ).where(LlmUsageLog.team_id == team.id)
-            )
-        ).one()
-    assert logged[0] == 10
-    spent = int(logged[1])
+    rows = await usage_rows(app, team.id, expected=10)
+    spent = sum((row.prompt_tokens or 0) + (row.completion_tokens or 0) for row in rows)
     async with make_client(app) as browser:
         await browser_login(browser, team)
         page = (await browser.get("/usage")).text
