@@ -290,9 +290,7 @@ async def test_a_killed_runs_call_in_flight_frees_its_slot_when_the_run_is_recor
     # the team's own next call gets the slot.
     assert (await team_in_use(client, team))["in_flight"] == 0
     own_call = await client.post(
-        "/llm/v1/chat/completions",
-        json={"model": "echo", "messages": [{"role": "user", "content": "my turn"}]},
-        headers=team.auth,
+        "/llm/v1/chat/completions", json=chat("my turn"), headers=team.auth
     )
     assert own_call.status_code == 200, own_call.text
     # The run's token no longer opens the gateway.
@@ -305,6 +303,73 @@ async def test_a_killed_runs_call_in_flight_frees_its_slot_when_the_run_is_recor
     rows = await usage_rows(services.database_url, count=2, wait_seconds=answer_after + 15)
     assert [(row.source, row.status_code) for row in rows] == [("dev", 200), ("eval", 200)]
     assert (await team_in_use(client, team))["in_flight"] == 0
+
+
+def chat(content: str) -> dict:
+    return {"model": "echo", "messages": [{"role": "user", "content": content}]}
+
+
+async def run_hint_example(client, admin, team, database_url: str, rows_then: int):
+    """Run the LLM example once; (its log, its one usage row). `rows_then`: the usage
+    rows there are once the run's is written."""
+    await upload(client, team, "tsp_llm_hint.py", example("tsp_llm_hint.py"))
+    batch = await run_batch(client, admin, seeds=[3], wait_seconds=90)
+    # Without its hint the example still answers, from city 0.
+    assert batch["progress"]["counts"] == {"scored": 1}, batch["runs"]
+    ((_, log, _),) = run_logs(database_url)
+    (row,) = [row for row in await usage_rows(database_url, rows_then) if row.source == "eval"]
+    return log, row
+
+
+async def test_a_runs_call_is_refused_while_the_teams_own_call_holds_its_one_slot(
+    client, teams, services, networked_worker
+):
+    admin = await teams.admin()
+    team = await teams.create(name="Busy")
+    await set_budgets(client, admin, team, max_parallel=1)
+    # The team's own call, waiting on the model for the whole test.
+    holding = asyncio.create_task(
+        client.post("/llm/v1/chat/completions", json=chat("/sleep 600"), headers=team.auth)
+    )
+    try:
+        await wait_for_in_flight(client, team, 1)
+        # Only the run's call is logged: the team's is still in flight.
+        log, row = await run_hint_example(client, admin, team, services.database_url, 1)
+    finally:
+        holding.cancel()
+    assert "no hint from the model (HTTP Error 429" in log, log
+    assert (row.team_id, row.status_code, row.outcome, row.refusal) == (
+        team.id,
+        429,
+        "refused",
+        "parallel",
+    )
+
+
+async def test_a_runs_call_is_refused_when_the_teams_own_calls_spent_the_days_tokens(
+    client, teams, services, networked_worker
+):
+    admin = await teams.admin()
+    team = await teams.create(name="Spender")
+    await set_budgets(client, admin, team, tokens_per_day=2900)
+    # About 2,000 tokens of the team's 2,900 for the day, spent on its own.
+    own_call = await client.post(
+        "/llm/v1/chat/completions", json=chat(" ".join(["word"] * 1000)), headers=team.auth
+    )
+    assert own_call.status_code == 200, own_call.text
+    spent = (await team_in_use(client, team))["tokens_today"]
+    assert 2900 - spent < 1024  # less than any call reserves for its answer by default
+
+    log, row = await run_hint_example(client, admin, team, services.database_url, 2)
+    assert "no hint from the model (HTTP Error 429" in log, log
+    assert (row.team_id, row.status_code, row.outcome, row.refusal) == (
+        team.id,
+        429,
+        "refused",
+        "tokens",
+    )
+    # The refused call took nothing.
+    assert (await team_in_use(client, team))["tokens_today"] == spent
 
 
 def test_a_stale_network_that_lets_sandboxes_reach_the_host_is_recreated(relay, docker_client):
