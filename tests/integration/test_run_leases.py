@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import redis as sync_redis
+from starlette.requests import Request
 
 from portal.core.redis import create_redis
+from portal.llm import run_tokens
 from portal.llm.budgets import Budgets, Day, TeamBudgets, free_tagged_leases
+from portal.llm.gateway.errors import GatewayError
 
 BUDGETS = Budgets(
     requests_per_minute=100,
@@ -54,3 +58,24 @@ async def test_freeing_a_runs_tag_frees_its_slots_and_no_other_call(services):
     finally:
         worker_redis.close()
         await redis.aclose()
+
+
+async def test_a_run_call_let_in_just_before_its_run_ended_takes_nothing(app, teams, services):
+    """The gateway checks a run's token, then takes its share of the budgets: a run
+    that ends in between must not leave that share held until the lease lapses."""
+    team = await teams.create()
+    gateway = app.state.llm_gateway
+    worker_redis = sync_redis.Redis.from_url(services.redis_url)
+    token = run_tokens.issue(worker_redis, team.id, None, timeout_seconds=10)
+    call = Request({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+    try:
+        caller = await gateway.caller(call)  # the token is still good
+        run_tokens.revoke(worker_redis, token, team.id)  # the run ends, its slots freed
+        with pytest.raises(GatewayError) as refused:
+            await gateway.take(caller, 100)
+    finally:
+        worker_redis.close()
+    assert refused.value.status_code == 401
+    assert "run it belonged to ended" in refused.value.body["error"]["message"]
+    in_use = await gateway.use(team.id, caller.budgets)
+    assert (in_use.parallel, in_use.requests, in_use.day_tokens) == (0, 0, 0)
