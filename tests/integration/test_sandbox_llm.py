@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from psycopg.rows import namedtuple_row
 
 from portal.core.background_server import BackgroundServer
-from portal.core.db import psycopg_conninfo
 from portal.main import create_gateway_app
-from tests.fixtures.evaluation import (
-    example,
-    run_batch,
-    running_eval_worker,
-    start_batch,
-    upload,
-    wait_for_batch,
+from tests.fixtures.evaluation import example, run_batch, running_eval_worker, upload
+from tests.fixtures.llm_runs import (
+    a_killed_runs_call_frees_its_slot,
+    chat,
+    run_logs,
+    set_budgets,
+    team_in_use,
+    usage_rows,
+    wait_for_in_flight,
 )
 from tests.fixtures.servers import all_interfaces_http_server
 from tests.fixtures.services import room_in_the_minute
@@ -121,35 +119,6 @@ def networked_worker(networked_eval_settings):
         yield context
 
 
-async def usage_rows(database_url: str, count: int, wait_seconds: float = 5) -> list:
-    """The gateway's usage rows once there are `count` (the gateway listener writes
-    its buffer at least every second)."""
-    rows: list = []
-    deadline = time.monotonic() + wait_seconds
-    while len(rows) < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        with psycopg.connect(
-            psycopg_conninfo(database_url), row_factory=namedtuple_row
-        ) as connection:
-            rows = connection.execute("SELECT * FROM llm_usage_log ORDER BY id").fetchall()
-    assert len(rows) == count, rows
-    return rows
-
-
-async def team_in_use(client, team) -> dict:
-    """How much of each budget the team is using right now, as its usage API says."""
-    usage = await client.get("/api/v1/usage", headers=team.auth)
-    assert usage.status_code == 200, usage.text
-    return usage.json()["in_use"]
-
-
-def run_logs(database_url: str) -> list[tuple[int, str, int]]:
-    with psycopg.connect(psycopg_conninfo(database_url)) as connection:
-        return connection.execute(
-            "SELECT batch_submission_id, log, id FROM evaluation_run ORDER BY id"
-        ).fetchall()
-
-
 async def test_sandbox_reaches_the_gateway_and_nothing_else(
     client, teams, services, networked_worker, gateway_listener, host_server, relay, docker_client
 ):
@@ -235,78 +204,12 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
     assert (in_use["tokens_today"], in_use["in_flight"]) == (spent, 0)
 
 
-# Starts a call the model answers only after the run's timeout, leaves it in flight on a
-# thread, and is killed at the timeout.
-CALL_LEFT_IN_FLIGHT = r"""
-import json, os, threading, time, urllib.request
-
-token = os.environ["OPENAI_API_KEY"]
-print("TOKEN " + token, flush=True)
-
-def ask():
-    request = urllib.request.Request(
-        os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions",
-        data=json.dumps(
-            {"model": "echo", "messages": [{"role": "user", "content": "/sleep %d"}]}
-        ).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=600).read()
-
-threading.Thread(target=ask, daemon=True).start()
-time.sleep(600)
-"""
-
-
-async def set_budgets(client, admin, team, **budgets) -> None:
-    limit = await client.put(f"/api/v1/teams/{team.id}/llm-limit", json=budgets, headers=admin.auth)
-    assert limit.status_code == 200, limit.text
-
-
-async def wait_for_in_flight(client, team, count: int, wait_seconds: float = 30) -> None:
-    deadline = time.monotonic() + wait_seconds
-    while (in_flight := (await team_in_use(client, team))["in_flight"]) != count:
-        assert time.monotonic() < deadline, f"{in_flight} calls in flight, not {count}"
-        await asyncio.sleep(0.2)
-
-
 async def test_a_killed_runs_call_in_flight_frees_its_slot_when_the_run_is_recorded(
     client, teams, services, networked_worker, eval_settings
 ):
-    admin = await teams.admin()
-    team = await teams.create(name="Leaver")
-    await set_budgets(client, admin, team, max_parallel=1)
-    # The model answers long after the run's timeout and well before the lease would
-    # lapse: only the run's end can free the slot in between.
-    answer_after = eval_settings.eval_timeout_seconds + 30
-    assert answer_after < LEASE_SECONDS
-    await upload(client, team, "leaver.py", (CALL_LEFT_IN_FLIGHT % answer_after).encode())
-    batch_id = await start_batch(client, admin, seeds=[1])
-    await wait_for_in_flight(client, team, 1)  # the run's call holds the team's one slot
-
-    batch = await wait_for_batch(client, admin, batch_id, wait_seconds=90)
-    assert batch["progress"]["counts"] == {"timeout": 1}, batch["runs"]
-    # The run is recorded: its call, still waiting for the model, holds nothing, and
-    # the team's own next call gets the slot.
-    assert (await team_in_use(client, team))["in_flight"] == 0
-    own_call = await client.post(
-        "/llm/v1/chat/completions", json=chat("my turn"), headers=team.auth
+    await a_killed_runs_call_frees_its_slot(
+        client, teams, services.database_url, eval_settings.eval_timeout_seconds, LEASE_SECONDS
     )
-    assert own_call.status_code == 200, own_call.text
-    # The run's token no longer opens the gateway.
-    ((_, log, _),) = run_logs(services.database_url)
-    token = log.split("TOKEN ", 1)[1].split()[0]
-    expired = await client.get("/llm/v1/models", headers={"Authorization": f"Bearer {token}"})
-    assert expired.status_code == 401
-
-    # When the model answers at last, the late settlement takes no slot back.
-    rows = await usage_rows(services.database_url, count=2, wait_seconds=answer_after + 15)
-    assert [(row.source, row.status_code) for row in rows] == [("dev", 200), ("eval", 200)]
-    assert (await team_in_use(client, team))["in_flight"] == 0
-
-
-def chat(content: str) -> dict:
-    return {"model": "echo", "messages": [{"role": "user", "content": content}]}
 
 
 async def run_hint_example(client, admin, team, database_url: str, rows_then: int):
