@@ -17,15 +17,8 @@ import pytest
 from portal.core.background_server import BackgroundServer
 from portal.main import create_gateway_app
 from tests.fixtures.evaluation import example, run_batch, running_eval_worker, upload
-from tests.fixtures.llm_runs import (
-    a_killed_runs_call_frees_its_slot,
-    chat,
-    run_logs,
-    set_budgets,
-    team_in_use,
-    usage_rows,
-    wait_for_in_flight,
-)
+from tests.fixtures.llm import CHAT_URL, chat, in_use, set_budgets, until_in_flight
+from tests.fixtures.llm_runs import a_killed_runs_call_frees_its_slot, logged_calls, run_logs
 from tests.fixtures.servers import all_interfaces_http_server
 from tests.fixtures.services import room_in_the_minute
 from worker.kits import tsp
@@ -183,7 +176,7 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
 
     # Each call is logged as the team's, from evaluation, attributed to its run, with
     # the model that answered it.
-    rows = await usage_rows(services.database_url, count=2)
+    rows = await logged_calls(services.database_url, count=2)
     assert {row.batch_submission_id for row in rows} == {logs[0][0]}
     assert all(
         (row.team_id, row.source, row.outcome, row.answered_model)
@@ -199,9 +192,9 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
     assert status.headers["x-ratelimit-remaining-requests"] == "8"
     assert status.headers["x-ratelimit-remaining-tokens"] == str(100_000 - spent)
     assert status.headers["x-ratelimit-remaining-tokens-day"] == str(2_000_000 - spent)
-    in_use = await team_in_use(client, delta)
-    assert (in_use["requests_this_minute"], in_use["tokens_this_minute"]) == (2, spent)
-    assert (in_use["tokens_today"], in_use["in_flight"]) == (spent, 0)
+    held = await in_use(client, delta)
+    assert (held["requests_this_minute"], held["tokens_this_minute"]) == (2, spent)
+    assert (held["tokens_today"], held["in_flight"]) == (spent, 0)
 
 
 async def test_a_killed_runs_call_in_flight_frees_its_slot_when_the_run_is_recorded(
@@ -220,7 +213,7 @@ async def run_hint_example(client, admin, team, database_url: str, rows_then: in
     # Without its hint the example still answers, from city 0.
     assert batch["progress"]["counts"] == {"scored": 1}, batch["runs"]
     ((_, log, _),) = run_logs(database_url)
-    (row,) = [row for row in await usage_rows(database_url, rows_then) if row.source == "eval"]
+    (row,) = [row for row in await logged_calls(database_url, rows_then) if row.source == "eval"]
     return log, row
 
 
@@ -231,11 +224,9 @@ async def test_a_runs_call_is_refused_while_the_teams_own_call_holds_its_one_slo
     team = await teams.create(name="Busy")
     await set_budgets(client, admin, team, max_parallel=1)
     # The team's own call, waiting on the model for the whole test.
-    holding = asyncio.create_task(
-        client.post("/llm/v1/chat/completions", json=chat("/sleep 600"), headers=team.auth)
-    )
+    holding = asyncio.create_task(client.post(CHAT_URL, json=chat("/sleep 600"), headers=team.auth))
     try:
-        await wait_for_in_flight(client, team, 1)
+        await until_in_flight(client, team, 1)
         # Only the run's call is logged: the team's is still in flight.
         log, row = await run_hint_example(client, admin, team, services.database_url, 1)
     finally:
@@ -256,11 +247,9 @@ async def test_a_runs_call_is_refused_when_the_teams_own_calls_spent_the_days_to
     team = await teams.create(name="Spender")
     await set_budgets(client, admin, team, tokens_per_day=2900)
     # About 2,000 tokens of the team's 2,900 for the day, spent on its own.
-    own_call = await client.post(
-        "/llm/v1/chat/completions", json=chat(" ".join(["word"] * 1000)), headers=team.auth
-    )
+    own_call = await client.post(CHAT_URL, json=chat(" ".join(["word"] * 1000)), headers=team.auth)
     assert own_call.status_code == 200, own_call.text
-    spent = (await team_in_use(client, team))["tokens_today"]
+    spent = (await in_use(client, team))["tokens_today"]
     assert 2900 - spent < 1024  # less than any call reserves for its answer by default
 
     log, row = await run_hint_example(client, admin, team, services.database_url, 2)
@@ -272,7 +261,7 @@ async def test_a_runs_call_is_refused_when_the_teams_own_calls_spent_the_days_to
         "tokens",
     )
     # The refused call took nothing.
-    assert (await team_in_use(client, team))["tokens_today"] == spent
+    assert (await in_use(client, team))["tokens_today"] == spent
 
 
 def test_a_stale_network_that_lets_sandboxes_reach_the_host_is_recreated(relay, docker_client):
