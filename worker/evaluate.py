@@ -139,6 +139,11 @@ def _run_and_judge(
             heartbeat=heartbeat,
         )
     finally:
+        # The runner returns only once the submission has ended (its container exited or
+        # was removed; under the process runner, its program exited or was killed), so a
+        # call of the run still in flight is an orphan: revoking frees its slot before
+        # the result is recorded, and shuts out whatever the process runner's program
+        # may have left running.
         if llm_token is not None:
             _revoke_quietly(context, llm_token, run.team_id)
     if result.aborted:

@@ -13,8 +13,10 @@ could not complete gives back its request and its tokens.
 A parallel slot is a lease: a member of the team's sorted set scored with its expiry.
 The process holding it frees it when the call ends and renews it while the call is in
 flight (portal/llm/gateway/leases.py); if the process is killed, the lease lapses on its
-own and the next call sweeps it out. A run's leases carry its tag, so the worker frees them when
-the run's container ends.
+own and the next call sweeps it out. A run's leases carry its tag, so the worker frees
+them when the run's container ends; and a run's call takes nothing once the run's token
+is gone (checked in the same step), so a call let in just before the run ended cannot
+take a slot just after the worker freed the run's.
 
 The minute comes from Redis's clock, so processes on hosts whose clocks disagree still
 share one bucket. The day is named by the portal (its date in the competition's
@@ -56,7 +58,9 @@ local reset_ms = (minute + 1) * 60000 - now_ms
 local want = tonumber(ARGV[6])
 local refusal = ''
 if ARGV[11] == '1' then
-  if requests >= tonumber(ARGV[2]) then
+  if ARGV[13] ~= '' and redis.call('EXISTS', ARGV[13]) == 0 then
+    refusal = 'grant_ended'
+  elseif requests >= tonumber(ARGV[2]) then
     refusal = 'requests'
   elseif minute_tokens + want > tonumber(ARGV[3]) then
     refusal = 'tokens_minute'
@@ -209,7 +213,7 @@ class BudgetState:
     parallel: int
     minute_reset_ms: int
     day_reset_seconds: int
-    refusal: str = ""  # '' | requests | tokens_minute | tokens_day | parallel
+    refusal: str = ""  # '' | requests | tokens_minute | tokens_day | parallel | GRANT_ENDED
     reservation: Reservation | None = None
 
     @property
@@ -256,6 +260,10 @@ class BudgetState:
         }
 
 
+# The refusal of a call whose grant (a run's token) is gone: not a budget, a 401.
+GRANT_ENDED = "grant_ended"
+
+
 def new_lease(tag: str) -> str:
     return f"{tag}:{secrets.token_hex(8)}"
 
@@ -278,17 +286,32 @@ class TeamBudgets:
         return await self._settles.run(self._settle_script, args)
 
     async def take(
-        self, team_id: int, budgets: Budgets, tokens: int, day: Day, *, lease_tag: str
+        self,
+        team_id: int,
+        budgets: Budgets,
+        tokens: int,
+        day: Day,
+        *,
+        lease_tag: str,
+        grant_key: str | None = None,
     ) -> BudgetState:
-        """One request, `tokens` tokens and a parallel slot, if every budget has room."""
-        return await self._run(team_id, budgets, tokens, day, new_lease(lease_tag))
+        """One request, `tokens` tokens and a parallel slot, if every budget has room
+        and `grant_key` (the Redis key of the run token that let the call in), if
+        given, still exists; else refused with GRANT_ENDED."""
+        return await self._run(team_id, budgets, tokens, day, new_lease(lease_tag), grant_key)
 
     async def peek(self, team_id: int, budgets: Budgets, day: Day) -> BudgetState:
         """The team's use of each budget, taking nothing."""
         return await self._run(team_id, budgets, 0, day, None)
 
     async def _run(
-        self, team_id: int, budgets: Budgets, tokens: int, day: Day, lease: str | None
+        self,
+        team_id: int,
+        budgets: Budgets,
+        tokens: int,
+        day: Day,
+        lease: str | None,
+        grant_key: str | None = None,
     ) -> BudgetState:
         refusal, requests, minute_tokens, day_tokens, parallel, reset_ms, minute = await self._take(
             args=[
@@ -304,6 +327,7 @@ class TeamBudgets:
                 day.seconds_left + 3600,  # the day's bucket outlives it a little
                 "0" if lease is None else "1",
                 MINUTE_KEY_MS,
+                grant_key or "",
             ]
         )
         refusal = refusal.decode() if isinstance(refusal, bytes) else str(refusal)

@@ -21,6 +21,7 @@ RUN_TOKEN_PREFIX = "ptr_"  # team tokens start with "pt_": the two never collide
 KEY_PREFIX = "llm:run_token"
 # A run whose worker vanished keeps its token at most this long past the deadline.
 EXPIRY_MARGIN_SECONDS = 60
+ENDED = "This evaluation token has expired: the run it belonged to ended."
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ def is_run_token(token: str) -> bool:
     return token.startswith(RUN_TOKEN_PREFIX)
 
 
-def _key(token: str) -> str:
+def key(token: str) -> str:
+    """The token's Redis key: while it exists, the run has not ended."""
     return f"{KEY_PREFIX}:{hash_token(token)}"
 
 
@@ -43,7 +45,7 @@ def issue(
     """Create a token for one run (sync Redis client: the worker's)."""
     token = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     ttl = int(timeout_seconds) + EXPIRY_MARGIN_SECONDS
-    redis.set(_key(token), f"{team_id}:{batch_submission_id or ''}", ex=ttl)
+    redis.set(key(token), f"{team_id}:{batch_submission_id or ''}", ex=ttl)
     return token
 
 
@@ -54,13 +56,16 @@ def lease_tag(token: str) -> str:
 
 def revoke(redis: Redis, token: str, team_id: int) -> None:
     """End the token, and free the slots of any call still in flight with it: the run's
-    container has ended, whatever the gateway has not noticed yet."""
-    redis.delete(_key(token))
+    container has ended, whatever the gateway has not noticed yet.
+
+    In this order: a call that takes its slot after the delete is refused (the take
+    checks the key in the same step), one that took it before is freed here."""
+    redis.delete(key(token))
     free_tagged_leases(redis, team_id, lease_tag(token))
 
 
 async def resolve(redis: AsyncRedis, token: str) -> RunGrant | None:
-    value = await redis.get(_key(token))
+    value = await redis.get(key(token))
     if value is None:
         return None
     assert isinstance(value, bytes)  # create_redis: decode_responses=False

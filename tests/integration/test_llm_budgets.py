@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -22,19 +21,21 @@ from portal.llm.echo import EchoServer
 from portal.main import create_app
 from tests.fixtures.clients import make_client
 from tests.fixtures.factories import TeamFactory
-from tests.fixtures.llm import CHAT_URL, chat, usage_rows
+from tests.fixtures.llm import (
+    CHAT_URL,
+    NOTHING_IN_USE,
+    chat,
+    in_use,
+    set_budgets,
+    until_in_flight,
+    usage_rows,
+)
 from tests.fixtures.servers import Handler, ScriptedServer, answer_with
 from tests.fixtures.services import room_in_the_minute
 
 SEOUL = ZoneInfo("Asia/Seoul")
 DEFAULT_TOKENS_PER_MINUTE = 100_000
 DEFAULT_TOKENS_PER_DAY = 2_000_000
-NOTHING_IN_USE = {
-    "requests_this_minute": 0,
-    "tokens_this_minute": 0,
-    "tokens_today": 0,
-    "in_flight": 0,
-}
 
 
 @pytest.fixture
@@ -81,28 +82,6 @@ def stream_usage(response: httpx.Response) -> dict:
     events = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
     assert events[-1] == "[DONE]"
     return json.loads(events[-2])["usage"]
-
-
-async def set_budgets(client: httpx.AsyncClient, admin, team, **limits) -> dict:
-    response = await client.put(
-        f"/api/v1/teams/{team.id}/llm-limit", json=limits, headers=admin.auth
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def in_use(client: httpx.AsyncClient, team) -> dict:
-    """What the team holds of each budget right now, as /api/v1/usage tells it."""
-    response = await client.get("/api/v1/usage", headers=team.auth)
-    assert response.status_code == 200, response.text
-    return {name: response.json()["in_use"][name] for name in NOTHING_IN_USE}
-
-
-async def until_in_flight(client: httpx.AsyncClient, team, count: int) -> None:
-    deadline = time.monotonic() + 5
-    while (await in_use(client, team))["in_flight"] != count:
-        assert time.monotonic() < deadline, f"never {count} calls in flight"
-        await asyncio.sleep(0.05)
 
 
 def refusal(response: httpx.Response, kind: str, code: str) -> tuple[dict, int]:

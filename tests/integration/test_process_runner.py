@@ -173,3 +173,35 @@ async def test_llm_example_reaches_the_gateway_on_loopback(
     redis.close()
     assert "model said: echo: Which city" in result.log, result.log
     assert judge(tsp, SEED, INPUT, result, limits).status == RunStatus.scored
+
+
+async def test_a_killed_runs_call_in_flight_frees_its_slot_under_the_process_runner_too(
+    settings, client, teams, services
+):
+    """The process runner's runs get a gateway token too (on loopback), and the worker
+    frees their slots the same way."""
+    from portal.core.background_server import BackgroundServer
+    from portal.main import create_gateway_app
+    from tests.fixtures.evaluation import running_eval_worker
+    from tests.fixtures.llm_runs import a_killed_runs_call_frees_its_slot
+
+    lease_seconds = 300
+    gateway_app = create_gateway_app(
+        settings.model_copy(update={"llm_lease_seconds": lease_seconds})
+    )
+    gateway = BackgroundServer(gateway_app, "127.0.0.1", 0, "test-llm-gateway").start()
+    worker_settings = settings.model_copy(
+        update={
+            "eval_runner": "process",
+            "eval_allow_process_runner": True,
+            "eval_timeout_seconds": 5,
+            "base_url": gateway.address,  # where the worker points a run's OPENAI_BASE_URL
+        }
+    )
+    try:
+        with running_eval_worker(worker_settings):
+            await a_killed_runs_call_frees_its_slot(
+                client, teams, services.database_url, 5, lease_seconds
+            )
+    finally:
+        gateway.stop()

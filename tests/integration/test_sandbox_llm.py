@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 
 from portal.core.background_server import BackgroundServer
-from portal.core.db import psycopg_conninfo
 from portal.main import create_gateway_app
 from tests.fixtures.evaluation import example, run_batch, running_eval_worker, upload
+from tests.fixtures.llm import CHAT_URL, chat, in_use, set_budgets, until_in_flight
+from tests.fixtures.llm_runs import a_killed_runs_call_frees_its_slot, logged_calls, run_logs
 from tests.fixtures.servers import all_interfaces_http_server
 from tests.fixtures.services import room_in_the_minute
 from worker.kits import tsp
@@ -76,11 +75,17 @@ def relay(docker_client, eval_image):
         docker_client.networks.get(name).remove()
 
 
+# Far longer than any test here: a parallel slot freed during a test was freed by the
+# run ending (or its call settling), never by its lease lapsing.
+LEASE_SECONDS = 300
+
+
 @pytest.fixture
 def gateway_listener(eval_settings, relay):
     """The gateway-only app on the host's uplink address, behind the relay."""
     host = relay.prepare()
-    server = BackgroundServer(create_gateway_app(eval_settings), host, 0, "test-llm-gateway")
+    settings = eval_settings.model_copy(update={"llm_lease_seconds": LEASE_SECONDS})
+    server = BackgroundServer(create_gateway_app(settings), host, 0, "test-llm-gateway")
     server.start()
     port = int(server.address.rsplit(":", 1)[1])
     yield host, relay.start(host, port), port
@@ -105,13 +110,6 @@ def host_server():
 def networked_worker(networked_eval_settings):
     with running_eval_worker(networked_eval_settings) as context:
         yield context
-
-
-def run_logs(database_url: str) -> list[tuple[int, str, int]]:
-    with psycopg.connect(psycopg_conninfo(database_url)) as connection:
-        return connection.execute(
-            "SELECT batch_submission_id, log, id FROM evaluation_run ORDER BY id"
-        ).fetchall()
 
 
 async def test_sandbox_reaches_the_gateway_and_nothing_else(
@@ -176,25 +174,94 @@ async def test_llm_example_calls_the_gateway_with_a_run_token(
     starts = {len(json.loads(tsp.generate(seed))["cities"]) - 1 for seed in (3, 4)}
     assert {int(log.split("tour from city ")[1].split()[0]) for _, log, _ in logs} == starts
 
-    # Each call is logged as the team's, from evaluation, attributed to its run (the
-    # gateway listener writes its buffer at least every second).
-    rows = []
-    deadline = time.monotonic() + 5
-    while len(rows) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        with psycopg.connect(psycopg_conninfo(services.database_url)) as connection:
-            rows = connection.execute(
-                "SELECT team_id, source, outcome, batch_submission_id, prompt_tokens "
-                "FROM llm_usage_log ORDER BY id"
-            ).fetchall()
-    assert len(rows) == 2
-    assert {row[3] for row in rows} == {logs[0][0]}
+    # Each call is logged as the team's, from evaluation, attributed to its run, with
+    # the model that answered it.
+    rows = await logged_calls(services.database_url, count=2)
+    assert {row.batch_submission_id for row in rows} == {logs[0][0]}
     assert all(
-        row[0] == delta.id and row[1:3] == ("eval", "allowed") and row[4] > 0 for row in rows
+        (row.team_id, row.source, row.outcome, row.answered_model)
+        == (delta.id, "eval", "allowed", "echo")
+        and row.prompt_tokens > 0
+        and row.completion_tokens > 0
+        for row in rows
     )
-    # The calls counted against the team's own limit.
+    # The calls counted against the team's own budgets: its requests, and the tokens
+    # the model reported, in this minute and today.
+    spent = sum(row.prompt_tokens + row.completion_tokens for row in rows)
     status = await client.get("/llm/v1/models", headers=delta.auth)
     assert status.headers["x-ratelimit-remaining-requests"] == "8"
+    assert status.headers["x-ratelimit-remaining-tokens"] == str(100_000 - spent)
+    assert status.headers["x-ratelimit-remaining-tokens-day"] == str(2_000_000 - spent)
+    held = await in_use(client, delta)
+    assert (held["requests_this_minute"], held["tokens_this_minute"]) == (2, spent)
+    assert (held["tokens_today"], held["in_flight"]) == (spent, 0)
+
+
+async def test_a_killed_runs_call_in_flight_frees_its_slot_when_the_run_is_recorded(
+    client, teams, services, networked_worker, eval_settings
+):
+    await a_killed_runs_call_frees_its_slot(
+        client, teams, services.database_url, eval_settings.eval_timeout_seconds, LEASE_SECONDS
+    )
+
+
+async def run_hint_example(client, admin, team, database_url: str, rows_then: int):
+    """Run the LLM example once; (its log, its one usage row). `rows_then`: the usage
+    rows there are once the run's is written."""
+    await upload(client, team, "tsp_llm_hint.py", example("tsp_llm_hint.py"))
+    batch = await run_batch(client, admin, seeds=[3], wait_seconds=90)
+    # Without its hint the example still answers, from city 0.
+    assert batch["progress"]["counts"] == {"scored": 1}, batch["runs"]
+    ((_, log, _),) = run_logs(database_url)
+    (row,) = [row for row in await logged_calls(database_url, rows_then) if row.source == "eval"]
+    return log, row
+
+
+async def test_a_runs_call_is_refused_while_the_teams_own_call_holds_its_one_slot(
+    client, teams, services, networked_worker
+):
+    admin = await teams.admin()
+    team = await teams.create(name="Busy")
+    await set_budgets(client, admin, team, max_parallel=1)
+    # The team's own call, waiting on the model for the whole test.
+    holding = asyncio.create_task(client.post(CHAT_URL, json=chat("/sleep 600"), headers=team.auth))
+    try:
+        await until_in_flight(client, team, 1)
+        # Only the run's call is logged: the team's is still in flight.
+        log, row = await run_hint_example(client, admin, team, services.database_url, 1)
+    finally:
+        holding.cancel()
+    assert "no hint from the model (HTTP Error 429" in log, log
+    assert (row.team_id, row.status_code, row.outcome, row.refusal) == (
+        team.id,
+        429,
+        "refused",
+        "parallel",
+    )
+
+
+async def test_a_runs_call_is_refused_when_the_teams_own_calls_spent_the_days_tokens(
+    client, teams, services, networked_worker
+):
+    admin = await teams.admin()
+    team = await teams.create(name="Spender")
+    await set_budgets(client, admin, team, tokens_per_day=2900)
+    # About 2,000 tokens of the team's 2,900 for the day, spent on its own.
+    own_call = await client.post(CHAT_URL, json=chat(" ".join(["word"] * 1000)), headers=team.auth)
+    assert own_call.status_code == 200, own_call.text
+    spent = (await in_use(client, team))["tokens_today"]
+    assert 2900 - spent < 1024  # less than any call reserves for its answer by default
+
+    log, row = await run_hint_example(client, admin, team, services.database_url, 2)
+    assert "no hint from the model (HTTP Error 429" in log, log
+    assert (row.team_id, row.status_code, row.outcome, row.refusal) == (
+        team.id,
+        429,
+        "refused",
+        "tokens",
+    )
+    # The refused call took nothing.
+    assert (await in_use(client, team))["tokens_today"] == spent
 
 
 def test_a_stale_network_that_lets_sandboxes_reach_the_host_is_recreated(relay, docker_client):

@@ -27,7 +27,15 @@ from portal.core.logging import request_id_var, team_id_var
 from portal.core.security import hash_token
 from portal.core.time import next_midnight, utcnow
 from portal.llm import run_tokens
-from portal.llm.budgets import Budgets, BudgetState, Day, Refusal, Reservation, TeamBudgets
+from portal.llm.budgets import (
+    GRANT_ENDED,
+    Budgets,
+    BudgetState,
+    Day,
+    Refusal,
+    Reservation,
+    TeamBudgets,
+)
 from portal.llm.gateway.errors import INVALID_KEY, GatewayError, unavailable
 from portal.llm.gateway.leases import LeaseKeeper
 from portal.llm.models import LlmUsageRateLimit
@@ -47,6 +55,8 @@ class Caller:
     batch_submission_id: int | None = None
     # Marks the parallel slots this caller takes: a run's are freed when it ends.
     lease_tag: str = "dev"
+    # A run's token key: the call takes nothing once it is gone (the run ended).
+    grant_key: str | None = None
 
 
 TEAM_CACHE_SIZE = 10_000
@@ -182,11 +192,7 @@ class Gateway:
                 # Never cached: a run's token must stop working the moment the run ends.
                 grant = await run_tokens.resolve(self.redis, token)
                 if grant is None:
-                    raise GatewayError(
-                        401,
-                        "This evaluation token has expired: the run it belonged to ended.",
-                        code="invalid_api_key",
-                    )
+                    raise GatewayError(401, run_tokens.ENDED, code="invalid_api_key")
                 row = await self._team_row("team_id", grant.team_id)
             else:
                 row = await self._team_row("token_hash", hash_token(token))
@@ -203,8 +209,14 @@ class Gateway:
             models=tuple(row.models) if row.models is not None else self.default_models,
         )
         if grant is not None:
-            tag = run_tokens.lease_tag(token)
-            return Caller(row.id, budgets, "eval", grant.batch_submission_id, lease_tag=tag)
+            return Caller(
+                row.id,
+                budgets,
+                "eval",
+                grant.batch_submission_id,
+                lease_tag=run_tokens.lease_tag(token),
+                grant_key=run_tokens.key(token),
+            )
         return Caller(row.id, budgets)
 
     @property
@@ -261,13 +273,25 @@ class Gateway:
         return Day(name, max(int(ends - epoch + 0.999), 1))
 
     async def take(self, caller: Caller, tokens: int) -> BudgetState:
-        """A request, `tokens` tokens and a parallel slot from the caller's budgets."""
+        """A request, `tokens` tokens and a parallel slot from the caller's budgets.
+
+        A run's token is checked again in the same step: the run may have ended since
+        the caller was let in, and the worker has then already freed the run's slots.
+        """
         try:
-            return await self.budgets.take(
-                caller.team_id, caller.budgets, tokens, self.today(), lease_tag=caller.lease_tag
+            state = await self.budgets.take(
+                caller.team_id,
+                caller.budgets,
+                tokens,
+                self.today(),
+                lease_tag=caller.lease_tag,
+                grant_key=caller.grant_key,
             )
         except (RedisError, OSError) as exc:
             raise unavailable(exc) from exc
+        if state.refusal == GRANT_ENDED:
+            raise GatewayError(401, run_tokens.ENDED, code="invalid_api_key")
+        return state
 
     async def use(self, team_id: int, budgets: Budgets) -> BudgetState:
         """A team's use of each budget right now (the usage pages)."""
