@@ -343,6 +343,24 @@ async def test_a_call_the_upstream_failed_gives_back_its_request_tokens_and_slot
         assert again.json()["error"]["message"] == f"upstream {status}"
 
 
+def breaks_off_its_error(status: int) -> Handler:
+    """An upstream that starts an error answer and hangs up halfway through it."""
+    head = f"HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\n"
+    return answer_with(
+        f"{head}content-length: 200\r\n\r\n".encode() + b'{"error": {"mess', keep_open=False
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_an_upstream_that_breaks_off_its_error_answer_gives_back_everything(settings, stream):
+    async with (
+        ScriptedServer(breaks_off_its_error(500)) as upstream,
+        gateway_to(settings, f"{upstream.url}/v1") as (client, teams),
+    ):
+        again = await gives_back_everything(client, teams, 502, reserving(600, stream=stream))
+        assert again.json()["error"]["code"] == "upstream_unavailable"
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_a_call_the_model_did_not_answer_in_time_gives_back_everything(settings, stream):
     async with gateway_to(settings, settings.llm_upstream_url, llm_read_timeout_seconds=0.3) as (

@@ -170,9 +170,16 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     call = Call(gateway, caller, model, state.reservation, state.headers(), started)
     # Renewed while the model works, unless the caller hangs up (see gateway/leases.py).
     gateway.leases.hold(call.reservation, request)
-    if body.get("stream") is True:
-        return await _forward_stream(call, body)
-    return await _forward_json(call, raw)
+    try:
+        if body.get("stream") is True:
+            return await _forward_stream(call, body)
+        return await _forward_json(call, raw)
+    except BaseException:
+        # Broken off before a response took the call over (an error of ours, or the
+        # server stopping): the model may have spent tokens, so they stay as reserved,
+        # and the slot is freed rather than renewed for good.
+        await call.settle(None)
+        raise
 
 
 class Call:
@@ -234,11 +241,6 @@ async def _forward_json(call: Call, raw: bytes) -> Response:
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
         return call.failed(upstream_failure(exc))
-    except BaseException:
-        # Cancelled (the server stopping): the model may have spent tokens; kept as
-        # reserved, and the slot freed rather than renewed forever.
-        await call.settle(None)
-        raise
     if _gives_back(upstream.status_code):
         await call.settle(None, give_back=True)
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
@@ -309,22 +311,17 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
         return call.failed(upstream_failure(exc))
-    except BaseException:
-        await call.settle(None)  # as in _forward_json
-        raise
     # From here on the response notices the caller leaving and ends the stream, which
     # frees the slot; the keeper just renews it.
     gateway.leases.hold(call.reservation)
-    if not upstream.is_success:
-        content = await upstream.aread()
-        await upstream.aclose()
+    if not upstream.is_success:  # read whole by gateway.upstream
         await call.settle(
             None if _gives_back(upstream.status_code) else 0,
             give_back=_gives_back(upstream.status_code),
         )
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
         return Response(
-            content,
+            upstream.content,
             status_code=upstream.status_code,
             media_type=upstream.headers.get("content-type", "application/json"),
             headers=call.limit_headers,

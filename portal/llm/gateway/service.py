@@ -151,7 +151,10 @@ class Gateway:
     async def upstream(
         self, method: str, path: str, *, stream: bool = False, **content: Any
     ) -> httpx.Response:
-        """One call to the model server, on the client's pooled transport.
+        """One call to the model server, on the client's pooled transport. With
+        `stream`, a successful answer's body is left to the caller; an error answer is
+        read whole here all the same, so an upstream that breaks off its error fails
+        the same way (httpx.HTTPError) in both modes.
 
         Not through `client.build_request`/`client.send`: the client's cookie jar would
         carry one team's upstream cookies (a load balancer's, say) into the next team's
@@ -168,7 +171,7 @@ class Gateway:
         try:
             response = await self.transport.handle_async_request(request)
             response.request = request
-            if not stream:
+            if not stream or not response.is_success:
                 try:
                     await response.aread()
                 finally:
