@@ -70,6 +70,30 @@ async def test_pages_answer_503_not_500_while_redis_is_down(settings, tmp_path, 
         own_redis.stop()
 
 
+async def test_the_usage_api_answers_503_not_500_while_redis_is_down(settings, tmp_path, teams):
+    """A team's usage report shows its budgets in use right now, read from Redis."""
+    own_redis = EmbeddedRedis(tmp_path / "redis")
+    app = create_app(settings.model_copy(update={"redis_url": own_redis.start()}))
+    alpha, admin = await teams.create(), await teams.admin()
+    try:
+        async with app.router.lifespan_context(app), make_client(app) as client:
+            own_redis.stop()
+            for path in ("/api/v1/usage", f"/api/v1/usage?team_id={alpha.id}"):
+                who = alpha if "team_id" not in path else admin
+                api = await client.get(path, headers=who.auth)
+                assert api.status_code == 503, (path, api.text)
+                assert api.json()["error"]["code"] == "service_unavailable"
+                assert api.headers["retry-after"]
+            # The gateway's own routes say the same in OpenAI's shape.
+            for method, path in (("GET", "/llm/v1/models"), ("POST", "/llm/v1/chat/completions")):
+                body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+                answer = await client.request(method, path, json=body, headers=alpha.auth)
+                assert answer.status_code == 503, (path, answer.text)
+                assert answer.json()["error"]["type"] == "server_error"
+    finally:
+        own_redis.stop()
+
+
 async def test_an_unexpected_error_on_a_page_is_a_readable_html_page(app, client):
     async def explode():
         raise RuntimeError("internals")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from redis.exceptions import RedisError
 
 from portal.core import metrics
 from portal.core.bodylimit import PayloadTooLarge
@@ -21,6 +22,7 @@ from portal.llm.gateway.errors import (
     GatewayError,
     model_not_allowed,
     over_budget,
+    unavailable,
     upstream_failure,
 )
 from portal.llm.gateway.service import Caller, Gateway, call_outcome
@@ -403,6 +405,8 @@ async def list_models(request: Request, gateway: GatewayDep) -> Response:
         limit_headers = (await gateway.use(caller.team_id, caller.budgets)).headers()
     except GatewayError as error:
         return error.response()
+    except (RedisError, OSError) as exc:
+        return unavailable(exc).response()
     try:
         upstream = await gateway.upstream("GET", "models")
     except httpx.HTTPError as exc:

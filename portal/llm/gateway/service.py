@@ -297,11 +297,11 @@ class Gateway:
         return state
 
     async def use(self, team_id: int, budgets: Budgets) -> BudgetState:
-        """A team's use of each budget right now (the usage pages)."""
-        try:
-            return await self.budgets.peek(team_id, budgets, self.today())
-        except (RedisError, OSError) as exc:
-            raise unavailable(exc) from exc
+        """A team's use of each budget right now (the usage pages and API, /models).
+
+        A Redis failure is raised as it is: the portal's pages and API answer it with
+        their own 503; the gateway's routes turn it into OpenAI's shape themselves."""
+        return await self.budgets.peek(team_id, budgets, self.today())
 
     async def settle(
         self, reservation: Reservation, used_tokens: int | None, *, give_back: bool = False
