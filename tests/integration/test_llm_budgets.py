@@ -175,6 +175,19 @@ async def test_a_call_larger_than_the_whole_minute_budget_is_told_to_lower_max_t
     assert "Lower max_tokens or shorten the prompt" in error["message"]
 
 
+async def test_a_call_larger_than_the_whole_day_budget_is_told_to_lower_max_tokens(client, teams):
+    # Waiting for midnight would not help: the call would be refused again.
+    admin, team = await teams.admin(), await teams.create()
+    await set_budgets(client, admin, team, tokens_per_day=1000)
+    refused = await call(client, team, reserving(1001))
+    error, _ = refusal(refused, "tokens", "tokens_per_day_exceeded")
+    assert refused.headers["x-ratelimit-remaining-tokens-day"] == "1000"
+    assert error["message"].startswith("Request too large: this call reserves 1001 tokens")
+    assert "1000 tokens per day" in error["message"]
+    assert "Lower max_tokens or shorten the prompt" in error["message"]
+    assert "midnight" not in error["message"]
+
+
 async def test_tokens_per_day_refusal_says_to_retry_at_midnight_in_the_competitions_timezone(
     app, client, teams
 ):

@@ -118,6 +118,14 @@ def over_budget(state: BudgetState, ask: Ask, timezone: str) -> GatewayError:
         f"this call reserves {ask.total} tokens ({ask.completion} for the answer, about "
         f"{ask.prompt} for the prompt)"
     )
+
+    def too_large(limit: int, per: str) -> str:
+        # No wait would let it in: say what to change instead.
+        return (
+            f"Request too large: {reserves}, more than your team's {limit} tokens per "
+            f"{per}. Lower max_tokens or shorten the prompt."
+        )
+
     if state.refusal == "requests":
         code = "rate_limit_exceeded"
         message = (
@@ -127,11 +135,7 @@ def over_budget(state: BudgetState, ask: Ask, timezone: str) -> GatewayError:
     elif state.refusal == "tokens_minute":
         code = "tokens_per_minute_exceeded"
         if ask.total > b.tokens_per_minute:
-            message = (
-                f"Request too large: {reserves}, more than your team's "
-                f"{b.tokens_per_minute} tokens per minute. Lower max_tokens or shorten "
-                "the prompt."
-            )
+            message = too_large(b.tokens_per_minute, "minute")
         else:
             message = (
                 f"Token budget reached: {state.minute_tokens} of your team's "
@@ -140,11 +144,14 @@ def over_budget(state: BudgetState, ask: Ask, timezone: str) -> GatewayError:
             )
     elif state.refusal == "tokens_day":
         code = "tokens_per_day_exceeded"
-        message = (
-            f"Daily token budget reached: {state.day_tokens} of your team's "
-            f"{b.tokens_per_day} tokens today are used or reserved and {reserves}. "
-            f"The day's budget starts again at midnight ({timezone}), in {wait} s."
-        )
+        if ask.total > b.tokens_per_day:
+            message = too_large(b.tokens_per_day, "day")
+        else:
+            message = (
+                f"Daily token budget reached: {state.day_tokens} of your team's "
+                f"{b.tokens_per_day} tokens today are used or reserved and {reserves}. "
+                f"The day's budget starts again at midnight ({timezone}), in {wait} s."
+            )
     else:
         code = "parallel_requests_exceeded"
         message = (
