@@ -31,10 +31,17 @@ class ScriptBatcher:
     every call runs two scripts, the client's own work was a fifth of the CPU.
 
     Each script still runs atomically on its own, in the order the calls arrived.
+
+    A caller may stop waiting (cancelled) before its call is sent. With
+    `drop_abandoned` its call is then not sent: a call whose effect its caller must
+    undo (a budget taken, to be settled) would otherwise happen with nobody to undo
+    it. Without, it runs all the same: a call that undoes one must happen whether or
+    not its caller still waits.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, drop_abandoned: bool = False) -> None:
         self._redis = redis
+        self._drop_abandoned = drop_abandoned
         self._queue: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]] = []
         self._busy = False
         self._drainer: asyncio.Future[None] | None = None  # kept: a task must be referenced
@@ -72,6 +79,10 @@ class ScriptBatcher:
     async def _run_batch(
         self, batch: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]]
     ) -> None:
+        if self._drop_abandoned:
+            batch = [call for call in batch if not call[2].done()]
+            if not batch:
+                return
         pipe = self._redis.pipeline(transaction=False)
         for script, args, _ in batch:
             pipe.evalsha(script.sha, 0, *args)

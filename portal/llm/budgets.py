@@ -274,7 +274,9 @@ class TeamBudgets:
     def __init__(self, redis: Redis, lease_seconds: float) -> None:
         self.lease_ms = int(lease_seconds * 1000)
         # One batcher each: a call's take must not wait behind the last call's settle.
-        self._takes, self._settles = ScriptBatcher(redis), ScriptBatcher(redis)
+        # A take whose caller gave up is not sent (nobody would settle it); a settle is.
+        self._takes = ScriptBatcher(redis, drop_abandoned=True)
+        self._settles = ScriptBatcher(redis)
         self._take_script = redis.register_script(_TAKE_SCRIPT)
         self._settle_script = redis.register_script(_SETTLE_SCRIPT)
         self._renew = redis.register_script(_RENEW_SCRIPT)
