@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import anyio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -284,14 +285,19 @@ class SettledStreamingResponse(StreamingResponse):
     """A stream that settles its call when it ends, however it ends (the relay settles
     with the real usage first when it gets to; this is the backstop)."""
 
-    def __init__(self, call: Call, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+    def __init__(self, call: Call, content: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self._call = call
+        self._content = content
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            # A client that left while a chunk was being sent leaves the relay paused
+            # at that chunk; closed now, it ends the call itself (upstream closed, real
+            # usage settled, logged) here rather than whenever it is garbage collected.
+            await self._content.aclose()
             await self._call.settle(None)
 
 
@@ -329,7 +335,7 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
             headers=call.limit_headers,
         )
 
-    async def relay() -> AsyncIterator[bytes]:
+    async def relay() -> AsyncGenerator[bytes, None]:
         usage: TokenUsage = {}
         answered: str | None = None
         status_code = 200
@@ -355,10 +361,14 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
             status_code = upstream_failure(exc).status_code
             logger.warning("llm gateway: upstream stream broke: %s", exc)
         finally:
-            await upstream.aclose()
-            # Broken midway, the model still spent what it streamed: settled as reported
-            # or, unreported, as reserved.
-            await call.settle(_total(usage))
+            # A client that leaves makes Starlette cancel the response, and under a
+            # cancelled scope every await here would be cancelled again: the upstream
+            # left open, the call settled only by the backstop and never logged.
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+                # Broken midway (or left), the model still spent what it streamed:
+                # settled as reported or, unreported, as reserved.
+                await call.settle(_total(usage))
             gateway.log(
                 caller,
                 model,
