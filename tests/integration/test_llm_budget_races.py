@@ -48,19 +48,19 @@ UNREACHED = {
     "max_parallel": 1_000,
 }
 
-# Each budget set to allow ALLOWED racing calls (the token budgets one token short of
-# one more), and how its refusals read: the error's type and code, the log's refusal.
+# Each budget set to allow ALLOWED racing calls (the token budgets filled exactly by
+# them), and how its refusals read: the error's type and code, the log's refusal.
 RACES = {
     "requests per minute": (
         {"requests_per_minute": ALLOWED},
         ("requests", "rate_limit_exceeded"),
     ),
     "tokens per minute": (
-        {"tokens_per_minute": (ALLOWED + 1) * RESERVATION - 1},
+        {"tokens_per_minute": ALLOWED * RESERVATION},
         ("tokens", "tokens_per_minute_exceeded"),
     ),
     "tokens per day": (
-        {"tokens_per_day": (ALLOWED + 1) * RESERVATION - 1},
+        {"tokens_per_day": ALLOWED * RESERVATION},
         ("tokens", "tokens_per_day_exceeded"),
     ),
     "parallel": ({"max_parallel": ALLOWED}, ("parallel", "parallel_requests_exceeded")),
@@ -199,7 +199,7 @@ async def test_forty_racing_calls_through_two_processes_get_exactly_what_the_bud
     # Both processes refused: they shared one count.
     assert {index % 2 for index, status in enumerate(statuses) if status == 429} == {0, 1}
     if refusal[0] == "tokens":
-        # The test's reservation is the gateway's: the budget really was one call short.
+        # The test's reservation is the gateway's: the allowed calls filled the budget.
         assert f"this call reserves {RESERVATION} tokens" in responses[statuses.index(429)].text
 
     rows = await logged(teams, team, CALLS)
