@@ -11,27 +11,27 @@ calls stay in flight until the test releases them, so nothing is settled mid-rac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from portal.llm.models import LlmUsageLog, LlmUsageRateLimit
+from portal.llm.models import LlmUsageRateLimit
 from tests.fixtures.factories import IssuedTeam, TeamFactory
 from tests.fixtures.live import portal_process, running_portal
-from tests.fixtures.servers import HOLD, PacedModel
+from tests.fixtures.llm import CHAT_URL, chat, in_use, until_in_flight
+from tests.fixtures.llm_runs import logged_calls
+from tests.fixtures.servers import HOLD, TRICKLE_GAP_SECONDS, PacedModel
 from tests.fixtures.services import room_in_the_minute
 
 CALLS = 40
 ALLOWED = 7
 LEASE_SECONDS = 2
 MAX_TOKENS = 50
-CHAT = "/llm/v1/chat/completions"
 
 # Every racing call is this same body, so each reserves the same tokens: its
 # max_tokens plus a third of its bytes for the prompt.
@@ -65,12 +65,6 @@ RACES = {
     ),
     "parallel": ({"max_parallel": ALLOWED}, ("parallel", "parallel_requests_exceeded")),
 }
-
-T = TypeVar("T")
-
-
-def chat(content: str = "hello there", **extra) -> dict:
-    return {"model": "echo", "messages": [{"role": "user", "content": content}], **extra}
 
 
 def portal_env(model: PacedModel, **settings: str) -> dict[str, str]:
@@ -129,35 +123,14 @@ async def team_with(teams: TeamFactory, **budgets: int) -> IssuedTeam:
     return team
 
 
-async def in_use(http: httpx.AsyncClient, url: str, team: IssuedTeam) -> dict:
-    """The team's use of each budget right now, as the usage API reports it."""
-    response = await http.get(f"{url}/api/v1/usage", headers=team.auth)
-    assert response.status_code == 200, response.text
-    return response.json()["in_use"]
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 15
-) -> T:
-    """Poll `check` until `done` says its answer is the awaited one; the last answer
-    after `within` seconds, for the test to report what it saw instead."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = await check()
-        if done(answer) or time.monotonic() > deadline:
-            return answer
-        await asyncio.sleep(0.05)
-
-
-async def logged(teams: TeamFactory, team: IssuedTeam, count: int) -> list[LlmUsageLog]:
-    """The team's usage rows once the processes' buffered writers wrote `count`."""
-
-    async def rows() -> list[LlmUsageLog]:
-        async with teams.sessionmaker() as session:
-            query = sa.select(LlmUsageLog).where(LlmUsageLog.team_id == team.id)
-            return list(await session.scalars(query))
-
-    return await eventually(rows, lambda found: len(found) >= count)
+@contextlib.asynccontextmanager
+async def clients(*urls: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One HTTP client for each portal process."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
+            for url in urls
+        ]
 
 
 def refusal_of(response: httpx.Response) -> tuple[str, str] | None:
@@ -175,10 +148,10 @@ async def test_forty_racing_calls_through_two_processes_get_exactly_what_the_bud
     team = await team_with(teams, **budgets)
     room_in_the_minute(services.redis_url)
     headers = {**team.auth, "content-type": "application/json"}
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with clients(*portals) as both:
         calls = [
             asyncio.ensure_future(
-                http.post(f"{portals[index % 2]}{CHAT}", content=HELD_CALL, headers=headers)
+                both[index % 2].post(CHAT_URL, content=HELD_CALL, headers=headers)
             )
             for index in range(CALLS)
         ]
@@ -202,7 +175,7 @@ async def test_forty_racing_calls_through_two_processes_get_exactly_what_the_bud
         # The test's reservation is the gateway's: the allowed calls filled the budget.
         assert f"this call reserves {RESERVATION} tokens" in responses[statuses.index(429)].text
 
-    rows = await logged(teams, team, CALLS)
+    rows = await logged_calls(services.database_url, CALLS)
     assert sorted((row.outcome, row.refusal or "") for row in rows) == [
         ("allowed", "")
     ] * ALLOWED + [("refused", refusal[0])] * (CALLS - ALLOWED)
@@ -212,38 +185,32 @@ async def test_a_killed_process_slot_is_refused_until_its_lease_lapses(
     services, tmp_path, paced_model, portals, teams
 ):
     team = await team_with(teams, max_parallel=1)
-    survivor = portals[1]
-    async with httpx.AsyncClient(timeout=30) as http:
-        with running_portal(services, tmp_path, portal_env(paced_model), name="doomed") as doomed:
+    with running_portal(services, tmp_path, portal_env(paced_model), name="doomed") as doomed:
+        async with clients(doomed.url, portals[1]) as (dying, survivor):
             slow = asyncio.ensure_future(
-                http.post(f"{doomed.url}{CHAT}", json=chat("/sleep 10"), headers=team.auth)
+                dying.post(CHAT_URL, json=chat("/sleep 10"), headers=team.auth)
             )
-            use = await eventually(
-                lambda: in_use(http, survivor, team), lambda use: use["in_flight"] == 1
-            )
-            assert use["in_flight"] == 1, use
+            await until_in_flight(survivor, team, 1)
             doomed.process.kill()
             doomed.process.wait()
-        with pytest.raises(httpx.HTTPError):
-            await slow  # its process died under it
+            with pytest.raises(httpx.HTTPError):
+                await slow  # its process died under it
 
-        # The dead process's slot is still held: nothing has freed it yet.
-        refused = await http.post(f"{survivor}{CHAT}", json=chat(), headers=team.auth)
-        assert refusal_of(refused) == ("parallel", "parallel_requests_exceeded")
+            # The dead process's slot is still held: nothing has freed it yet.
+            refused = await survivor.post(CHAT_URL, json=chat(), headers=team.auth)
+            assert refusal_of(refused) == ("parallel", "parallel_requests_exceeded")
 
-        # Until its lease lapses, then the next call sweeps it out and gets the slot.
-        answers: list[httpx.Response] = []
-
-        async def call() -> httpx.Response:
-            answers.append(await http.post(f"{survivor}{CHAT}", json=chat(), headers=team.auth))
-            return answers[-1]
-
-        allowed = await eventually(call, lambda response: response.status_code == 200)
-    assert allowed.status_code == 200, allowed.text
-    assert {refusal_of(r) for r in answers[:-1]} <= {("parallel", "parallel_requests_exceeded")}
+            # Until its lease lapses: then the next call sweeps it out and gets the slot.
+            answers = [refused]
+            deadline = time.monotonic() + 15
+            while answers[-1].status_code != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                answers.append(await survivor.post(CHAT_URL, json=chat(), headers=team.auth))
+    assert answers[-1].status_code == 200, answers[-1].text
+    assert {refusal_of(r) for r in answers[:-1]} == {("parallel", "parallel_requests_exceeded")}
 
 
-async def test_a_client_that_leaves_a_stream_frees_its_slot_at_once(
+async def test_a_client_that_leaves_a_stream_frees_its_slot_at_once_and_is_logged(
     services, impatient_portal, paced_model, teams
 ):
     """The portal keeps leases for 150 s here: only the portal itself can free the slot."""
@@ -252,26 +219,24 @@ async def test_a_client_that_leaves_a_stream_frees_its_slot_at_once(
     cut_before = paced_model.streams_cut
     body = json.dumps(chat("/trickle 20", stream=True, max_tokens=MAX_TOKENS)).encode()
     headers = {**team.auth, "content-type": "application/json"}
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream(
-            "POST", f"{impatient_portal}{CHAT}", content=body, headers=headers
-        ) as response:
+    async with clients(impatient_portal) as (portal,):
+        async with portal.stream("POST", CHAT_URL, content=body, headers=headers) as response:
             assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
             first = await anext(response.aiter_raw())
             assert b"tick" in first
         # Leaving the block closed the connection in the middle of the answer.
-        use = await eventually(
-            lambda: in_use(http, impatient_portal, team), lambda use: use["in_flight"] == 0
-        )
-        assert use["in_flight"] == 0, use
+        await until_in_flight(portal, team, 0, wait_seconds=10)
         # The model did not say what it spent: the reservation stays counted.
+        use = await in_use(portal, team)
         assert use["tokens_this_minute"] == MAX_TOKENS + math.ceil(len(body) / 3)
-        allowed = await http.post(f"{impatient_portal}{CHAT}", json=chat(), headers=team.auth)
+        allowed = await portal.post(CHAT_URL, json=chat(), headers=team.auth)
         assert allowed.status_code == 200, allowed.text
-    # The gateway stopped reading the answer nobody was waiting for.
+    # The gateway stopped reading the answer nobody was waiting for, and logged the call.
     assert paced_model.streams_cut == cut_before + 1
-    (left, _) = sorted(await logged(teams, team, 2), key=lambda row: row.id)
-    assert (left.status_code, left.outcome) == (200, "allowed")
+    rows = await logged_calls(services.database_url, 2)
+    (left,) = [row for row in rows if row.request_id == request_id]
+    assert (left.status_code, left.outcome, left.answered_model) == (200, "allowed", "echo")
 
 
 async def test_a_client_that_leaves_a_slow_call_frees_its_slot_within_the_lease(
@@ -279,69 +244,71 @@ async def test_a_client_that_leaves_a_slow_call_frees_its_slot_within_the_lease(
 ):
     team = await team_with(teams, max_parallel=1)
     room_in_the_minute(services.redis_url)
-    url_a, url_b = portals
-    async with httpx.AsyncClient(timeout=30) as http:
-        waiting = asyncio.ensure_future(
-            http.post(f"{url_a}{CHAT}", json=chat(HOLD), headers=team.auth)
-        )
-        await eventually(lambda: in_use(http, url_b, team), lambda use: use["in_flight"] == 1)
+    async with clients(*portals) as (a, b):
+        waiting = asyncio.ensure_future(a.post(CHAT_URL, json=chat(HOLD), headers=team.auth))
+        await until_in_flight(b, team, 1)
         waiting.cancel()  # the client gives up: its connection closes
         with pytest.raises(asyncio.CancelledError):
             await waiting
         # The model never answers while the test holds it: the slot must free itself.
-        use = await eventually(lambda: in_use(http, url_b, team), lambda use: use["in_flight"] == 0)
-        assert use["in_flight"] == 0, use
-        allowed = await http.post(f"{url_b}{CHAT}", json=chat(), headers=team.auth)
+        await until_in_flight(b, team, 0, wait_seconds=10)
+        allowed = await b.post(CHAT_URL, json=chat(), headers=team.auth)
         assert allowed.status_code == 200, allowed.text
         # Let the abandoned call finish and settle now, not in the next test.
         model.release()
-        await logged(teams, team, 2)
-        await eventually(
-            lambda: in_use(http, url_b, team),
-            lambda use: use["requests_this_minute"] == 2 and use["in_flight"] == 0,
-        )
+        await logged_calls(services.database_url, 2)
+        await until_in_flight(b, team, 0)
 
 
 async def test_an_upstream_timeout_frees_the_slot_and_gives_the_tokens_back(
     impatient_portal, teams
 ):
     team = await team_with(teams, max_parallel=1)
-    async with httpx.AsyncClient(timeout=30) as http:
-        timed_out = await http.post(
-            f"{impatient_portal}{CHAT}", json=chat("/sleep 3"), headers=team.auth
-        )
+    async with clients(impatient_portal) as (portal,):
+        timed_out = await portal.post(CHAT_URL, json=chat("/sleep 3"), headers=team.auth)
         assert timed_out.status_code == 504, timed_out.text
         assert timed_out.json()["error"]["code"] == "upstream_timeout"
-        use = await in_use(http, impatient_portal, team)
-    assert (use["in_flight"], use["requests_this_minute"]) == (0, 0)
-    assert (use["tokens_this_minute"], use["tokens_today"]) == (0, 0)
+        use = await in_use(portal, team)
+    assert use == {
+        "requests_this_minute": 0,
+        "tokens_this_minute": 0,
+        "tokens_today": 0,
+        "in_flight": 0,
+    }
 
 
-async def test_a_long_stream_keeps_its_slot_past_the_lease_time(portals, teams):
-    """A stream of five seconds against two-second leases: renewed while it flows."""
+async def test_a_long_stream_keeps_its_slot_past_the_lease_time(portals, model, teams):
+    """Five seconds of stream against two-second leases: renewed while it flows."""
     team = await team_with(teams, max_parallel=1)
-    url_a, url_b = portals
-    async with httpx.AsyncClient(timeout=30) as http:
+    seconds = 5
+    lines: list[str] = []
+    async with clients(*portals) as (a, b):
 
-        async def whole_stream() -> list[str]:
-            async with http.stream(
-                "POST", f"{url_a}{CHAT}", json=chat("/trickle 5", stream=True), headers=team.auth
-            ) as response:
+        async def whole_stream() -> None:
+            trickle = chat(f"/trickle {seconds}", stream=True)
+            async with a.stream("POST", CHAT_URL, json=trickle, headers=team.auth) as response:
                 assert response.status_code == 200
-                return [line async for line in response.aiter_lines() if line]
+                async for line in response.aiter_lines():
+                    if line:
+                        lines.append(line)
 
         stream = asyncio.ensure_future(whole_stream())
-        await eventually(lambda: in_use(http, url_b, team), lambda use: use["in_flight"] == 1)
+        await until_in_flight(b, team, 1)
+        # Calls meanwhile, until the model has streamed all it will (it then waits for
+        # the test to let the stream end): the slot was never free in between.
         meanwhile: list[tuple[str, str] | None] = []
-        while not stream.done():
-            response = await http.post(f"{url_b}{CHAT}", json=chat(), headers=team.auth)
+        ticks = round(seconds / TRICKLE_GAP_SECONDS)
+        while sum("tick" in line for line in lines) < ticks and not stream.done():
+            response = await b.post(CHAT_URL, json=chat(), headers=team.auth)
             meanwhile.append(refusal_of(response))
             await asyncio.sleep(0.2)
-        lines = await stream
-        # The stream ran its whole course, so the calls above span all of it.
+        last = await b.post(CHAT_URL, json=chat(), headers=team.auth)
+        meanwhile.append(refusal_of(last))
+        model.release()
+        await stream
+        assert sum("tick" in line for line in lines) == ticks
         assert lines[-1] == "data: [DONE]"
-        assert sum("tick" in line for line in lines) == 20
         assert set(meanwhile) == {("parallel", "parallel_requests_exceeded")}
         # Over, the stream's slot is free again.
-        after = await http.post(f"{url_b}{CHAT}", json=chat(), headers=team.auth)
+        after = await b.post(CHAT_URL, json=chat(), headers=team.auth)
         assert after.status_code == 200, after.text
