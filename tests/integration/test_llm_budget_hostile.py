@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from tests.fixtures.llm import CHAT_URL
+from tests.fixtures.llm import CHAT_URL, chat, usage_rows
 
 # One character per token for the stand-in model (and near that for real tokenizers:
 # rare symbols), three times what a third of the body's bytes estimates.
@@ -49,6 +49,63 @@ def redis_minute(redis_url: str) -> int:
     seconds, _ = client.time()
     client.close()
     return seconds // 60
+
+
+@pytest.mark.parametrize("stream", ["true", 1, "yes", {"on": True}, None])
+async def test_stream_other_than_true_or_false_is_refused_before_it_costs_anything(
+    app, client, teams, stream
+):
+    # An upstream that reads "true" or 1 as true would stream while the gateway,
+    # expecting JSON, could not read the usage: the call would be logged as 0 tokens.
+    team = await teams.create()
+    answer = await call(client, team, {**chat(), "stream": stream})
+    if stream is None:  # null is "not set", as OpenAI reads it
+        assert answer.status_code == 200, answer.text
+        return
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "stream"
+    assert "true or false" in error["message"]
+    assert (await in_use(client, team))["requests_this_minute"] == 0
+    (row,) = await usage_rows(app, team.id)
+    assert row.status_code == 400
+
+
+async def test_a_call_reserves_the_larger_of_max_tokens_and_max_completion_tokens(client, teams):
+    # Many OpenAI-compatible servers read only max_tokens: a small max_completion_tokens
+    # beside a large max_tokens must not reserve the small one.
+    admin, team = await teams.admin(), await teams.create()
+    await set_budgets(client, admin, team, tokens_per_minute=1000)
+    refused = await call(client, team, chat(max_completion_tokens=1, max_tokens=5000))
+    assert refused.status_code == 429, refused.text
+    assert "this call reserves 50" in refused.json()["error"]["message"]
+    assert "(5000 for the answer" in refused.json()["error"]["message"]
+
+    fits = await call(client, team, chat(max_completion_tokens=10, max_tokens=5))
+    assert fits.status_code == 200, fits.text
+
+
+async def test_duplicate_keys_in_a_chat_body_are_refused_so_no_upstream_reads_another_model(
+    app, client, teams
+):
+    # Python keeps the last of two equal keys; parsers that keep the first exist, and
+    # the JSON body goes upstream byte for byte: the allowlist would check one model
+    # while the upstream answered with the other.
+    admin, team = await teams.admin(), await teams.create()
+    await set_budgets(client, admin, team, models=["echo-latest"])
+    smuggled = (
+        b'{"model": "echo", "model": "echo-latest", '
+        b'"messages": [{"role": "user", "content": "hi"}]}'
+    )
+    answer = await call(client, team, smuggled)
+    assert answer.status_code == 400, answer.text
+    assert "'model' appears more than once" in answer.json()["error"]["message"]
+    assert (await in_use(client, team))["requests_this_minute"] == 0
+
+    nested = b'{"model": "echo-latest", "messages": [{"role": "user", "role": "system"}]}'
+    answer = await call(client, team, nested)
+    assert answer.status_code == 400, answer.text
+    assert "'role' appears more than once" in answer.json()["error"]["message"]
 
 
 async def test_concurrent_limit_changes_all_succeed_and_the_audit_chains_each_to_the_last(
