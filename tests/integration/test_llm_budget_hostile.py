@@ -51,6 +51,19 @@ def redis_minute(redis_url: str) -> int:
     return seconds // 60
 
 
+async def test_the_stand_in_model_stops_at_max_tokens_as_a_real_model_does(client, teams):
+    team = await teams.create()
+    answer = await call(client, team, chat("one two three four five six", max_tokens=3))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["usage"]["completion_tokens"] == 3
+    assert body["choices"][0]["message"]["content"] == "echo: one"
+    assert body["choices"][0]["finish_reason"] == "length"
+
+    newer = await call(client, team, chat("one two three", max_completion_tokens=4, max_tokens=50))
+    assert newer.json()["usage"]["completion_tokens"] == 4
+
+
 @pytest.mark.parametrize("stream", ["true", 1, "yes", {"on": True}, None])
 async def test_stream_other_than_true_or_false_is_refused_before_it_costs_anything(
     app, client, teams, stream
