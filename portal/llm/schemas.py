@@ -45,6 +45,10 @@ class BudgetUsePublic(BaseModel):
     requests_this_minute: int
     tokens_this_minute: int
     tokens_today: int
+    tokens_owed: int = Field(
+        description="tokens spent beyond earlier minutes' budget (prompts longer than their "
+        "estimate), charged to the minutes to come: each starts with up to its whole budget"
+    )
     in_flight: int
     minute_resets_in_seconds: int
     day_resets_in_seconds: int

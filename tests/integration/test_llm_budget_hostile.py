@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.fixtures.llm import CHAT_URL, chat, usage_rows
+from tests.fixtures.services import room_in_the_minute
 
 # One character per token for the stand-in model (and near that for real tokenizers:
 # rare symbols), three times what a third of the body's bytes estimates.
@@ -49,6 +50,44 @@ def redis_minute(redis_url: str) -> int:
     seconds, _ = client.time()
     client.close()
     return seconds // 60
+
+
+async def test_a_burst_of_prompts_longer_than_their_estimate_is_charged_in_full_and_the_excess_to_the_next_minute(
+    app, client, teams, services
+):
+    admin, team = await teams.admin(), await teams.create()
+    limit = 3000
+    answer = await set_budgets(
+        client, admin, team, tokens_per_minute=limit, requests_per_minute=1000, max_parallel=50
+    )
+    assert answer.status_code == 200, answer.text
+    room_in_the_minute(services.redis_url, seconds_needed=20)
+    minute = redis_minute(services.redis_url)
+
+    burst = await asyncio.gather(
+        *(call(client, team, chat(DENSE, max_tokens=1)) for _ in range(30))
+    )
+    allowed = [r for r in burst if r.status_code == 200]
+    assert allowed and all(r.status_code in (200, 429) for r in burst)
+    rows = await usage_rows(app, team.id)
+    spent = sum(row.prompt_tokens + row.completion_tokens for row in rows)
+    assert spent > limit  # what the model counted outran the reservations
+
+    now = await in_use(client, team)
+    # This minute holds no more than its budget; nothing spent is forgiven.
+    assert now["tokens_this_minute"] <= limit
+    assert now["tokens_this_minute"] + now["tokens_owed"] == spent
+    assert now["tokens_today"] == spent
+    refused = await call(client, team, chat(max_tokens=1))
+    assert refused.status_code == 429, refused.text
+
+    # The next minute starts with what was owed, up to its whole budget.
+    await asyncio.to_thread(room_in_the_minute, services.redis_url, 60)  # the next one
+    assert redis_minute(services.redis_url) == minute + 1
+    owed = now["tokens_owed"]
+    later = await in_use(client, team)
+    assert later["tokens_this_minute"] == min(owed, limit)
+    assert later["tokens_owed"] == owed - min(owed, limit)
 
 
 async def test_the_stand_in_model_stops_at_max_tokens_as_a_real_model_does(client, teams):
