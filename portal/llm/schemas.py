@@ -94,9 +94,7 @@ class UsageReportPublic(BaseModel):
     until: datetime
     step_minutes: int
     team_id: int | None = Field(description="null: every team (admins only)")
-    requests_per_minute: StrictInt | None = Field(
-        description="the team's limit; null for all teams"
-    )
+    requests_per_minute: int | None = Field(description="the team's limit; null for all teams")
     budgets: BudgetsPublic | None = Field(description="the team's budgets; null for all teams")
     in_use: BudgetUsePublic | None = Field(
         description="the team's use of each budget right now; null for all teams"
