@@ -10,6 +10,14 @@ nothing. When the call ends a second script settles it, also in one step: the to
 reserved become the tokens the model reported, the slot is freed, and a call the portal
 could not complete gives back its request and its tokens.
 
+The prompt's share of a reservation is an estimate, and a prompt can hold more tokens
+than it says (up to one per byte: rare symbols, or the stand-in's punctuation), so a
+burst of calls can spend more than the minute's budget. Nothing spent is forgiven: the
+minute is charged up to its budget and the rest is owed, charged to the minutes that
+follow, so over any run of minutes a team spends at most its budget per minute plus one
+burst's overrun. (An estimate that is an upper bound, one token per byte, would reserve
+three to four times what English or code spends, and refuse calls that fit.)
+
 A parallel slot is a lease: a member of the team's sorted set scored with its expiry.
 The process holding it frees it when the call ends and renews it while the call is in
 flight (portal/llm/gateway/leases.py); if the process is killed, the lease lapses on its
@@ -49,9 +57,24 @@ local requests_key = 'llm:rpm:' .. team .. ':' .. minute
 local minute_tokens_key = 'llm:tpm:' .. team .. ':' .. minute
 local day_tokens_key = 'llm:tpd:' .. team .. ':' .. ARGV[9]
 local leases_key = 'llm:par:' .. team
+local owed_key = 'llm:tpm-owed:' .. team
 redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now_ms)
 local requests = tonumber(redis.call('GET', requests_key) or '0')
-local minute_tokens = tonumber(redis.call('GET', minute_tokens_key) or '0')
+local minute_tokens = tonumber(redis.call('GET', minute_tokens_key) or '-1')
+local owed = tonumber(redis.call('GET', owed_key) or '0')
+if minute_tokens < 0 then
+  -- A new minute starts with what earlier minutes spent beyond their budget.
+  minute_tokens = math.min(owed, tonumber(ARGV[3]))
+  if minute_tokens > 0 then
+    redis.call('SET', minute_tokens_key, minute_tokens, 'PX', ARGV[12])
+    owed = owed - minute_tokens
+    if owed > 0 then
+      redis.call('SET', owed_key, owed, 'KEEPTTL')
+    else
+      redis.call('DEL', owed_key)
+    end
+  end
+end
 local day_tokens = tonumber(redis.call('GET', day_tokens_key) or '0')
 local parallel = redis.call('ZCARD', leases_key)
 local reset_ms = (minute + 1) * 60000 - now_ms
@@ -86,19 +109,36 @@ if ARGV[11] == '1' then
     parallel = parallel + 1
   end
 end
-return {refusal, requests, minute_tokens, day_tokens, parallel, reset_ms, minute}
+return {refusal, requests, minute_tokens, day_tokens, parallel, reset_ms, minute, owed}
 """
 
-# ARGV: team, minute, day, reserved, used, lease, give the request back ('1'/'0').
-# A bucket that has expired meanwhile is left alone, never recreated.
+# ARGV: team, minute, day, reserved, used, lease, give the request back ('1'/'0'), the
+# tokens per minute the call was allowed under. A bucket that has expired meanwhile is
+# left alone, never recreated. What a call spent beyond its reservation and beyond its
+# minute's budget is owed, charged to the minutes that follow (see the take script); it
+# lapses after as many minutes as it would fill, as a team idle that long has paid it.
 _SETTLE_SCRIPT = """
 local team = ARGV[1]
 local delta = tonumber(ARGV[5]) - tonumber(ARGV[4])
 if delta ~= 0 then
   local minute_tokens_key = 'llm:tpm:' .. team .. ':' .. ARGV[2]
   local day_tokens_key = 'llm:tpd:' .. team .. ':' .. ARGV[3]
+  local limit = tonumber(ARGV[8])
+  local overflow = 0
   if redis.call('EXISTS', minute_tokens_key) == 1 then
-    redis.call('INCRBY', minute_tokens_key, delta)
+    local total = redis.call('INCRBY', minute_tokens_key, delta)
+    if delta > 0 and total > limit then
+      overflow = math.min(total - limit, delta)
+      redis.call('DECRBY', minute_tokens_key, overflow)
+    end
+  elseif delta > 0 then
+    overflow = delta
+  end
+  if overflow > 0 then
+    local owed_key = 'llm:tpm-owed:' .. team
+    local owed = redis.call('INCRBY', owed_key, overflow)
+    local minutes = math.ceil(owed / math.max(limit, 1)) + 1
+    redis.call('PEXPIRE', owed_key, math.min(minutes, 1440) * 60000)
   end
   if redis.call('EXISTS', day_tokens_key) == 1 then
     redis.call('INCRBY', day_tokens_key, delta)
@@ -200,6 +240,7 @@ class Reservation:
     day: str
     tokens: int
     lease: str
+    tokens_per_minute: int  # the budget it was taken from, which its overspend fills
 
 
 @dataclass(frozen=True)
@@ -215,6 +256,9 @@ class BudgetState:
     day_reset_seconds: int
     refusal: str = ""  # '' | requests | tokens_minute | tokens_day | parallel | GRANT_ENDED
     reservation: Reservation | None = None
+    # Spent beyond earlier minutes' budgets (prompts longer than their estimate), not yet
+    # charged: each new minute starts with up to its whole budget of it.
+    owed_tokens: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -315,7 +359,16 @@ class TeamBudgets:
         lease: str | None,
         grant_key: str | None = None,
     ) -> BudgetState:
-        refusal, requests, minute_tokens, day_tokens, parallel, reset_ms, minute = await self._take(
+        (
+            refusal,
+            requests,
+            minute_tokens,
+            day_tokens,
+            parallel,
+            reset_ms,
+            minute,
+            owed,
+        ) = await self._take(
             args=[
                 team_id,
                 budgets.requests_per_minute,
@@ -335,7 +388,9 @@ class TeamBudgets:
         refusal = refusal.decode() if isinstance(refusal, bytes) else str(refusal)
         reservation = None
         if lease is not None and not refusal:
-            reservation = Reservation(team_id, int(minute), day.name, tokens, lease)
+            reservation = Reservation(
+                team_id, int(minute), day.name, tokens, lease, budgets.tokens_per_minute
+            )
         return BudgetState(
             budgets=budgets,
             requests=int(requests),
@@ -346,6 +401,7 @@ class TeamBudgets:
             day_reset_seconds=day.seconds_left,
             refusal=refusal,
             reservation=reservation,
+            owed_tokens=int(owed),
         )
 
     async def settle(
@@ -363,6 +419,7 @@ class TeamBudgets:
                 used,
                 reservation.lease,
                 "1" if give_back else "0",
+                reservation.tokens_per_minute,
             ]
         )
 

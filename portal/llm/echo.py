@@ -1,8 +1,9 @@
 """A stand-in OpenAI-compatible model server for development and tests.
 
 Model `echo` answers "echo: <last user message>", deterministically, with real token
-counts (words and punctuation marks, plus 3 per message as OpenAI counts them), as JSON
-or as a server-sent event stream with the usage chunk when asked. A user message that
+counts (words and punctuation marks, plus 3 per message as OpenAI counts them), cut at
+max_completion_tokens (else max_tokens) as a real model stops there, as JSON or as a
+server-sent event stream with the usage chunk when asked. A user message that
 starts with "/sleep N" makes it wait N seconds first, so timeouts can be tested.
 Model `echo-latest` is an alias answered by `echo`, as real providers answer a moving
 name ("gpt-4o") with the dated model behind it: its answers name `echo`.
@@ -14,6 +15,7 @@ the gateway.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -41,8 +43,8 @@ def _message_text(message: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def reply_for(messages: list[Any]) -> tuple[str, dict[str, int]]:
-    last_user = next(
+def _last_user_text(messages: list[Any]) -> str:
+    return next(
         (
             _message_text(m)
             for m in reversed(messages)
@@ -50,14 +52,37 @@ def reply_for(messages: list[Any]) -> tuple[str, dict[str, int]]:
         ),
         "",
     )
-    completion = f"echo: {last_user}"
+
+
+def _answer_limit(body: dict[str, Any]) -> int | None:
+    """The most tokens the answer may have: max_completion_tokens, else max_tokens, as
+    OpenAI reads them (a real model stops there, and so must the stand-in, or every
+    answer would overspend its reservation)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def reply_for(
+    messages: list[Any], max_tokens: int | None = None
+) -> tuple[str, dict[str, int], str]:
+    """The answer, its usage and its finish_reason ("length" when cut at max_tokens)."""
+    completion = f"echo: {_last_user_text(messages)}"
+    finish_reason = "stop"
+    if max_tokens is not None:
+        tokens = list(itertools.islice(_TOKEN.finditer(completion), max_tokens + 1))
+        if len(tokens) > max_tokens:
+            completion, finish_reason = completion[: tokens[max_tokens - 1].end()], "length"
     prompt_tokens = sum(count_tokens(_message_text(m)) + 3 for m in messages)
     completion_tokens = count_tokens(completion)
-    return completion, {
+    usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    return completion, usage, finish_reason
 
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
@@ -132,14 +157,14 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
             _error(f"The model '{model}' does not exist; use '{names}'.", "model_not_found"),
         )
         return
-    completion, usage = reply_for(messages)
-    sleep = _SLEEP.match(completion.removeprefix("echo: "))
+    completion, usage, finish_reason = reply_for(messages, _answer_limit(body))
+    sleep = _SLEEP.match(_last_user_text(messages))
     if sleep:
         await asyncio.sleep(float(sleep.group(1)))
     created = int(time.time())
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        await _stream(send, answered_by, completion, usage, created, include_usage)
+        await _stream(send, answered_by, completion, usage, finish_reason, created, include_usage)
         return
     await _send_json(
         send,
@@ -153,7 +178,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": completion},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": usage,
@@ -166,6 +191,7 @@ async def _stream(
     model: str,
     completion: str,
     usage: dict[str, int],
+    finish_reason: str,
     created: int,
     include_usage: bool,
 ) -> None:
@@ -196,7 +222,7 @@ async def _stream(
         if include_usage:
             chunk["usage"] = None
         await event(chunk)
-    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
     if include_usage:
         final["usage"] = None
     await event(final)

@@ -43,6 +43,7 @@ def budget_use_public(state: BudgetState) -> BudgetUsePublic:
         requests_this_minute=state.requests,
         tokens_this_minute=state.minute_tokens,
         tokens_today=state.day_tokens,
+        tokens_owed=state.owed_tokens,
         in_flight=state.parallel,
         minute_resets_in_seconds=state.minute_reset_seconds,
         day_resets_in_seconds=state.day_reset_seconds,

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from portal.core.text import NameText
 
@@ -45,6 +45,10 @@ class BudgetUsePublic(BaseModel):
     requests_this_minute: int
     tokens_this_minute: int
     tokens_today: int
+    tokens_owed: int = Field(
+        description="tokens spent beyond earlier minutes' budget (prompts longer than their "
+        "estimate), charged to the minutes to come: each starts with up to its whole budget"
+    )
     in_flight: int
     minute_resets_in_seconds: int
     day_resets_in_seconds: int
@@ -101,20 +105,24 @@ class UsageReportPublic(BaseModel):
 
 
 class RateLimitUpdate(BaseModel):
-    """A team's own budgets; each null (or left out) returns to its PORTAL_LLM_* default."""
+    """A team's own budgets; each null (or left out) returns to its PORTAL_LLM_* default.
+
+    Counts are JSON whole numbers only (strict): lax parsing read `true` as 1 and
+    "1_000" as 1000, a limit nobody meant to set.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    requests_per_minute: int | None = Field(
+    requests_per_minute: StrictInt | None = Field(
         default=None, ge=0, le=100_000, description="calls per minute; null: PORTAL_LLM_RPM"
     )
-    tokens_per_minute: int | None = Field(
+    tokens_per_minute: StrictInt | None = Field(
         default=None, ge=0, le=1_000_000_000, description="null: PORTAL_LLM_TOKENS_PER_MINUTE"
     )
-    tokens_per_day: int | None = Field(
+    tokens_per_day: StrictInt | None = Field(
         default=None, ge=0, le=1_000_000_000_000, description="null: PORTAL_LLM_TOKENS_PER_DAY"
     )
-    max_parallel: int | None = Field(
+    max_parallel: StrictInt | None = Field(
         default=None, ge=0, le=10_000, description="calls in flight; null: PORTAL_LLM_MAX_PARALLEL"
     )
     models: list[ModelName] | None = Field(

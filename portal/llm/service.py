@@ -339,7 +339,11 @@ async def set_limits(
     Takes effect on the team's next call, in every portal process, within
     PORTAL_LLM_AUTH_CACHE_SECONDS: the gateway reads the overrides with the caller.
     """
-    existing = await session.get(LlmUsageRateLimit, team.id, with_for_update=True)
+    # The team's row is the lock: with no override row yet there is nothing else to
+    # lock, and two changes at once would both insert one (the second a 500) and both
+    # audit the same "previous".
+    await session.execute(sa.select(col(Team.id)).where(col(Team.id) == team.id).with_for_update())
+    existing = await session.get(LlmUsageRateLimit, team.id)
     previous = _override(existing) if existing is not None else LimitOverride()
     if previous == limits:
         return

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from portal.core import metrics
 from portal.core.bodylimit import PayloadTooLarge
+from portal.core.text import shorten, storable_text
 from portal.llm.budgets import Ask, Refusal, Reservation, prompt_estimate
 from portal.llm.gateway.deps import GatewayDep
 from portal.llm.gateway.errors import (
@@ -104,13 +105,39 @@ def _whole_number(body: dict[str, Any], name: str, low: int, high: int) -> int |
     return value
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_once_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a key appears twice in it. The body goes upstream
+    byte for byte, and parsers disagree on a repeated key (Python keeps the last, some
+    keep the first): the gateway would check one model or max_tokens while the
+    upstream acted on the other."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
 async def _chat_request(request: Request, default_max_tokens: int) -> tuple[bytes, dict, Ask]:
     try:
         raw = await request.body()
     except PayloadTooLarge as exc:
         raise GatewayError(413, f"The request body is over {exc.limit_bytes} bytes.") from exc
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_object_once_per_key)
+    except _RepeatedKey as exc:
+        shown = shorten(storable_text(exc.key), 60)
+        raise GatewayError(
+            400, f"The key '{shown}' appears more than once in one object; send it once."
+        ) from exc
     except ValueError as exc:
         raise GatewayError(400, f"The body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
@@ -122,11 +149,18 @@ async def _chat_request(request: Request, default_max_tokens: int) -> tuple[byte
         raise GatewayError(
             400, "'messages' is required: a non-empty list of messages.", param="messages"
         )
-    # Both are checked, though the newer name wins as OpenAI's API reads them: the
-    # body goes upstream as sent, and a bad max_tokens there would fail upstream.
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        # An upstream that reads "true" or 1 as true would stream an answer the gateway
+        # reads as JSON, and so can neither log nor settle its tokens.
+        raise GatewayError(400, "'stream' must be true or false.", param="stream")
+    # Both are checked (the body goes upstream as sent; a bad one would fail there) and
+    # the larger is reserved: OpenAI reads the newer name, many compatible servers only
+    # max_tokens, so the answer may be as long as either.
     completion = _whole_number(body, "max_completion_tokens", 1, MAX_TOKENS_ASKED)
     legacy = _whole_number(body, "max_tokens", 1, MAX_TOKENS_ASKED)
-    completion = completion if completion is not None else legacy
+    if completion is None or (legacy is not None and legacy > completion):
+        completion = legacy
     choices = _whole_number(body, "n", 1, MAX_CHOICES) or 1
     ask = Ask(prompt_estimate(len(raw)), (completion or default_max_tokens) * choices)
     return raw, body, ask
