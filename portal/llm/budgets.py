@@ -10,13 +10,13 @@ nothing. When the call ends a second script settles it, also in one step: the to
 reserved become the tokens the model reported, the slot is freed, and a call the portal
 could not complete gives back its request and its tokens.
 
-The prompt's share of a reservation is an estimate, and a prompt can hold more tokens
-than it says (up to one per byte: rare symbols, or the stand-in's punctuation), so a
-burst of calls can spend more than the minute's budget. Nothing spent is forgiven: the
-minute is charged up to its budget and the rest is owed, charged to the minutes that
-follow, so over any run of minutes a team spends at most its budget per minute plus one
-burst's overrun. (An estimate that is an upper bound, one token per byte, would reserve
-three to four times what English or code spends, and refuse calls that fit.)
+The prompt's share of a reservation is an upper bound for text (one token per byte of
+the body, see prompt_estimate), so a burst of calls cannot spend more than its
+reservations. A model may still report more than any body could hold (an image part
+costs a fixed number of tokens whatever its URL's length): nothing spent is forgiven.
+The minute is charged up to its budget and the rest is owed, charged to the minutes
+that follow, so over any run of minutes a team spends at most its budget per minute
+plus one such overrun.
 
 A parallel slot is a lease: a member of the team's sorted set scored with its expiry.
 The process holding it frees it when the call ends and renews it while the call is in
@@ -216,11 +216,12 @@ class Ask:
 
 
 def prompt_estimate(body_bytes: int) -> int:
-    """Tokens a request body of this many bytes may hold as prompt: a third of its
-    bytes. A token is about four bytes of English or code (an overestimate there, never
-    short by much) and about one Korean syllable (three bytes); settlement replaces the
-    estimate with what the model counted."""
-    return -(-body_bytes // 3)
+    """The most tokens a request body of this many bytes can hold as prompt: one per
+    byte, since a token is at least one byte of text (and each message's few tokens of
+    overhead take more bytes of JSON). An upper bound, so no burst of calls can outspend
+    its reservations; English or code spends about a quarter of it, Korean about a
+    third, and settlement gives the rest back as each call ends."""
+    return body_bytes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -34,11 +33,11 @@ LEASE_SECONDS = 2
 MAX_TOKENS = 50
 
 # Every racing call is this same body, so each reserves the same tokens: its
-# max_tokens plus a third of its bytes for the prompt.
+# max_tokens plus one per byte of the body for the prompt.
 HELD_CALL = json.dumps(
     {"model": "echo", "messages": [{"role": "user", "content": HOLD}], "max_tokens": MAX_TOKENS}
 ).encode()
-RESERVATION = MAX_TOKENS + math.ceil(len(HELD_CALL) / 3)
+RESERVATION = MAX_TOKENS + len(HELD_CALL)
 
 # Budgets no test reaches, so each test measures only the one it sets.
 UNREACHED = {
@@ -229,7 +228,7 @@ async def test_a_client_that_leaves_a_stream_frees_its_slot_at_once_and_is_logge
         await until_in_flight(portal, team, 0, wait_seconds=10)
         # The model did not say what it spent: the reservation stays counted.
         use = await in_use(portal, team)
-        assert use["tokens_this_minute"] == MAX_TOKENS + math.ceil(len(body) / 3)
+        assert use["tokens_this_minute"] == MAX_TOKENS + len(body)
         allowed = await portal.post(CHAT_URL, json=chat(), headers=team.auth)
         assert allowed.status_code == 200, allowed.text
     # The gateway stopped reading the answer nobody was waiting for, and logged the call.

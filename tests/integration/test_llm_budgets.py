@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -18,13 +16,12 @@ import pytest
 
 from portal.llm.budgets import prompt_estimate
 from portal.llm.echo import EchoServer
-from portal.main import create_app
-from tests.fixtures.clients import make_client
 from tests.fixtures.factories import TeamFactory
 from tests.fixtures.llm import (
     CHAT_URL,
     NOTHING_IN_USE,
     chat,
+    gateway_to,
     in_use,
     set_budgets,
     until_in_flight,
@@ -98,16 +95,6 @@ def refusal(response: httpx.Response, kind: str, code: str) -> tuple[dict, int]:
     retry_after = int(response.headers["retry-after"])
     assert retry_after >= 1
     return error, retry_after
-
-
-@asynccontextmanager
-async def gateway_to(
-    settings, upstream_url: str, **overrides
-) -> AsyncIterator[tuple[httpx.AsyncClient, TeamFactory]]:
-    """A portal whose gateway forwards to `upstream_url`."""
-    app = create_app(settings.model_copy(update={"llm_upstream_url": upstream_url, **overrides}))
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client, TeamFactory(app.state.sessionmaker)
 
 
 def answers_with_status(status: int) -> Handler:

@@ -115,7 +115,7 @@ def over_budget(state: BudgetState, ask: Ask, timezone: str) -> GatewayError:
     b = state.budgets
     wait = state.retry_after_seconds
     reserves = (
-        f"this call reserves {ask.total} tokens ({ask.completion} for the answer, about "
+        f"this call reserves {ask.total} tokens ({ask.completion} for the answer, up to "
         f"{ask.prompt} for the prompt)"
     )
 
