@@ -72,7 +72,7 @@ async def test_a_burst_of_prompts_dense_in_tokens_never_spends_more_than_the_min
     assert now["tokens_owed"] == 0
 
 
-def reports_usage(prompt_tokens: int) -> Handler:
+def reports_usage(prompt_tokens: object, completion_tokens: object = 1) -> Handler:
     """A model that reports `prompt_tokens` for any body, however short (as an image
     part costs a fixed number of tokens whatever its URL's length)."""
     body = json.dumps(
@@ -81,7 +81,7 @@ def reports_usage(prompt_tokens: int) -> Handler:
             "object": "chat.completion",
             "model": "echo",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         }
     ).encode()
     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -116,6 +116,26 @@ async def test_tokens_a_model_reports_beyond_any_reservation_are_owed_to_the_nex
         later = await budget_use(client, team)
         assert later["tokens_this_minute"] == limit
         assert later["tokens_owed"] == 7001 - 2 * limit
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [([5], 1), (-500, 1), (1, -500), (float("inf"), 1), (True, 1), ("12", 1), (10**12, 1)],
+    ids=["list", "negative-prompt", "negative-completion", "infinite", "bool", "text", "huge"],
+)
+async def test_usage_a_model_reports_that_is_not_a_count_keeps_the_reservation(settings, reported):
+    """A usage that is not two whole counts in range answers the call, logs no tokens
+    and keeps the call charged as reserved, instead of a 500 or lowering the counters."""
+    async with (
+        ScriptedServer(reports_usage(*reported)) as upstream,
+        gateway_to(settings, f"{upstream.url}/v1") as (client, teams),
+    ):
+        team = await teams.create()
+        body = chat(max_tokens=5)
+        answered = await call(client, team, body)
+        assert answered.status_code == 200, answered.text
+        use = await budget_use(client, team)
+        assert use["tokens_this_minute"] == 5 + len(json.dumps(body).encode())
 
 
 async def test_the_stand_in_model_stops_at_max_tokens_as_a_real_model_does(client, teams):

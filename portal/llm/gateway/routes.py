@@ -37,6 +37,8 @@ router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERR
 # Bounds on what a call may ask for, so a reservation is always a sane number.
 MAX_TOKENS_ASKED = 10_000_000
 MAX_CHOICES = 128
+# More than any model reports for one call; the usage log's columns hold up to 2**31 - 1.
+MAX_TOKENS_REPORTED = 100_000_000
 
 # The body is read raw (forwarded byte for byte); this documents what it must contain.
 CHAT_REQUEST_SCHEMA = {
@@ -74,12 +76,18 @@ CHAT_REQUEST_SCHEMA = {
 
 
 def _usage_tokens(usage: Any) -> TokenUsage:
+    """The token counts an answer reports; none unless both are whole numbers in range
+    (a list, a negative or an infinite count would break the log or lower the team's
+    counters: the call then stays charged as reserved)."""
     if not isinstance(usage, dict):
         return {}
-    return {
-        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-        "completion_tokens": int(usage.get("completion_tokens") or 0),
-    }
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    if not all(
+        isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_TOKENS_REPORTED
+        for count in (prompt, completion)
+    ):
+        return {}
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
 
 
 def _total(usage: TokenUsage) -> int | None:
