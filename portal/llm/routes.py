@@ -143,12 +143,5 @@ async def update_rate_limit(
     PORTAL_LLM_* default. Audited; applies from the team's next call in every portal
     process."""
     team = await teams.get(session, team_id)
-    limits = LimitOverride(
-        requests_per_minute=body.requests_per_minute,
-        tokens_per_minute=body.tokens_per_minute,
-        tokens_per_day=body.tokens_per_day,
-        max_parallel=body.max_parallel,
-        models=tuple(body.models) if body.models is not None else None,
-    )
-    await service.set_limits(session, team, limits, actor=admin)
+    await service.set_limits(session, team, LimitOverride.read_from(body), actor=admin)
     return await _limit_public(session, team_id, settings)

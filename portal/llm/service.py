@@ -283,6 +283,15 @@ class LimitOverride:
     def overridden(self) -> list[str]:
         return [name for name in BUDGET_FIELDS if getattr(self, name) is not None]
 
+    @classmethod
+    def read_from(cls, source: Any) -> LimitOverride:
+        """The five budgets of anything that has them as attributes (a stored row, an
+        API body)."""
+        values = {name: getattr(source, name) for name in BUDGET_FIELDS}
+        if values["models"] is not None:
+            values["models"] = tuple(values["models"])
+        return cls(**values)
+
     def as_dict(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in BUDGET_FIELDS}
         values["models"] = list(self.models) if self.models is not None else None
@@ -314,21 +323,11 @@ def budgets_in_force(override: LimitOverride | None, settings: Settings) -> Budg
     )
 
 
-def _override(row: LlmUsageRateLimit) -> LimitOverride:
-    return LimitOverride(
-        requests_per_minute=row.requests_per_minute,
-        tokens_per_minute=row.tokens_per_minute,
-        tokens_per_day=row.tokens_per_day,
-        max_parallel=row.max_parallel,
-        models=tuple(row.models) if row.models is not None else None,
-    )
-
-
 async def limit_overrides(session: AsyncSession, team_ids: list[int]) -> dict[int, LimitOverride]:
     rows = await session.scalars(
         sa.select(LlmUsageRateLimit).where(col(LlmUsageRateLimit.team_id).in_(team_ids))
     )
-    return {row.team_id: _override(row) for row in rows}
+    return {row.team_id: LimitOverride.read_from(row) for row in rows}
 
 
 async def set_limits(
@@ -344,7 +343,7 @@ async def set_limits(
     # audit the same "previous".
     await session.execute(sa.select(col(Team.id)).where(col(Team.id) == team.id).with_for_update())
     existing = await session.get(LlmUsageRateLimit, team.id)
-    previous = _override(existing) if existing is not None else LimitOverride()
+    previous = LimitOverride.read_from(existing) if existing is not None else LimitOverride()
     if previous == limits:
         return
     if not limits.overridden:

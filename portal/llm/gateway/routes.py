@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -37,6 +38,8 @@ router = APIRouter(prefix="/llm/v1", tags=["llm gateway"], responses=GATEWAY_ERR
 # Bounds on what a call may ask for, so a reservation is always a sane number.
 MAX_TOKENS_ASKED = 10_000_000
 MAX_CHOICES = 128
+# nginx's status for a call whose handling was stopped before it answered; only logged.
+CLIENT_CLOSED = 499
 # More than any model reports for one call; the usage log's columns hold up to 2**31 - 1.
 MAX_TOKENS_REPORTED = 100_000_000
 
@@ -219,11 +222,13 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         if body.get("stream") is True:
             return await _forward_stream(call, body)
         return await _forward_json(call, raw)
-    except BaseException:
+    except BaseException as exc:
         # Broken off before a response took the call over (an error of ours, or the
         # server stopping): the model may have spent tokens, so they stay as reserved,
-        # and the slot is freed rather than renewed for good.
+        # and the slot is freed rather than renewed for good. Logged all the same.
         await call.settle(None)
+        stopped = isinstance(exc, asyncio.CancelledError)
+        gateway.log(caller, model, CLIENT_CLOSED if stopped else 500, started)
         raise
 
 
@@ -273,6 +278,26 @@ class SettledResponse(Response):
             await self._call.settle(self._used_tokens)
 
 
+def _as_answered(
+    upstream: httpx.Response,
+    headers: dict[str, str],
+    *,
+    content: bytes | None = None,
+    settle: tuple[Call, int | None] | None = None,
+) -> Response:
+    """The upstream's answer passed on (its body, or `content` in its place), with the
+    team's budget headers; with `settle`, settling that call once it is sent."""
+    answer = {
+        "content": upstream.content if content is None else content,
+        "status_code": upstream.status_code,
+        "media_type": upstream.headers.get("content-type", "application/json"),
+        "headers": headers,
+    }
+    if settle is None:
+        return Response(**answer)
+    return SettledResponse(*settle, **answer)
+
+
 def _gives_back(status_code: int) -> bool:
     """An upstream answer that means the call did not happen: a server error or the
     upstream's own rate limit. The team gets its request and tokens back."""
@@ -289,12 +314,7 @@ async def _forward_json(call: Call, raw: bytes) -> Response:
     if _gives_back(upstream.status_code):
         await call.settle(None, give_back=True)
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
-        return Response(
-            upstream.content,
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", "application/json"),
-            headers=call.limit_headers,
-        )
+        return _as_answered(upstream, call.limit_headers)
     usage: TokenUsage = {}
     answered = None
     try:
@@ -313,14 +333,7 @@ async def _forward_json(call: Call, raw: bytes) -> Response:
         answered_model=answered,
         **usage,
     )
-    return SettledResponse(
-        call,
-        used,
-        content=upstream.content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type", "application/json"),
-        headers=call.limit_headers,
-    )
+    return _as_answered(upstream, call.limit_headers, settle=(call, used))
 
 
 class SettledStreamingResponse(StreamingResponse):
@@ -370,12 +383,7 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
             give_back=_gives_back(upstream.status_code),
         )
         gateway.log(caller, model, upstream.status_code, started, upstream=True)
-        return Response(
-            upstream.content,
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", "application/json"),
-            headers=call.limit_headers,
-        )
+        return _as_answered(upstream, call.limit_headers)
 
     async def relay() -> AsyncGenerator[bytes, None]:
         usage: TokenUsage = {}
@@ -469,12 +477,7 @@ async def list_models(request: Request, gateway: GatewayDep) -> Response:
     allowed = caller.budgets.models
     if allowed is not None and upstream.is_success:
         content = _only_models(content, allowed)
-    return Response(
-        content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type", "application/json"),
-        headers=limit_headers,
-    )
+    return _as_answered(upstream, limit_headers, content=content)
 
 
 def _only_models(content: bytes, allowed: tuple[str, ...]) -> bytes:
