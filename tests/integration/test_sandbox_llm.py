@@ -246,8 +246,11 @@ async def test_a_runs_call_is_refused_when_the_teams_own_calls_spent_the_days_to
     admin = await teams.admin()
     team = await teams.create(name="Spender")
     await set_budgets(client, admin, team, tokens_per_day=2900)
-    # About 2,000 tokens of the team's 2,900 for the day, spent on its own.
-    own_call = await client.post(CHAT_URL, json=chat(" ".join(["word"] * 1000)), headers=team.auth)
+    # About 2,000 tokens of the team's 2,900 for the day, spent on its own: a prompt of
+    # one token per byte, echoed back in full, reserves little more than it spends.
+    own_call = await client.post(
+        CHAT_URL, json=chat("!" * 1000, max_tokens=1010), headers=team.auth
+    )
     assert own_call.status_code == 200, own_call.text
     spent = (await in_use(client, team))["tokens_today"]
     assert 2900 - spent < 1024  # less than any call reserves for its answer by default
