@@ -8,17 +8,10 @@ from starlette.requests import Request
 
 from portal.core.redis import create_redis
 from portal.llm import run_tokens
-from portal.llm.budgets import Budgets, Day, TeamBudgets, free_tagged_leases
+from portal.llm.budgets import TeamBudgets, free_tagged_leases
 from portal.llm.gateway.errors import GatewayError
-
-BUDGETS = Budgets(
-    requests_per_minute=100,
-    tokens_per_minute=100_000,
-    tokens_per_day=1_000_000,
-    max_parallel=10,
-    models=None,
-)
-TODAY = Day("2030-01-01", 3600)
+from tests.fixtures.llm import ROOMY_BUDGETS as BUDGETS
+from tests.fixtures.llm import SOME_DAY as TODAY
 
 
 async def test_freeing_a_runs_tag_frees_its_slots_and_no_other_call(services):

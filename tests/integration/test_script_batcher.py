@@ -6,16 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from portal.core.redis import create_redis
-from portal.llm.budgets import Budgets, Day, TeamBudgets
+from portal.llm.budgets import TeamBudgets
+from tests.fixtures.llm import ROOMY_BUDGETS as BUDGETS
+from tests.fixtures.llm import SOME_DAY as TODAY
 
-BUDGETS = Budgets(
-    requests_per_minute=100,
-    tokens_per_minute=100_000,
-    tokens_per_day=1_000_000,
-    max_parallel=10,
-    models=None,
-)
-TODAY = Day("2030-01-01", 3600)
 TEAM = 1
 
 
