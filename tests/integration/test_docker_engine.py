@@ -1,6 +1,7 @@
 """The engine evaluation relies on: an internal network that has no route out."""
 
 import contextlib
+import time
 import uuid
 
 
@@ -53,3 +54,34 @@ def test_the_deployment_id_names_the_database_never_its_password():
     assert first == deployment("postgresql://portal:other-password@db:5432/portal")
     assert first != deployment("postgresql://portal:secret@db:5432/staging")
     assert "secret" not in first
+
+
+def test_sweeping_leftovers_while_runs_end_by_themselves(docker_client, eval_image):
+    """A finished run's container removes itself (auto-remove) at any moment, including
+    between the engine listing it and the worker looking at it: the sweep must take that
+    for "gone", not fail (it once raised NotFound mid-sweep)."""
+    from worker.sandbox.docker_runner import DEPLOYMENT_LABEL, LABEL, DockerRunner
+
+    deployment = f"ending-{uuid.uuid4().hex[:8]}"
+    runner = DockerRunner(eval_image, client=docker_client, deployment=deployment)
+    run_ids = set(range(1, 25))
+    for run_id in run_ids:
+        docker_client.containers.run(
+            eval_image,
+            ["sleep", f"{0.5 + run_id * 0.08:.2f}"],
+            detach=True,
+            auto_remove=True,
+            labels={LABEL: "1", DEPLOYMENT_LABEL: deployment, "portal.run_id": str(run_id)},
+        )
+
+    def ours_left() -> list:
+        label = f"{DEPLOYMENT_LABEL}={deployment}"
+        return docker_client.containers.list(all=True, filters={"label": label}, sparse=True)
+
+    try:
+        deadline = time.monotonic() + 30
+        while ours_left() and time.monotonic() < deadline:
+            assert runner.remove_leftovers(alive_run_ids=run_ids) == 0
+        assert ours_left() == []
+    finally:
+        runner.remove_leftovers(alive_run_ids=set())

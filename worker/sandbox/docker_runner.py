@@ -335,8 +335,10 @@ class DockerRunner:
         )
 
     def _containers(self, run_id: int | None = None) -> list[Container]:
+        # A run's container removes itself when it ends (auto-remove), so one listed
+        # here may be gone by the time docker-py inspects it: skip it, it is gone.
         return self.client.containers.list(
-            all=True, filters={"label": _labels(self.deployment, run_id)}
+            all=True, filters={"label": _labels(self.deployment, run_id)}, ignore_removed=True
         )
 
     # Runs no longer create volumes; these find /work volumes an older version left.

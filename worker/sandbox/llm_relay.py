@@ -189,7 +189,7 @@ class LlmRelay:
 
     def remove_leftovers(self) -> None:
         for container in self.client.containers.list(
-            all=True, filters={"label": f"{RELAY_LABEL}={self.network}"}
+            all=True, filters={"label": f"{RELAY_LABEL}={self.network}"}, ignore_removed=True
         ):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
