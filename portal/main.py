@@ -21,6 +21,7 @@ from portal.core.bodylimit import BodySizeLimitMiddleware
 from portal.core.config import Settings, get_settings
 from portal.core.db import create_engine, create_sessionmaker
 from portal.core.errors import API_ERROR_RESPONSES, install_error_handlers
+from portal.core.i18n import LanguageMiddleware
 from portal.core.middleware import RequestContextMiddleware
 from portal.core.migrations import PROJECT_ROOT
 from portal.core.redis import create_redis
@@ -97,10 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = utcnow
 
     install_error_handlers(app)
-    # Innermost of the three: a visitor's unchanged board poll is answered before
+    # Innermost of the four: a visitor's unchanged board poll is answered before
     # routing, still with the request id and security headers around it.
     app.add_middleware(UnchangedBoardShortcut)
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
+    app.add_middleware(LanguageMiddleware, default_language=settings.default_language)
     app.add_middleware(
         RequestContextMiddleware, projector_frame_ancestors=settings.projector_frame_ancestors
     )

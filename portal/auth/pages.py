@@ -6,11 +6,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from portal.auth import service
 from portal.auth.deps import OptionalTeam, verify_csrf
-from portal.core.cookies import flash, session_data, set_session_cookie
+from portal.core.cookies import cookies_secure, flash, session_data, set_session_cookie
 from portal.core.db import SessionDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import NEXT_MAX_CHARS, redirect
+from portal.core.i18n import LANGUAGE_COOKIE, LANGUAGES
+from portal.core.i18n import gettext as _
 from portal.core.security import SESSION_COOKIE, SessionSigner
 from portal.core.templating import render
 from portal.core.text import FreeText, NameText
@@ -99,4 +101,36 @@ async def logout_submit(
         flash(request, response, outcome.message, "error")
     else:
         flash(request, response, "You are logged out.", "info")
+    return response
+
+
+# A year: the choice is the reader's, not the session's, and outlives logging out.
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+@router.post("/language")
+async def language_submit(
+    request: Request,
+    language: Annotated[NameText, Form(max_length=8)] = "",
+    next: Annotated[FreeText, Form(max_length=NEXT_MAX_CHARS)] = "",
+) -> Response:
+    """The header's language switch: remembered in a cookie, then back to the page."""
+    await verify_csrf(request)
+    if language not in LANGUAGES:
+        choices = ", ".join(LANGUAGES)
+        raise PortalError(
+            _("Pick one of the languages: %(choices)s.", choices=choices),
+            code="invalid_language",
+            status_code=422,
+        )
+    response = redirect(request, safe_next(next) or "/")
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language,
+        max_age=LANGUAGE_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=cookies_secure(request),
+        path="/",
+    )
     return response

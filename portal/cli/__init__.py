@@ -6,15 +6,15 @@ work on a laptop and against production services.
 
 The whole command tree is put together here, in the order `portal --help` lists it;
 the commands live in one module per group: `serve` (dev, serve, gateway), `evaluation`
-(worker, eval-image), `database` (migrate), `backup` (backup, restore) and `teams`
-(admin, team).
+(worker, eval-image), `database` (migrate), `backup` (backup, restore), `teams`
+(admin, team) and `i18n` (the translation catalogs).
 """
 
 from __future__ import annotations
 
 import typer
 
-from portal.cli import backup, database, evaluation, serve, teams
+from portal.cli import backup, database, evaluation, i18n, serve, teams
 
 app = typer.Typer(
     help="Competition portal: run it, migrate it, manage teams.", no_args_is_help=True
@@ -29,3 +29,4 @@ app.add_typer(evaluation.eval_image_app, name="eval-image")
 app.command()(database.migrate)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.add_typer(i18n.i18n_app, name="i18n")

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     minio_secure: bool = False
 
     timezone: str = "UTC"
+    # Pages read in the header's choice, else the browser's Accept-Language, else this.
+    default_language: Literal["en", "ko"] = "en"
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
     daily_submissions: int = Field(default=5, ge=0)
     final_picks: int = Field(default=2, ge=0)

@@ -9,46 +9,66 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from portal.core.cookies import FLASH_COOKIE, pop_flash, session_data, set_session_cookie
 from portal.core.htmx import VARY_HTMX, wants_fragment
+from portal.core.i18n import (
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    current_language,
+    format_datetime,
+    format_number,
+    translations,
+)
+from portal.core.i18n import gettext as _
 from portal.core.logging import request_id_var
 from portal.core.migrations import PROJECT_ROOT
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
+templates.env.add_extension("jinja2.ext.i18n")
+# Jinja fills in `%(name)s` itself (newstyle), after escaping: these only look words up.
+templates.env.install_gettext_callables(  # type: ignore[attr-defined]
+    lambda message: translations(current_language()).ugettext(message),
+    lambda singular, plural, count: translations(current_language()).ungettext(
+        singular, plural, count
+    ),
+    newstyle=True,
+)
+templates.env.policies["ext.i18n.trimmed"] = True
 
 
-def _format_time(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+@pass_context
+def _format_time(context: Context, value: datetime | None, style: str = "medium") -> str:
+    """A moment in the competition's timezone, formatted for the reader's language."""
+    return format_datetime(value, context["settings"].timezone, style)
 
 
-def local_time(value: datetime | None, timezone: str) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+def local_time(value: datetime | None, timezone: str, style: str = "medium") -> str:
+    return format_datetime(value, timezone, style)
 
 
 def _file_size(size: int) -> str:
     if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB".replace(".0 ", " ")
-    return f"{size / (1024 * 1024):.1f} MiB".replace(".0 ", " ")
+        return f"{format_number(size)}\N{NO-BREAK SPACE}B"
+    scaled, unit = (size / 1024, "KiB") if size < 1024 * 1024 else (size / 1024**2, "MiB")
+    figure = format_number(scaled, 0 if scaled == int(scaled) else 1)
+    return f"{figure}\N{NO-BREAK SPACE}{unit}"
 
 
 def humanize_duration(seconds: float) -> str:
     minutes = max(0, int(seconds // 60))
     hours, minutes = divmod(minutes, 60)
     if hours:
-        return f"in {hours} h {minutes} min"
-    return f"in {minutes} min" if minutes else "in under a minute"
+        return _("in %(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
+    if minutes:
+        return _("in %(minutes)s min", minutes=minutes)
+    return _("in under a minute")
 
 
 def human_seconds(milliseconds: int | float) -> str:
@@ -56,15 +76,15 @@ def human_seconds(milliseconds: int | float) -> str:
     words for a run's wall time and its CPU time, so they can be compared at a glance)."""
     seconds = milliseconds / 1000
     if seconds < 10:
-        return f"{seconds:.2f} s"
+        return _("%(seconds)s s", seconds=format_number(seconds, 2))
     if seconds < 600:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
+        return _("%(seconds)s s", seconds=format_number(seconds, 1))
+    return _("%(minutes)s min", minutes=format_number(seconds / 60, 1))
 
 
 def thousands(number: int) -> str:
     """A count as people read it: 1,234,567."""
-    return f"{number:,}"
+    return format_number(number)
 
 
 def compact_number(number: int) -> str:
@@ -89,18 +109,25 @@ def humanize_age(seconds: float) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
+        if hours:
+            return _("%(days)s d %(hours)s h", days=days, hours=hours)
+        return _("%(days)s d", days=days)
     if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+        if minutes:
+            return _("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
+        return _("%(hours)s h", hours=hours)
     if minutes:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    return f"{secs} s"
+        if secs:
+            return _("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=secs)
+        return _("%(minutes)s min", minutes=minutes)
+    return _("%(seconds)s s", seconds=secs)
 
 
 templates.env.filters["seconds"] = human_seconds
 templates.env.filters["datetime"] = _format_time
 templates.env.filters["age"] = humanize_age
 templates.env.filters["thousands"] = thousands
+templates.env.filters["number"] = format_number
 templates.env.filters["compact"] = compact_number
 templates.env.filters["localtime"] = local_time
 templates.env.filters["filesize"] = _file_size
@@ -131,6 +158,8 @@ def render(
         "flashes": flashes,
         "settings": request.app.state.settings,
         "request_id": request_id_var.get(),
+        "language": current_language(),
+        "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         **(context or {}),
     }
     if block and wants_fragment(request):
@@ -141,7 +170,7 @@ def render(
         response = templates.TemplateResponse(
             request, name, full_context, status_code=status_code, headers=headers
         )
-    response.headers["Vary"] = f"{VARY_HTMX}, Cookie"
+    response.headers["Vary"] = f"{VARY_HTMX}, Cookie, Accept-Language"
     if new_session is not None:
         set_session_cookie(request, response, new_session)
     if flashes:

@@ -18,15 +18,18 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from portal.core.htmx import VARY_HTMX
+from portal.core.i18n import current_language
 
 # Boards x pages x searches actually polled at one version: a few dozen at most.
 CAPACITY = 128
 # The body differs for admins (their tabs, their boards): caches must keep both.
-VARY = f"{VARY_HTMX}, Cookie, Authorization"
+VARY = f"{VARY_HTMX}, Cookie, Authorization, Accept-Language"
 
 
 def etag(version: int, *parts: object) -> str:
-    digest = hashlib.sha1(repr(parts).encode()).hexdigest()[:16]  # noqa: S324 (not security)
+    # The reader's language is part of every body (words, dates), so of every tag.
+    described = repr((current_language(), *parts)).encode()
+    digest = hashlib.sha1(described).hexdigest()[:16]  # noqa: S324 (not security)
     return f'W/"lb{version}-{digest}"'
 
 
