@@ -34,6 +34,7 @@ class PageCase:
     name: str
     route: str  # the router's path, with its parameters
     ids: Callable[[LongData], dict[str, int]] = lambda data: {}
+    translated: bool = True  # False: the page is in English whatever the language
 
     @property
     def id(self) -> str:
@@ -53,7 +54,7 @@ PAGES = [
         lambda d: {"team_id": d.board_team_id},
     ),
     PageCase("visitor", "projector", "/leaderboard/projector"),
-    PageCase("visitor", "docs", "/docs"),
+    PageCase("visitor", "docs", "/docs", translated=False),  # the vendored Swagger UI
     PageCase("visitor", "error", "/no-such-page"),
     PageCase("participant", "dashboard", "/dashboard"),
     PageCase(
@@ -74,12 +75,8 @@ PAGES = [
     PageCase("admin", "teams", "/admin/teams"),
     PageCase("admin", "competition", "/admin/competition"),
     PageCase("admin", "batches", "/admin/batches"),
-    PageCase(
-        "admin", "batch", "/admin/batches/{batch_id}", lambda d: {"batch_id": d.batch_id}
-    ),
-    PageCase(
-        "admin", "run-log", "/admin/runs/{run_id}/log", lambda d: {"run_id": d.failed_run_id}
-    ),
+    PageCase("admin", "batch", "/admin/batches/{batch_id}", lambda d: {"batch_id": d.batch_id}),
+    PageCase("admin", "run-log", "/admin/runs/{run_id}/log", lambda d: {"run_id": d.failed_run_id}),
     PageCase("admin", "usage", "/admin/usage"),
     PageCase(
         "admin",
@@ -103,7 +100,25 @@ NOT_PAGES = re.compile(
 # The breaks issue 16 lists, fixed on the `layout` branch: these checks fail until it is
 # merged (strict: they must then pass, and the lead removes the entry).
 # key: (check, page id, width or None for every width) -> which break
-LAYOUT_BRANCH_FIXES: dict[tuple[str, str, int | None], str] = {}
+LEADERBOARD = "leaderboard long names (the unbroken 100-character name widens the table)"
+LAYOUT_BRANCH_FIXES: dict[tuple[str, str, int | None], str] = {
+    **{
+        ("sideways", f"{role}-leaderboard", width): LEADERBOARD
+        for role in ("visitor", "participant", "admin")
+        for width in (390, 1280, 1440)
+    },
+    ("sideways", "visitor-projector", None): "projector titles and rows",
+    ("sideways", "participant-dashboard", 390): "dashboard columns (the table at 390 px)",
+    ("sideways", "admin-batch", 390): "batch Reason column (the runs table at 390 px)",
+}
+
+# Failures found here and not fixed yet (not layout's): the vendored Swagger UI at /docs
+# nests its path link in the operation's button, overlaps "Copy path" with the expand
+# arrow and colours its method badges below AA contrast. Strict: remove when fixed.
+NOT_FIXED_YET: dict[tuple[str, str, int | None], str] = {
+    ("reachable", "visitor-docs", None): "Swagger UI: the expand arrow covers Copy path",
+    ("axe", "visitor-docs", None): "Swagger UI: nested-interactive and color-contrast",
+}
 
 
 def check_params(check: str, widths: tuple[int, ...] | tuple[None, ...]) -> list:
@@ -112,14 +127,14 @@ def check_params(check: str, widths: tuple[int, ...] | tuple[None, ...]) -> list
     params = []
     for case in PAGES:
         for width in widths:
-            known = LAYOUT_BRANCH_FIXES.get((check, case.id, width)) or LAYOUT_BRANCH_FIXES.get(
-                (check, case.id, None)
-            )
-            marks = (
-                [pytest.mark.xfail(strict=True, reason=f"issue 16: {known}; fixed on branch layout")]
-                if known
-                else []
-            )
+            marks = []
+            for key in ((check, case.id, width), (check, case.id, None)):
+                if key in LAYOUT_BRANCH_FIXES:
+                    reason = f"issue 16: {LAYOUT_BRANCH_FIXES[key]}; fixed on branch layout"
+                    marks.append(pytest.mark.xfail(strict=True, reason=reason))
+                if key in NOT_FIXED_YET:
+                    reason = f"issue 16, not fixed yet: {NOT_FIXED_YET[key]}"
+                    marks.append(pytest.mark.xfail(strict=True, reason=reason))
             suffix = f"-{width}" if width else ""
             params.append(pytest.param(case, width, marks=marks, id=case.id + suffix))
     return params
@@ -253,7 +268,8 @@ def test_screenshots_in_both_languages(pages, portal, case: PageCase, width: Non
             page.goto("about:blank")
             for shot_width in widths:
                 show(pages, portal, case, shot_width)
-                expect(page.locator("html")).to_have_attribute("lang", language)
+                shown = language if case.translated else "en"
+                expect(page.locator("html")).to_have_attribute("lang", shown)
                 page.screenshot(
                     path=ARTIFACTS / "pages" / f"{case.id}-{language}-{shot_width}.png",
                     full_page=True,
@@ -268,7 +284,7 @@ def test_screenshots_in_both_languages(pages, portal, case: PageCase, width: Non
 
 FOCUS_SHOWN = """() => {
   const el = document.activeElement;
-  if (!el || el === document.body) return 'nothing focused';
+  if (!el || el === document.body) return '';  // past the last control: the next Tab wraps
   const style = getComputedStyle(el);
   const outlined = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0;
   return outlined || style.boxShadow !== 'none' ? '' : el.outerHTML.slice(0, 120);
@@ -276,13 +292,18 @@ FOCUS_SHOWN = """() => {
 
 
 def tab_to(page: Page, selector: str, presses: int = 60) -> None:
-    """Press Tab until the element matching `selector` has the focus; every element the
-    focus passes shows a visible focus style."""
+    """Press Tab until the element matching `selector` has the focus (wrapping round the
+    page's end, as a browser does); every element the focus passes shows a visible focus
+    style."""
     target = page.locator(selector)
+    passed = []
     for _ in range(presses):
         page.keyboard.press("Tab")
         unmarked = page.evaluate(FOCUS_SHOWN)
-        assert unmarked == "", f"{page.url}: the focused element shows no focus: {unmarked}"
+        assert unmarked == "", (
+            f"{page.url}: the focused element shows no focus: {unmarked}, after {passed[-5:]}"
+        )
+        passed.append(page.evaluate("document.activeElement.outerHTML.slice(0, 80)"))
         if target.evaluate("el => el === document.activeElement"):
             return
     raise AssertionError(f"{page.url}: {selector} not reached in {presses} presses of Tab")
@@ -307,7 +328,7 @@ def test_uploading_and_picking_a_final_submission_by_keyboard(chromium, portal):
     context = chromium.new_context(viewport={"width": 1280, "height": HEIGHT}, base_url=base_url)
     page = context.new_page()
     log_in(page, base_url, data.participant.email, data.participant.token)
-    tab_to(page, "#file")
+    tab_to(page, "#file", presses=200)
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Space")
     chooser.value.set_files(
@@ -342,7 +363,13 @@ def test_admin_creates_a_team_by_keyboard(pages, portal):
     tab_to(page, "#new-email")
     page.keyboard.type("keyboard.only.team@accessibility-example.org")
     page.keyboard.press("Enter")
-    expect(page.get_by_text("Keyboard Only Team of the Accessibility Working Group")).to_be_visible()
+    expect(
+        page.get_by_role(
+            "cell", name="Keyboard Only Team of the Accessibility Working Group", exact=True
+        )
+    ).to_be_visible()
     results = Axe().run(page)
-    serious = [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    serious = [
+        v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+    ]
     assert serious == [], f"the new team's token page: {serious}"
