@@ -53,9 +53,10 @@ def _number(value: Any) -> float | None:
 
 
 def _cpus(cpus: float) -> str:
+    count = format(cpus, "g")
     if cpus == 1 or cpus < 1:
-        return _("%(count)s CPU", count=f"{cpus:g}")
-    return _("%(count)s CPUs", count=f"{cpus:g}")
+        return _("%(count)s CPU", count=count)
+    return _("%(count)s CPUs", count=count)
 
 
 def signal_name(number: int) -> str:
@@ -110,9 +111,9 @@ def describe(run: Costed) -> CostShown:
         used = human_seconds(run.cpu_user_ms + run.cpu_system_ms)
         if timeout is not None and cpus is not None:
             cpu = _(
-                "CPU %(used)s of %(timeout)s s \N{MULTIPLICATION SIGN} %(cpus)s",
+                "CPU %(used)s of %(timeout)s s × %(cpus)s",
                 used=used,
-                timeout=f"{timeout:g}",
+                timeout=format(timeout, "g"),
                 cpus=_cpus(cpus),
             )
         else:

@@ -26,10 +26,11 @@ def finished(runs: FinishedRuns, timezone: tzinfo) -> Chart:
             )
             for status, count in step.counts.items()
         )
+        done = done or _("no runs finished")
         steps.append(
             Step(
                 parts=[(status, step.counts.get(status, 0)) for status in runs.totals],
-                label=f"{local:%H:%M}: {done or _('no runs finished')}",
+                label=f"{local:%H:%M}: {done}",
                 axis_label=f"{local:%H:%M}",
             )
         )
@@ -45,7 +46,7 @@ def gateway(calls: GatewayRefusals, timezone: tzinfo) -> Chart:
                 parts=[("served", step.calls - step.refused), ("refused", step.refused)],
                 label=_(
                     "%(time)s: %(calls)s calls, %(refused)s refused",
-                    time=f"{local:%H:%M}",
+                    time=local.strftime("%H:%M"),
                     calls=format_number(step.calls),
                     refused=format_number(step.refused),
                 ),
