@@ -13,7 +13,7 @@ import pytest
 from portal.core.db import psycopg_conninfo
 from portal.main import create_app
 from tests.fixtures.clients import make_client
-from tests.fixtures.competition import configure, set_clock
+from tests.fixtures.competition import configure, header_badge, set_clock
 from tests.fixtures.evaluation import upload
 from tests.fixtures.factories import browser_login
 
@@ -59,13 +59,6 @@ def field_value(page: str, name: str) -> str:
     found = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', page)
     assert found, f"no {name} field"
     return html.unescape(found.group(1))
-
-
-def header_badge(page: str) -> str:
-    """The header's phase badge as a reader sees it: its words, spaces collapsed."""
-    found = re.search(r"<span class=\"phase-clock[^>]*>(.*?)</time>", page, re.S)
-    assert found, "no phase badge in the header"
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
 
 
 @pytest.fixture
