@@ -239,7 +239,7 @@ async def test_start_final_is_refused_before_the_end_with_the_reason(app, client
     page = await client.get(PAGE)
     start = re.search(r"<button[^>]*>Start final evaluation</button>", page.text)
     assert start and "disabled" in start.group(0)
-    assert "Available after the end, 2030-03-03 00:00 UTC: in 4 h 0 min." in page.text
+    assert "Available after the end, Mar 3, 2030, 00:00 UTC: in 4 h 0 min." in page.text
 
     refused = await client.post(f"{PAGE}/final", data={"csrf_token": csrf})
     assert refused.status_code == 303
