@@ -111,7 +111,7 @@ def describe(run: Costed) -> CostShown:
         used = human_seconds(run.cpu_user_ms + run.cpu_system_ms)
         if timeout is not None and cpus is not None:
             cpu = _(
-                "CPU %(used)s of %(timeout)s s × %(cpus)s",
+                "CPU %(used)s of %(timeout)s s × %(cpus)s",  # noqa: RUF001 (the sign is meant)
                 used=used,
                 timeout=format(timeout, "g"),
                 cpus=_cpus(cpus),
