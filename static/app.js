@@ -107,17 +107,27 @@ setInterval(showUpdatedAt, 1000);
 // The header's competition phase: count down to the next moment every second and move
 // on to the next step when it passes ("Open · ends in" -> "Ended"), reloading nothing.
 // Counted on the server's clock (sent with the page), not this computer's. timeLeft
-// words it as portal/competition/header.py `time_left` does.
-function timeLeft(seconds) {
+// words it as portal/competition/header.py `time_left` does, in the page's language:
+// the step carries the patterns (`words`, from `clock_words`).
+const ENGLISH_CLOCK_WORDS = {
+  days: "%(days)s d %(hours)s h",
+  hours: "%(hours)s h %(minutes)s min",
+  minutes: "%(minutes)s min %(seconds)s s",
+  seconds: "%(seconds)s s",
+};
+
+function timeLeft(seconds, words) {
   const total = Math.max(0, Math.floor(seconds));
-  const days = Math.floor(total / 86400);
-  const hours = Math.floor((total % 86400) / 3600);
-  const minutes = Math.floor((total % 3600) / 60);
-  const secs = total % 60;
-  if (days) return `${days} d ${hours} h`;
-  if (hours) return `${hours} h ${minutes} min`;
-  if (minutes) return `${minutes} min ${secs} s`;
-  return `${secs} s`;
+  const values = {
+    days: Math.floor(total / 86400),
+    hours: Math.floor((total % 86400) / 3600),
+    minutes: Math.floor((total % 3600) / 60),
+    seconds: total % 60,
+  };
+  const pattern = (words || ENGLISH_CLOCK_WORDS)[
+    values.days ? "days" : values.hours ? "hours" : values.minutes ? "minutes" : "seconds"
+  ];
+  return pattern.replace(/%\((\w+)\)s/g, (_match, name) => String(values[name]));
 }
 
 function tickPhaseClock(badge, steps, serverOffset) {
@@ -131,7 +141,7 @@ function tickPhaseClock(badge, steps, serverOffset) {
     left.hidden = false;
     left.setAttribute("datetime", step.at);
     left.title = step.title;
-    left.textContent = timeLeft((Date.parse(step.at) - now) / 1000);
+    left.textContent = timeLeft((Date.parse(step.at) - now) / 1000, step.words);
   } else {
     left.hidden = true;
     left.textContent = ""; // hidden, its text would still be part of the badge's text

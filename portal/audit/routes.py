@@ -11,11 +11,13 @@ from portal.auth.deps import AdminTeam, PageAdmin
 from portal.core.db import SessionDep
 from portal.core.deps import SettingsDep
 from portal.core.htmx import wants_fragment
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_PAGE, Page, PageDep, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import NameText
 from portal.core.time import day_range, parse_day
+from portal.teams.models import role_names
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 pages = APIRouter(include_in_schema=False)
@@ -46,7 +48,7 @@ async def audit_page(
     problems = []
     actor_id = whole_number(actor)
     if actor and actor_id is None:
-        problems.append("Actor must be a team id (a number).")
+        problems.append(_("Actor must be a team id (a number)."))
     parsed: dict[str, date | None] = {}
     for label, raw in (("since", since), ("until", until)):
         try:
@@ -69,6 +71,7 @@ async def audit_page(
             # Only the full page shows the action list; filter polls skip the scan.
             "actions": [] if wants_fragment(request) else await service.known_actions(session),
             "problems": problems,
+            "role_names": role_names(),
             # The CSV export of exactly the rows shown: the filters applied, without the
             # ones the page ignored (listed in `problems`).
             "export_query": {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 
@@ -25,6 +24,8 @@ from portal.competition.models import Phase
 from portal.competition.phases import CompetitionState
 from portal.core.deps import ClockDep, RedisDep, SessionmakerDep
 from portal.core.htmx import wants_fragment
+from portal.core.i18n import format_datetime
+from portal.core.i18n import gettext as _
 
 HEADER_STATE = "competition_header"  # the attribute of request.state base.html reads
 NOT_PAGES = ("/api/", "/llm/", "/static/")
@@ -35,39 +36,54 @@ class Step:
     phase: Phase  # the phase while this step shows
     text: str  # "Open · ends in"; with `at`, the time left follows it
     at: datetime | None = None  # the instant the step ends; None for the last step
-    moment: str = ""  # what happens at `at`: "Starts", "Freezes", "Ends"
+    moment: str = ""  # what happens at `at`: "Starts %(moment)s", "Freezes %(moment)s"…
 
 
 def time_left(seconds: float) -> str:
     """'3 d 4 h', '2 h 10 min', '5 min 3 s', '42 s'. static/app.js `timeLeft` writes the
-    same, so the badge does not change its wording when the script takes over."""
+    same with the words of `clock_words`, so the badge does not change its wording when
+    the script takes over."""
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h"
+        return _("%(days)s d %(hours)s h", days=days, hours=hours)
     if hours:
-        return f"{hours} h {minutes} min"
+        return _("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
     if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
+        return _("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=secs)
+    return _("%(seconds)s s", seconds=secs)
+
+
+def clock_words() -> dict[str, str]:
+    """The patterns `time_left` fills, in the reader's language, for static/app.js (its
+    `%(days)s`… placeholders filled there)."""
+    return {
+        "days": _("%(days)s d %(hours)s h"),
+        "hours": _("%(hours)s h %(minutes)s min"),
+        "minutes": _("%(minutes)s min %(seconds)s s"),
+        "seconds": _("%(seconds)s s"),
+    }
 
 
 def clock_steps(state: CompetitionState) -> list[Step]:
     """Every step of the clock-driven phases, in order; the first whose `at` is still
     ahead is the current one (the same rule as `phase_at`)."""
     if state.revealed_at is not None:
-        return [Step(Phase.revealed, "Results revealed")]
+        return [Step(Phase.revealed, _("Results revealed"))]
     if state.final_started_at is not None:
-        return [Step(Phase.final, "Final evaluation")]
+        return [Step(Phase.final, _("Final evaluation"))]
     frozen_before_end = state.freeze_at is not None and state.freeze_at < state.ends_at
-    steps = [Step(Phase.before, "Starts in", state.starts_at, "Starts")]
+    steps = [Step(Phase.before, _("Starts in"), state.starts_at, _("Starts %(moment)s"))]
     if frozen_before_end:
-        steps.append(Step(Phase.open, "Open · freezes in", state.freeze_at, "Freezes"))
-    last_phase = Phase.frozen if frozen_before_end else Phase.open
-    steps.append(Step(last_phase, f"{last_phase.title()} · ends in", state.ends_at, "Ends"))
-    steps.append(Step(Phase.ended, "Ended"))
+        steps.append(
+            Step(Phase.open, _("Open · freezes in"), state.freeze_at, _("Freezes %(moment)s"))
+        )
+        steps.append(Step(Phase.frozen, _("Frozen · ends in"), state.ends_at, _("Ends %(moment)s")))
+    else:
+        steps.append(Step(Phase.open, _("Open · ends in"), state.ends_at, _("Ends %(moment)s")))
+    steps.append(Step(Phase.ended, _("Ended")))
     return steps
 
 
@@ -88,11 +104,13 @@ class PhaseHeader:
     def title(self, step: Step, timezone: str) -> str:
         if step.at is None:
             return ""
-        return f"{step.moment} {step.at.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M:%S %Z}"
+        return step.moment % {"moment": format_datetime(step.at, timezone)}
 
     def steps_json(self, timezone: str) -> str:
-        """The steps still to come, for static/app.js."""
+        """The steps still to come, for static/app.js; a step with a time left carries
+        the words to write it in (`clock_words`), in the page's language."""
         current = self.steps.index(self.current)
+        words = clock_words()
         return json.dumps(
             [
                 {
@@ -100,9 +118,11 @@ class PhaseHeader:
                     "text": step.text,
                     "at": step.at.isoformat() if step.at else None,
                     "title": self.title(step, timezone),
+                    **({"words": words} if step.at else {}),
                 }
                 for step in self.steps[current:]
-            ]
+            ],
+            ensure_ascii=False,
         )
 
 

@@ -19,9 +19,9 @@ from portal.competition.header import time_left
 from portal.competition.models import Competition, Phase
 from portal.competition.phases import CompetitionState
 from portal.competition.settings_form import (
-    LABELS,
     SettingsRefused,
     form_values,
+    labels,
     settings_update,
 )
 from portal.core.config import Settings
@@ -31,6 +31,7 @@ from portal.core.deps import ClockDep, SettingsDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
+from portal.core.i18n import gettext as _
 from portal.core.templating import local_time, render
 from portal.evaluation import service as evaluation
 from portal.evaluation.schemas import BatchProgress
@@ -54,19 +55,24 @@ class TimelineEntry:
 
 def timeline(competition: Competition, phase: Phase) -> list[TimelineEntry]:
     entries = [
-        (Phase.before, "Before", None, "uploads refused"),
-        (Phase.open, "Open", competition.starts_at, "uploads scored on the public seeds"),
+        (Phase.before, _("Before"), None, _("uploads refused")),
+        (Phase.open, _("Open"), competition.starts_at, _("uploads scored on the public seeds")),
         (
             Phase.frozen,
-            "Frozen",
+            _("Frozen"),
             competition.freeze_at,
-            "others see the board as it was at the freeze"
+            _("others see the board as it was at the freeze")
             if competition.freeze_at
-            else "no freeze set",
+            else _("no freeze set"),
         ),
-        (Phase.ended, "Ended", competition.ends_at, "uploads refused; picks are final"),
-        (Phase.final, "Final evaluation", competition.final_started_at, "picks on private seeds"),
-        (Phase.revealed, "Revealed", competition.revealed_at, "the final board is public"),
+        (Phase.ended, _("Ended"), competition.ends_at, _("uploads refused; picks are final")),
+        (
+            Phase.final,
+            _("Final evaluation"),
+            competition.final_started_at,
+            _("picks on private seeds"),
+        ),
+        (Phase.revealed, _("Revealed"), competition.revealed_at, _("the final board is public")),
     ]
     order = list(Phase)
     return [
@@ -90,26 +96,29 @@ def start_final_blocked(
 ) -> str | None:
     """Why the final evaluation cannot start now; None when it can."""
     if phase in (Phase.before, Phase.open, Phase.frozen):
-        return (
-            f"Available after the end, {local_time(competition.ends_at, timezone)}: "
-            f"in {time_left((competition.ends_at - now).total_seconds())}."
+        return _(
+            "Available after the end, %(moment)s: in %(left)s.",
+            moment=local_time(competition.ends_at, timezone),
+            left=time_left((competition.ends_at - now).total_seconds()),
         )
     if phase in (Phase.final, Phase.revealed):
-        return "It has started already."
+        return _("It has started already.")
     if not competition.private_seeds:
-        return "Set the private seeds first: the final evaluation runs the picks on them."
+        return _("Set the private seeds first: the final evaluation runs the picks on them.")
     return None
 
 
 def reveal_blocked(phase: Phase, progress: BatchProgress | None) -> str | None:
     """Why the results cannot be revealed now; None when they can."""
     if phase == Phase.revealed:
-        return "The results are revealed."
+        return _("The results are revealed.")
     if phase != Phase.final or progress is None:
-        return "Start the final evaluation first; the reveal shows its results."
+        return _("Start the final evaluation first; the reveal shows its results.")
     if progress.done < progress.total:
-        return (
-            f"The final evaluation is still running: {progress.done} of {progress.total} runs done."
+        return _(
+            "The final evaluation is still running: %(done)s of %(total)s runs done.",
+            done=progress.done,
+            total=progress.total,
         )
     return None
 
@@ -146,7 +155,7 @@ async def _page(
             "phase": phase,
             "timeline": timeline(competition, phase),
             "values": typed or form_values(competition, settings.timezone),
-            "labels": LABELS,
+            "labels": labels(),
             "form_error": form_error,
             "settings_locked": competition.final_started_at is not None,
             "uploads": await service.count_contenders_submissions(session),
@@ -218,9 +227,9 @@ async def save_settings(
         )
     response = redirect(request, PAGE)
     if outcome.public_seeds != seeds_before:
-        message = "Settings saved. Every upload is being scored again on the new public seeds."
+        message = _("Settings saved. Every upload is being scored again on the new public seeds.")
     else:
-        message = "Settings saved."
+        message = _("Settings saved.")
     flash(request, response, message, "success")
     return response
 
@@ -237,7 +246,7 @@ async def start_final(
     flash(
         request,
         response,
-        "Final evaluation started: each team's picks run on the private seeds.",
+        _("Final evaluation started: each team's picks run on the private seeds."),
         "success",
     )
     return response
@@ -258,5 +267,5 @@ async def reveal(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
-    flash(request, response, "Results revealed: the final board is public.", "success")
+    flash(request, response, _("Results revealed: the final board is public."), "success")
     return response

@@ -2,6 +2,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from portal.core.i18n import gettext as _
 from portal.core.text import NameText
 from portal.core.time import Instant
 from portal.evaluation.schemas import BatchProgress, Seeds
@@ -50,7 +51,7 @@ class CompetitionUpdate(BaseModel):
             return None
         value = " ".join(value.split())
         if not value:
-            raise ValueError("the competition needs a name")
+            raise ValueError(_("the competition needs a name"))
         return value
 
     @model_validator(mode="after")
@@ -58,7 +59,10 @@ class CompetitionUpdate(BaseModel):
         for name in ("name", "starts_at", "ends_at", "public_seeds", "private_seeds"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(
-                    f"{name} cannot be null: send a value, or leave the field out to keep "
-                    "it (only freeze_at may be null, which removes the freeze)"
+                    _(
+                        "%(field)s cannot be null: send a value, or leave the field out to "
+                        "keep it (only freeze_at may be null, which removes the freeze)",
+                        field=name,
+                    )
                 )
         return self

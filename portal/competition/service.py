@@ -26,6 +26,7 @@ from portal.competition.phases import (
 from portal.competition.schemas import CompetitionUpdate
 from portal.core.db import after_commit
 from portal.core.errors import Conflict, Forbidden
+from portal.core.i18n import gettext as _
 from portal.evaluation import service as evaluation
 from portal.evaluation.models import (
     BatchKind,
@@ -94,12 +95,18 @@ def check_upload_window(state: CompetitionState, now: datetime) -> None:
         return
     if phase == Phase.before:
         raise Forbidden(
-            f"The competition has not started: uploads open at {state.starts_at.isoformat()}.",
+            _(
+                "The competition has not started: uploads open at %(moment)s.",
+                moment=state.starts_at.isoformat(),
+            ),
             code="competition_not_started",
             details={"starts_at": state.starts_at.isoformat()},
         )
     raise Forbidden(
-        f"The competition ended at {state.ends_at.isoformat()}; no more uploads are accepted.",
+        _(
+            "The competition ended at %(moment)s; no more uploads are accepted.",
+            moment=state.ends_at.isoformat(),
+        ),
         code="competition_ended",
         details={"ends_at": state.ends_at.isoformat()},
     )
@@ -278,7 +285,7 @@ async def update(
         return competition
     if competition.final_started_at is not None:
         raise Conflict(
-            "The final evaluation has started; the competition's settings can no longer change.",
+            _("The final evaluation has started; the competition's settings can no longer change."),
             code="final_started",
         )
     starts_at = changes.get("starts_at", competition.starts_at)
@@ -286,12 +293,19 @@ async def update(
     freeze_at = changes.get("freeze_at", competition.freeze_at)
     if ends_at <= starts_at:
         raise Conflict(
-            f"The end ({ends_at.isoformat()}) must be after the start ({starts_at.isoformat()}).",
+            _(
+                "The end (%(end)s) must be after the start (%(start)s).",
+                end=ends_at.isoformat(),
+                start=starts_at.isoformat(),
+            ),
             code="ends_before_start",
         )
     if freeze_at is not None and not starts_at <= freeze_at <= ends_at:
         raise Conflict(
-            f"The freeze ({freeze_at.isoformat()}) must be between the start and the end.",
+            _(
+                "The freeze (%(freeze)s) must be between the start and the end.",
+                freeze=freeze_at.isoformat(),
+            ),
             code="freeze_outside_window",
         )
     for field, value in changes.items():
@@ -300,7 +314,9 @@ async def update(
     await session.flush()
     run_ids: list[int] = []
     if "public_seeds" in changes:
-        _, run_ids = await _new_public_batch(session, competition, actor=actor, kit=kit, now=now)
+        _batch, run_ids = await _new_public_batch(
+            session, competition, actor=actor, kit=kit, now=now
+        )
         await session.flush()
     await audit.record(
         session,
@@ -389,27 +405,33 @@ async def start_final(
     phase = phase_at(competition, now)
     if phase != Phase.ended:
         too_early = (
-            f"The competition is still open until {competition.ends_at.isoformat()}."
+            _(
+                "The competition is still open until %(moment)s. The final evaluation "
+                "starts after the end.",
+                moment=competition.ends_at.isoformat(),
+            )
             if phase != Phase.before
-            else "The competition has not started yet."
-        ) + " The final evaluation starts after the end."
+            else _(
+                "The competition has not started yet. The final evaluation starts after the end."
+            )
+        )
         raise Conflict(
             {
-                Phase.final: "The final evaluation has already started.",
-                Phase.revealed: "The final results are already revealed.",
+                Phase.final: _("The final evaluation has already started."),
+                Phase.revealed: _("The final results are already revealed."),
             }.get(phase, too_early),
             code="final_not_possible",
             details={"phase": phase},
         )
     if not competition.private_seeds:
         raise Conflict(
-            "Set the private seeds first: the final evaluation runs the picks on them.",
+            _("Set the private seeds first: the final evaluation runs the picks on them."),
             code="no_private_seeds",
         )
     submissions = await _final_entries(session, competition.public_batch_id, max(1, pick_limit))
     if not submissions:
         raise Conflict(
-            "There is nothing to evaluate: no team has uploaded a submission.",
+            _("There is nothing to evaluate: no team has uploaded a submission."),
             code="nothing_to_evaluate",
         )
     batch = await _start_batch(
@@ -452,18 +474,22 @@ async def reveal(
     competition = await load(session, lock=True)
     phase = phase_at(competition, now)
     if phase == Phase.revealed:
-        raise Conflict("The final results are already revealed.", code="already_revealed")
+        raise Conflict(_("The final results are already revealed."), code="already_revealed")
     if phase != Phase.final or competition.final_batch_id is None:
         raise Conflict(
-            "Start the final evaluation first; the reveal shows its results.",
+            _("Start the final evaluation first; the reveal shows its results."),
             code="final_not_started",
             details={"phase": phase},
         )
     progress = await evaluation.progress(session, competition.final_batch_id)
     if progress.done < progress.total:
         raise Conflict(
-            f"The final evaluation is still running: {progress.done} of {progress.total} "
-            "runs done. Reveal once it has finished.",
+            _(
+                "The final evaluation is still running: %(done)s of %(total)s runs done. "
+                "Reveal once it has finished.",
+                done=progress.done,
+                total=progress.total,
+            ),
             code="final_running",
             details={"done": progress.done, "total": progress.total},
         )

@@ -15,18 +15,25 @@ from pydantic import ValidationError
 from portal.competition.models import Competition
 from portal.competition.schemas import CompetitionUpdate
 from portal.core.errors import validation_message
+from portal.core.i18n import gettext as _
 from portal.core.time import within_range
 from portal.evaluation.pages import parse_seeds
 
 FIELDS = ("name", "starts_at", "freeze_at", "ends_at", "public_seeds", "private_seeds")
-LABELS = {
-    "name": "Name",
-    "starts_at": "Start",
-    "freeze_at": "Freeze",
-    "ends_at": "End",
-    "public_seeds": "Public seeds",
-    "private_seeds": "Private seeds",
-}
+
+
+def labels() -> dict[str, str]:
+    """Each field's label, in the reader's language (the form and its refusals)."""
+    return {
+        "name": _("Name"),
+        "starts_at": _("Start"),
+        "freeze_at": _("Freeze"),
+        "ends_at": _("End"),
+        "public_seeds": _("Public seeds"),
+        "private_seeds": _("Private seeds"),
+    }
+
+
 DATE_FIELDS = ("starts_at", "freeze_at", "ends_at")
 SEED_FIELDS = ("public_seeds", "private_seeds")
 
@@ -74,13 +81,18 @@ def parse_local(field: str, text: str, timezone: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
-    label = LABELS[field]
+    label = labels()[field]
     try:
         typed = datetime.fromisoformat(text)
     except ValueError:
         raise SettingsRefused(
-            f"{label}: '{text}' is not a date and time; write it like 2025-06-01T18:00 "
-            f"({timezone})."
+            _(
+                "%(label)s: '%(text)s' is not a date and time; write it like "
+                "2025-06-01T18:00 (%(timezone)s).",
+                label=label,
+                text=text,
+                timezone=timezone,
+            )
         ) from None
     if typed.tzinfo is not None:  # an explicit offset (typed by hand) is taken as written
         return typed
@@ -93,7 +105,13 @@ def parse_local(field: str, text: str, timezone: str) -> datetime | None:
     # A time the clocks skip (the hour lost to daylight saving) does not exist there.
     if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != typed:
         raise SettingsRefused(
-            f"{label}: {text} does not exist in {timezone} (the clocks skip it); pick another time."
+            _(
+                "%(label)s: %(text)s does not exist in %(timezone)s (the clocks skip it); "
+                "pick another time.",
+                label=label,
+                text=text,
+                timezone=timezone,
+            )
         )
     return local
 
@@ -111,19 +129,19 @@ def settings_update(
             continue
         value = parse_local(field, typed[field], timezone)
         if value is None and field != "freeze_at":
-            raise SettingsRefused(f"{LABELS[field]}: choose a date and time.")
+            raise SettingsRefused(_("%(label)s: choose a date and time.", label=labels()[field]))
         fields[field] = value  # freeze_at None: no freeze
     for field in SEED_FIELDS:
         try:
             fields[field] = parse_seeds(typed[field])
         except ValueError as exc:
-            raise SettingsRefused(f"{LABELS[field]}: {exc}.") from None
+            raise SettingsRefused(f"{labels()[field]}: {exc}.") from None
     try:
         return CompetitionUpdate.model_validate(fields)
     except ValidationError as exc:
         raise SettingsRefused(
             "; ".join(
-                f"{LABELS.get(str(error['loc'][0]), 'Input')}: {validation_message(error)}"
+                f"{labels().get(str(error['loc'][0]), _('Input'))}: {validation_message(error)}"
                 for error in exc.errors()
             )
         ) from None

@@ -14,9 +14,10 @@ import signal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from portal.core.i18n import gettext as _
+from portal.core.i18n import ngettext
 from portal.core.templating import human_seconds
 
-NOT_MEASURED = "not measured"
 # The line kept_log (worker.sandbox.base) puts where it cut the middle out of a long log.
 CUT_MARKER = re.compile(r"\[\.\.\. \d+ bytes of output omitted \.\.\.\]")
 
@@ -52,22 +53,31 @@ def _number(value: Any) -> float | None:
 
 
 def _cpus(cpus: float) -> str:
-    return f"{cpus:g} CPU" if cpus == 1 or cpus < 1 else f"{cpus:g} CPUs"
+    count = format(cpus, "g")
+    if cpus == 1 or cpus < 1:
+        return _("%(count)s CPU", count=count)
+    return _("%(count)s CPUs", count=count)
 
 
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
-        return "unknown signal"
+        return _("unknown signal")
 
 
 def ending(exit_code: int | None, exit_signal: int | None) -> str:
+    """How the run ended, in the reader's language (English outside a request: the
+    worker writes it into a run's stored reason)."""
     if exit_signal is not None:
-        return f"killed by signal {exit_signal} ({signal_name(exit_signal)})"
+        return _(
+            "killed by signal %(number)s (%(name)s)",
+            number=exit_signal,
+            name=signal_name(exit_signal),
+        )
     if exit_code is not None:
-        return f"exit code {exit_code}"
-    return f"how it ended: {NOT_MEASURED}"
+        return _("exit code %(code)s", code=exit_code)
+    return _("how it ended: not measured")
 
 
 @dataclass(frozen=True)
@@ -96,13 +106,22 @@ def describe(run: Costed) -> CostShown:
     limits = run.limits or {}
     timeout, cpus = _number(limits.get("timeout_seconds")), _number(limits.get("cpus"))
     if run.cpu_user_ms is None or run.cpu_system_ms is None:
-        cpu, cpu_detail = f"CPU {NOT_MEASURED}", ""
+        cpu, cpu_detail = _("CPU not measured"), ""
     else:
-        cpu = f"CPU {human_seconds(run.cpu_user_ms + run.cpu_system_ms)}"
+        used = human_seconds(run.cpu_user_ms + run.cpu_system_ms)
         if timeout is not None and cpus is not None:
-            cpu += f" of {timeout:g} s \N{MULTIPLICATION SIGN} {_cpus(cpus)}"
-        cpu_detail = (
-            f"user {human_seconds(run.cpu_user_ms)}, system {human_seconds(run.cpu_system_ms)}"
+            cpu = _(
+                "CPU %(used)s of %(timeout)s s × %(cpus)s",  # noqa: RUF001 (the sign is meant)
+                used=used,
+                timeout=format(timeout, "g"),
+                cpus=_cpus(cpus),
+            )
+        else:
+            cpu = _("CPU %(used)s", used=used)
+        cpu_detail = _(
+            "user %(user)s, system %(system)s",
+            user=human_seconds(run.cpu_user_ms),
+            system=human_seconds(run.cpu_system_ms),
         )
     memory_mib = _number(limits.get("memory_mib"))
     memory = peak_gauge(run.peak_memory_bytes, memory_mib)
@@ -117,23 +136,33 @@ def describe(run: Costed) -> CostShown:
     )
 
 
-def peak_gauge(peak_bytes: int | None, memory_mib: float | None, label: str = "peak") -> Gauge:
+def peak_gauge(peak_bytes: int | None, memory_mib: float | None, label: str = "") -> Gauge:
+    """`label` says which peak ("peak", the default, or "peak of peaks"), translated."""
+    label = label or _("peak")
     if peak_bytes is None:
-        return Gauge(f"{label} memory {NOT_MEASURED}")
+        return Gauge(_("%(label)s memory not measured", label=label))
     if memory_mib is None:
-        return Gauge(f"{label} {human_bytes(peak_bytes)}")
+        return Gauge(_("%(label)s %(peak)s", label=label, peak=human_bytes(peak_bytes)))
     limit = memory_mib * 1024 * 1024
-    text = f"{label} {human_bytes(peak_bytes)} of {human_bytes(int(limit))}"
+    text = _(
+        "%(label)s %(peak)s of %(limit)s",
+        label=label,
+        peak=human_bytes(peak_bytes),
+        limit=human_bytes(int(limit)),
+    )
     return Gauge(text, min(float(peak_bytes), limit), limit)
 
 
 def _output(size: int | None, truncated: bool | None, cap: float | None) -> str:
     if size is None:
-        return f"output {NOT_MEASURED}"
-    text = f"output {human_bytes(size)}"
+        return _("output not measured")
+    if truncated and cap is not None:
+        return _(
+            "output %(size)s, cut to %(cap)s", size=human_bytes(size), cap=human_bytes(int(cap))
+        )
     if truncated:
-        text += f", cut to {human_bytes(int(cap))}" if cap is not None else ", cut"
-    return text
+        return _("output %(size)s, cut", size=human_bytes(size))
+    return _("output %(size)s", size=human_bytes(size))
 
 
 @dataclass(frozen=True)
@@ -153,13 +182,18 @@ def describe_totals(
     output_bytes: int,
     runs_cut: int,
 ) -> TotalsShown:
-    output = f"{human_bytes(output_bytes)} in total"
+    output = _("%(amount)s in total", amount=human_bytes(output_bytes))
     if runs_cut:
-        output += f", {runs_cut} run log{'s' if runs_cut != 1 else ''} cut"
+        output = ngettext(
+            "%(amount)s in total, %(num)s run log cut",
+            "%(amount)s in total, %(num)s run logs cut",
+            runs_cut,
+            amount=human_bytes(output_bytes),
+        )
     return TotalsShown(
-        cpu=f"{human_seconds(cpu_ms)} in total",
-        wall=f"{human_seconds(wall_ms)} in total",
-        memory=peak_gauge(peak_memory_bytes, memory_mib, "peak of peaks"),
+        cpu=_("%(amount)s in total", amount=human_seconds(cpu_ms)),
+        wall=_("%(amount)s in total", amount=human_seconds(wall_ms)),
+        memory=peak_gauge(peak_memory_bytes, memory_mib, _("peak of peaks")),
         output=output,
     )
 

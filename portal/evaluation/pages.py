@@ -14,17 +14,19 @@ from portal.core.deps import BrokerDep, SettingsDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import render
 from portal.core.text import FreeText, NameText
-from portal.evaluation import accounting, service
+from portal.evaluation import accounting, service, words
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.evaluation.schemas import MAX_SEEDS, BatchCreate
 
 router = APIRouter(include_in_schema=False)
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 RunId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+words.register_filters()
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -38,13 +40,23 @@ def parse_seeds(text: str) -> list[int]:
         elif dash and start is not None and end is not None and start <= end:
             if end - start >= MAX_SEEDS:
                 # Said before the range is built: '0-999999999999' would fill the memory.
-                raise ValueError(f"'{part}' is more than {MAX_SEEDS} seeds, the most a batch runs")
+                raise ValueError(
+                    _(
+                        "'%(part)s' is more than %(most)s seeds, the most a batch runs",
+                        part=part,
+                        most=MAX_SEEDS,
+                    )
+                )
             seeds.extend(range(start, end + 1))
         else:
-            raise ValueError(f"'{part}' is not a seed; write numbers like 1, 2, 3 or 1-5")
+            raise ValueError(
+                _("'%(part)s' is not a seed; write numbers like 1, 2, 3 or 1-5", part=part)
+            )
         if len(seeds) > MAX_SEEDS:
             # Checked as the list grows, so many short ranges cannot fill the memory either.
-            raise ValueError(f"that is more than {MAX_SEEDS} seeds, the most a run set may hold")
+            raise ValueError(
+                _("that is more than %(most)s seeds, the most a run set may hold", most=MAX_SEEDS)
+            )
     return seeds
 
 
@@ -127,12 +139,11 @@ async def create_batch_submit(
             status_code=batch.status_code,
         )
     response = redirect(request, f"/admin/batches/{batch.id}")
-    flash(
-        request,
-        response,
-        f"Batch “{batch.name}” {'started' if start_now else 'created'}.",
-        "success",
-    )
+    if start_now:
+        message = _("Batch “%(name)s” started.", name=batch.name)
+    else:
+        message = _("Batch “%(name)s” created.", name=batch.name)
+    flash(request, response, message, "success")
     return response
 
 
@@ -202,6 +213,10 @@ async def batch_action(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
-    done = {"start": "started", "cancel": "cancelled", "rerun-failed": "failed runs re-queued"}
-    flash(request, response, f"Batch #{batch_id} {done[action]}.", "success")
+    done = {
+        "start": _("Batch #%(id)s started.", id=batch_id),
+        "cancel": _("Batch #%(id)s cancelled.", id=batch_id),
+        "rerun-failed": _("Batch #%(id)s: failed runs re-queued.", id=batch_id),
+    }
+    flash(request, response, done[action], "success")
     return response

@@ -3,6 +3,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from portal.core.i18n import gettext as _
 from portal.core.text import NameText
 from portal.evaluation.accounting import CostShown, TotalsShown, describe, describe_totals
 
@@ -11,9 +12,9 @@ MAX_SEEDS = 50
 
 def _distinct_seeds_in_range(value: list[int]) -> list[int]:
     if len(set(value)) != len(value):
-        raise ValueError("each seed may appear only once")
+        raise ValueError(_("each seed may appear only once"))
     if any(seed < 0 or seed >= 2**63 for seed in value):
-        raise ValueError("seeds must be between 0 and 2^63-1")
+        raise ValueError(_("seeds must be between 0 and 2^63-1"))
     return value
 
 
@@ -36,7 +37,7 @@ class BatchCreate(BaseModel):
     def _name(cls, value: str) -> str:
         value = " ".join(value.split())
         if not value:
-            raise ValueError("the batch needs a name")
+            raise ValueError(_("the batch needs a name"))
         return value
 
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from portal.audit import service as audit
 from portal.core.db import after_commit
 from portal.core.errors import Conflict, NotFound
+from portal.core.i18n import gettext as _
 from portal.core.pagination import Page, PageParams, first_column, paginate
 from portal.core.time import utcnow
 from portal.evaluation.models import (
@@ -28,6 +29,7 @@ from portal.evaluation.models import (
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE, COST_FIELDS, FAILED
 from portal.evaluation.schemas import BatchCreate, BatchProgress, BatchTotals, RunView
+from portal.evaluation.words import kind_word, status_word
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -38,7 +40,7 @@ async def get(session: AsyncSession, batch_id: int, *, lock: bool = False) -> Ev
         statement = statement.with_for_update()
     batch = await session.scalar(statement)
     if batch is None:
-        raise NotFound(f"No evaluation batch #{batch_id}.")
+        raise NotFound(_("No evaluation batch #%(id)s.", id=batch_id))
     return batch
 
 
@@ -115,7 +117,7 @@ async def _chosen_submissions(session: AsyncSession, selection: str) -> list[Sub
 
 def round_robin(items_by_team: dict[int, list]) -> list:
     """Interleave teams: A1 B1 C1 A2 B2 ... so no team's many runs hold others back."""
-    queues = [list(items) for _, items in sorted(items_by_team.items())]
+    queues = [list(items) for _team, items in sorted(items_by_team.items())]
     ordered = []
     while any(queues):
         for queue in queues:
@@ -140,14 +142,20 @@ async def start(
     batch = await get(session, batch_id, lock=True)
     if batch.status != BatchStatus.draft:
         raise Conflict(
-            f"Batch #{batch.id} is {batch.status}; only a draft batch can start.",
+            _(
+                "Batch #%(id)s is %(status)s; only a draft batch can start.",
+                id=batch.id,
+                status=status_word(batch.status),
+            ),
             code="batch_not_draft",
         )
     submissions = await _chosen_submissions(session, batch.selection)
     if not submissions:
         raise Conflict(
-            "There is nothing to evaluate: no team has a submission that matches "
-            "this batch's selection.",
+            _(
+                "There is nothing to evaluate: no team has a submission that matches "
+                "this batch's selection."
+            ),
             code="nothing_to_evaluate",
         )
     entries = [
@@ -221,12 +229,24 @@ async def cancel(
     batch = await get(session, batch_id, lock=True)
     if batch.kind != BatchKind.adhoc:
         raise Conflict(
-            f"Batch #{batch.id} is the competition's {batch.kind} evaluation; it follows the "
-            "competition (change its seeds on the competition page) and cannot be cancelled.",
+            _(
+                "Batch #%(id)s is the competition's %(kind)s evaluation; it follows the "
+                "competition (change its seeds on the competition page) and cannot be "
+                "cancelled.",
+                id=batch.id,
+                kind=kind_word(batch.kind),
+            ),
             code="competition_batch",
         )
     if batch.status not in (BatchStatus.draft, BatchStatus.running):
-        raise Conflict(f"Batch #{batch.id} is already {batch.status}.", code="batch_over")
+        raise Conflict(
+            _(
+                "Batch #%(id)s is already %(status)s.",
+                id=batch.id,
+                status=status_word(batch.status),
+            ),
+            code="batch_over",
+        )
     cancelled = await stop_runs(
         session, batch, reason="Cancelled by an organizer.", status=BatchStatus.cancelled
     )
@@ -248,7 +268,7 @@ async def rerun_failed(
     """Queue the failed runs again, in place: the same rows, so never a duplicate."""
     batch = await get(session, batch_id, lock=True)
     if batch.status == BatchStatus.draft:
-        raise Conflict("Start the batch first.", code="batch_not_started")
+        raise Conflict(_("Start the batch first."), code="batch_not_started")
     result = await session.execute(
         sa.update(EvaluationRun)
         .where(
@@ -279,7 +299,9 @@ async def rerun_failed(
     )
     rows = result.all()
     if not rows:
-        raise Conflict(f"Batch #{batch.id} has no failed runs to re-run.", code="nothing_failed")
+        raise Conflict(
+            _("Batch #%(id)s has no failed runs to re-run.", id=batch.id), code="nothing_failed"
+        )
     await session.execute(
         sa.update(BatchSubmission)
         .where(col(BatchSubmission.id).in_({row.batch_submission_id for row in rows}))
@@ -405,7 +427,7 @@ async def get_run(session: AsyncSession, run_id: int) -> RunView:
     """One run with its whole kept log (an admin's view: any batch, private included)."""
     found = await list_runs(session, run_id=run_id, include_log=True, limit=1)
     if not found:
-        raise NotFound(f"No evaluation run #{run_id}.")
+        raise NotFound(_("No evaluation run #%(id)s.", id=run_id))
     return found[0]
 
 

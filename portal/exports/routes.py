@@ -17,6 +17,7 @@ from portal.competition import service as competition_service
 from portal.core.db import SessionDep
 from portal.core.deps import ClockDep, RedisDep, SessionmakerDep
 from portal.core.errors import NotFound, PortalError
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import OptionalRowId
 from portal.evaluation import service as evaluation
@@ -50,14 +51,18 @@ async def export_standings(
     if batch is not None:
         if board is not None:
             raise PortalError(
-                "Give either `board` (a competition board) or `batch` (a batch's own "
-                "ranking), not both.",
+                _(
+                    "Give either `board` (a competition board) or `batch` (a batch's own "
+                    "ranking), not both."
+                ),
                 code="validation_error",
                 status_code=422,
             )
-        chosen, previous, _ = await batch_boards.choose_batch(session, batch)
+        chosen, previous, _ranked = await batch_boards.choose_batch(session, batch)
         if chosen is None or chosen.id != batch:
-            raise NotFound(f"No started batch #{batch}: a batch is ranked once it starts.")
+            raise NotFound(
+                _("No started batch #%(id)s: a batch is ranked once it starts.", id=batch)
+            )
         export = service.batch_standings(chosen, previous, q)
     else:
         competition = await competition_service.current(session, redis)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from portal.core.chart import Chart, Step, build
+from portal.core.i18n import format_number
+from portal.core.i18n import gettext as _
+from portal.evaluation.words import status_word
 from portal.system.schemas import FinishedRuns, GatewayRefusals
 
 HEIGHT = 180
@@ -16,12 +19,18 @@ def finished(runs: FinishedRuns, timezone: tzinfo) -> Chart:
     for step in runs.series:
         local = step.start.astimezone(timezone)
         done = ", ".join(
-            f"{count} {status.replace('_', ' ')}" for status, count in step.counts.items()
+            _(
+                "%(count)s %(status)s",
+                count=format_number(count),
+                status=status_word(status),
+            )
+            for status, count in step.counts.items()
         )
+        done = done or _("no runs finished")
         steps.append(
             Step(
                 parts=[(status, step.counts.get(status, 0)) for status in runs.totals],
-                label=f"{local:%H:%M}: {done or 'no runs finished'}",
+                label=f"{local:%H:%M}: {done}",
                 axis_label=f"{local:%H:%M}",
             )
         )
@@ -35,7 +44,12 @@ def gateway(calls: GatewayRefusals, timezone: tzinfo) -> Chart:
         steps.append(
             Step(
                 parts=[("served", step.calls - step.refused), ("refused", step.refused)],
-                label=f"{local:%H:%M}: {step.calls} calls, {step.refused} refused",
+                label=_(
+                    "%(time)s: %(calls)s calls, %(refused)s refused",
+                    time=local.strftime("%H:%M"),
+                    calls=format_number(step.calls),
+                    refused=format_number(step.refused),
+                ),
                 axis_label=f"{local:%H:%M}",
             )
         )

@@ -10,8 +10,11 @@ from portal.core.db import SessionDep
 from portal.core.deps import ClockDep, RedisDep, SettingsDep
 from portal.core.htmx import wants_fragment
 from portal.core.templating import render
+from portal.evaluation import words
 from portal.system import charts, service
 from portal.system.schemas import SystemReport
+
+words.register_filters()
 
 router = APIRouter(prefix="/api/v1/system", tags=["system"])
 pages = APIRouter(include_in_schema=False)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from portal.audit.models import AuditLog
+from portal.core.i18n import gettext as _
 from portal.evaluation import workers as worker_registry
 from portal.evaluation.models import (
     BatchKind,
@@ -265,10 +266,12 @@ async def read_workers(
     except ResponseError as exc:
         raw_kind = await redis.type(worker_registry.WORKERS_KEY)
         kind = raw_kind.decode(errors="replace") if isinstance(raw_kind, bytes) else raw_kind
-        return [], (
-            f"Redis key {worker_registry.WORKERS_KEY!r} holds a {kind}, not the workers' "
-            f"hash ({exc}); something else wrote it. Delete the key: workers rewrite it "
-            "at their next beat."
+        return [], _(
+            "Redis key %(key)s holds a %(kind)s, not the workers' hash (%(error)s); "
+            "something else wrote it. Delete the key: workers rewrite it at their next beat.",
+            key=repr(worker_registry.WORKERS_KEY),
+            kind=kind,
+            error=exc,
         )
 
 

@@ -5,11 +5,18 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from portal.core.db import timestamptz
+from portal.core.i18n import gettext as _
 
 
 class Role(StrEnum):
     participant = "participant"
     admin = "admin"
+
+
+def role_names() -> dict[str, str]:
+    """Each role as the admin pages show it, in the reader's language (the stored value
+    stays the enum's name)."""
+    return {Role.participant.value: _("participant"), Role.admin.value: _("admin")}
 
 
 class Team(SQLModel, table=True):

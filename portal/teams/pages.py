@@ -11,6 +11,7 @@ from portal.core.deps import BrokerDep
 from portal.core.errors import PortalError, validation_summary
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
 from portal.core.templating import render
@@ -18,7 +19,7 @@ from portal.core.text import FreeText, NameText
 from portal.leaderboard.refresh import refresh_after_commit
 from portal.llm import service as llm_service
 from portal.teams import service
-from portal.teams.models import Role
+from portal.teams.models import Role, role_names
 from portal.teams.schemas import TeamCreate
 
 router = APIRouter(include_in_schema=False)
@@ -66,6 +67,7 @@ async def _teams_page(
             "form_values": form_values or {},
             "issued": issued,
             "roles": [role.value for role in Role],
+            "role_names": role_names(),
         },
         status_code=status_code,
         block="team_table",
@@ -143,8 +145,11 @@ async def set_active_submit(
         flash(request, response, outcome.message, "error")
         return response
     refresh_after_commit(session, broker)
-    verb = "activated" if active else "deactivated (its sessions ended)"
-    flash(request, response, f"{team.name} {verb}.", "success")
+    if active:
+        message = _("%(name)s activated.", name=team.name)
+    else:
+        message = _("%(name)s deactivated (its sessions ended).", name=team.name)
+    flash(request, response, message, "success")
     return response
 
 
@@ -182,7 +187,8 @@ async def quota_override_submit(
     value = daily_limit.strip()
     limit = whole_number(value)
     if value and limit is None:
-        flash(request, response, f"'{value}' is not a number of uploads (0 or more).", "error")
+        message = _("'%(value)s' is not a number of uploads (0 or more).", value=value)
+        flash(request, response, message, "error")
         return response
     outcome = await form_action(
         session, service.set_daily_submission_limit, session, team, limit, actor=admin
@@ -190,6 +196,9 @@ async def quota_override_submit(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
         return response
-    shown = limit if limit is not None else "the default"
-    flash(request, response, f"{team.name}: daily upload limit set to {shown}.", "success")
+    if limit is None:
+        message = _("%(name)s: daily upload limit set to the default.", name=team.name)
+    else:
+        message = _("%(name)s: daily upload limit set to %(limit)s.", name=team.name, limit=limit)
+    flash(request, response, message, "success")
     return response

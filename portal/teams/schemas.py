@@ -2,6 +2,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from portal.core.i18n import gettext as _
 from portal.core.text import NameText
 from portal.teams.models import Role
 
@@ -10,18 +11,18 @@ EMAIL_MAX = 254
 
 def normalise_email(value: str) -> str:
     value = value.strip().lower()
-    local, _, domain = value.partition("@")
+    local, _at, domain = value.partition("@")
     if not local or "." not in domain or len(value.split()) != 1 or len(value) > EMAIL_MAX:
-        raise ValueError("enter an email address like team@example.org")
+        raise ValueError(_("enter an email address like team@example.org"))
     return value
 
 
 def normalise_name(value: str) -> str:
     value = " ".join(value.split())
     if not value:
-        raise ValueError("the team name must not be empty")
+        raise ValueError(_("the team name must not be empty"))
     if len(value) > 100:
-        raise ValueError("the team name must be at most 100 characters")
+        raise ValueError(_("the team name must be at most 100 characters"))
     return value
 
 

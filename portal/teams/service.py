@@ -11,6 +11,7 @@ from sqlmodel import col
 
 from portal.audit import service as audit
 from portal.core.errors import Conflict, NotFound
+from portal.core.i18n import gettext as _
 from portal.core.pagination import Page, PageParams, first_column, paginate, search
 from portal.core.security import hash_token, new_api_token, visible_prefix
 from portal.core.time import utcnow
@@ -21,7 +22,7 @@ from portal.teams.schemas import TeamCreate
 async def get(session: AsyncSession, team_id: int) -> Team:
     team = await session.get(Team, team_id)
     if team is None:
-        raise NotFound(f"No team with id {team_id}.")
+        raise NotFound(_("No team with id %(id)s.", id=team_id))
     return team
 
 
@@ -32,7 +33,7 @@ async def get_by_email(session: AsyncSession, email: str) -> Team | None:
 async def require_by_email(session: AsyncSession, email: str) -> Team:
     team = await get_by_email(session, email)
     if team is None:
-        raise NotFound(f"No team with email {email.strip().lower()}.")
+        raise NotFound(_("No team with email %(email)s.", email=email.strip().lower()))
     return team
 
 
@@ -65,14 +66,18 @@ async def create(
 ) -> tuple[Team, str]:
     """Create a team; returns it with its API token, which is not stored anywhere."""
     if await get_by_email(session, data.email):
-        raise Conflict(f"A team with email {data.email} already exists.", code="email_taken")
+        raise Conflict(
+            _("A team with email %(email)s already exists.", email=data.email), code="email_taken"
+        )
     # Lowered by the database on both sides, as its unique index does: Python's lower()
     # and PostgreSQL's differ beyond ASCII (a C-locale server leaves "À" as it is).
     name_taken = await session.scalar(
         sa.select(col(Team.id)).where(sa.func.lower(col(Team.name)) == sa.func.lower(data.name))
     )
     if name_taken:
-        raise Conflict(f"A team named {data.name!r} already exists.", code="name_taken")
+        raise Conflict(
+            _("A team named %(name)s already exists.", name=repr(data.name)), code="name_taken"
+        )
     token = new_api_token()
     team = Team(
         name=data.name,
@@ -90,7 +95,11 @@ async def create(
             await session.flush()
     except IntegrityError as exc:
         raise Conflict(
-            f"A team with email {data.email} or name {data.name!r} already exists.",
+            _(
+                "A team with email %(email)s or name %(name)s already exists.",
+                email=data.email,
+                name=repr(data.name),
+            ),
             code="team_exists",
         ) from exc
     await session.refresh(team)
@@ -135,10 +144,10 @@ async def set_active(
     if team.is_active == active:
         return
     if not active and actor is not None and actor.id == team.id:
-        raise Conflict("You cannot deactivate your own account.", code="self_deactivation")
+        raise Conflict(_("You cannot deactivate your own account."), code="self_deactivation")
     if not active and team.is_admin and await count_active_admins(session) <= 1:
         raise Conflict(
-            "This is the last active admin; activate or create another admin first.",
+            _("This is the last active admin; activate or create another admin first."),
             code="last_admin",
         )
     team.is_active = active
