@@ -174,8 +174,10 @@ async def test_a_page_address_too_long_to_come_back_to_still_lets_you_log_in(cli
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Fadmin%2Fteams"
     login_page = await client.get(response.headers["location"])
+    # The login form's own fields (the header's language switch has a `next` too).
+    login_form = login_page.text.split('action="/login"', 1)[1]
     hidden = {
-        name: login_page.text.split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
+        name: login_form.split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
         for name in ("csrf_token", "next")
     }
     logged_in = await client.post(
