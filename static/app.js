@@ -2,6 +2,14 @@
 // before sending, and a banner for requests that failed outright. No inline scripts.
 "use strict";
 
+// The page's words (templating.script_words, in the reader's language), filled in as
+// the server fills `%(name)s`: no English lives here.
+const pageWords = JSON.parse(document.body.dataset.words || "{}");
+function say(key, values) {
+  return (pageWords[key] || key).replace(/%\((\w+)\)s/g, (match, name) =>
+    values && name in values ? String(values[name]) : match);
+}
+
 function uploadForm(element) {
   return element && element.closest ? element.closest("form[data-progress]") : null;
 }
@@ -18,7 +26,11 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   if (file && limit && file.size > limit) {
     // The server refuses it too (413); saying so now saves a long upload.
     event.preventDefault();
-    error.textContent = `${file.name} is ${file.size} bytes; the limit is ${limit} bytes.`;
+    error.textContent = say("too_large", {
+      name: file.name,
+      size: file.size.toLocaleString(document.documentElement.lang),
+      limit: limit.toLocaleString(document.documentElement.lang),
+    });
     error.hidden = false;
     return;
   }
@@ -41,11 +53,11 @@ function showFailure(message) {
 }
 
 document.addEventListener("htmx:sendError", () => {
-  showFailure("The portal could not be reached. Check your connection and try again.");
+  showFailure(say("unreachable"));
 });
 document.addEventListener("htmx:responseError", (event) => {
   if (event.detail.xhr && event.detail.xhr.status >= 500) {
-    showFailure("The portal could not complete that request. Try again in a moment.");
+    showFailure(say("server_failed"));
   }
 });
 
@@ -68,7 +80,7 @@ document.addEventListener("drop", (event) => {
   if (input && event.dataTransfer.files.length) {
     input.files = event.dataTransfer.files;
     const hint = zone.querySelector("[data-drop-hint]");
-    if (hint) hint.textContent = `Ready: ${event.dataTransfer.files[0].name}`;
+    if (hint) hint.textContent = say("ready", { name: event.dataTransfer.files[0].name });
   }
 });
 
@@ -95,7 +107,10 @@ document.addEventListener("htmx:afterSwap", () => {
 function showUpdatedAt() {
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
-    if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
+    if (at) {
+      const age = timeLeft(Date.now() / 1000 - at);
+      element.textContent = say("updated_ago", { age: age });
+    }
   });
 }
 // At once on a new board too: a poll swaps in an empty label, which would otherwise
@@ -114,10 +129,10 @@ function timeLeft(seconds) {
   const hours = Math.floor((total % 86400) / 3600);
   const minutes = Math.floor((total % 3600) / 60);
   const secs = total % 60;
-  if (days) return `${days} d ${hours} h`;
-  if (hours) return `${hours} h ${minutes} min`;
-  if (minutes) return `${minutes} min ${secs} s`;
-  return `${secs} s`;
+  if (days) return say("days_hours", { days: days, hours: hours });
+  if (hours) return say("hours_minutes", { hours: hours, minutes: minutes });
+  if (minutes) return say("minutes_seconds", { minutes: minutes, seconds: secs });
+  return say("seconds", { seconds: secs });
 }
 
 function tickPhaseClock(badge, steps, serverOffset) {
