@@ -16,9 +16,9 @@ from portal.core.db import SessionDep
 from portal.core.deps import Clock, ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
+from portal.core.htmx import is_htmx, redirect
 from portal.core.i18n import gettext as _
 from portal.core.i18n import ngettext
-from portal.core.htmx import is_htmx, redirect
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import humanize_duration, render
 from portal.core.text import FreeText, NameText
