@@ -29,7 +29,7 @@ def usage(report: UsageReport, timezone: tzinfo) -> Chart:
                 label=_(
                     "%(at)s: %(calls)s calls (%(refused)s refused), %(tokens)s tokens in "
                     "%(minutes)s min",
-                    at=format_datetime(local, str(timezone), "short"),
+                    at=format_datetime(local, timezone, "short"),
                     calls=format_number(bucket.calls),
                     refused=format_number(bucket.refused),
                     tokens=format_number(bucket.tokens),

@@ -88,7 +88,7 @@ def test_labels_show_the_viewers_local_time():
     helsinki_summer = timezone(timedelta(hours=3))
     drawn = usage(report([Bucket(start=NOON, calls=1)]), helsinki_summer)
     assert drawn.x_labels == [(round(chart.LEFT + PLOT_WIDTH / 2, 1), "15:00")]
-    assert drawn.bars[0].label.startswith("01 Jun 15:00:")
+    assert drawn.bars[0].label.startswith("Jun 1, 15:00:")
 
 
 def test_a_long_window_labels_about_six_buckets():
