@@ -2,6 +2,14 @@
 // before sending, and a banner for requests that failed outright. No inline scripts.
 "use strict";
 
+// The page's words (templating.script_words, in the reader's language), filled in as
+// the server fills `%(name)s`: no English lives here.
+const pageWords = JSON.parse(document.body.dataset.words || "{}");
+function say(key, values) {
+  return (pageWords[key] || key).replace(/%\((\w+)\)s/g, (match, name) =>
+    values && name in values ? String(values[name]) : match);
+}
+
 function uploadForm(element) {
   return element && element.closest ? element.closest("form[data-progress]") : null;
 }
@@ -18,7 +26,11 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   if (file && limit && file.size > limit) {
     // The server refuses it too (413); saying so now saves a long upload.
     event.preventDefault();
-    error.textContent = `${file.name} is ${file.size} bytes; the limit is ${limit} bytes.`;
+    error.textContent = say("too_large", {
+      name: file.name,
+      size: file.size.toLocaleString(document.documentElement.lang),
+      limit: limit.toLocaleString(document.documentElement.lang),
+    });
     error.hidden = false;
     return;
   }
@@ -41,11 +53,11 @@ function showFailure(message) {
 }
 
 document.addEventListener("htmx:sendError", () => {
-  showFailure("The portal could not be reached. Check your connection and try again.");
+  showFailure(say("unreachable"));
 });
 document.addEventListener("htmx:responseError", (event) => {
   if (event.detail.xhr && event.detail.xhr.status >= 500) {
-    showFailure("The portal could not complete that request. Try again in a moment.");
+    showFailure(say("server_failed"));
   }
 });
 
@@ -68,7 +80,7 @@ document.addEventListener("drop", (event) => {
   if (input && event.dataTransfer.files.length) {
     input.files = event.dataTransfer.files;
     const hint = zone.querySelector("[data-drop-hint]");
-    if (hint) hint.textContent = `Ready: ${event.dataTransfer.files[0].name}`;
+    if (hint) hint.textContent = say("ready", { name: event.dataTransfer.files[0].name });
   }
 });
 
@@ -95,7 +107,10 @@ document.addEventListener("htmx:afterSwap", () => {
 function showUpdatedAt() {
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
-    if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
+    if (at) {
+      const age = timeLeft(Date.now() / 1000 - at);
+      element.textContent = say("updated_ago", { age: age });
+    }
   });
 }
 // At once on a new board too: a poll swaps in an empty label, which would otherwise
@@ -107,27 +122,17 @@ setInterval(showUpdatedAt, 1000);
 // The header's competition phase: count down to the next moment every second and move
 // on to the next step when it passes ("Open · ends in" -> "Ended"), reloading nothing.
 // Counted on the server's clock (sent with the page), not this computer's. timeLeft
-// words it as portal/competition/header.py `time_left` does, in the page's language:
-// the step carries the patterns (`words`, from `clock_words`).
-const ENGLISH_CLOCK_WORDS = {
-  days: "%(days)s d %(hours)s h",
-  hours: "%(hours)s h %(minutes)s min",
-  minutes: "%(minutes)s min %(seconds)s s",
-  seconds: "%(seconds)s s",
-};
-
-function timeLeft(seconds, words) {
+// words it as portal/competition/header.py `time_left` does, in the page's language.
+function timeLeft(seconds) {
   const total = Math.max(0, Math.floor(seconds));
-  const values = {
-    days: Math.floor(total / 86400),
-    hours: Math.floor((total % 86400) / 3600),
-    minutes: Math.floor((total % 3600) / 60),
-    seconds: total % 60,
-  };
-  const pattern = (words || ENGLISH_CLOCK_WORDS)[
-    values.days ? "days" : values.hours ? "hours" : values.minutes ? "minutes" : "seconds"
-  ];
-  return pattern.replace(/%\((\w+)\)s/g, (_match, name) => String(values[name]));
+  const days = Math.floor(total / 86400);
+  const hours = Math.floor((total % 86400) / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const secs = total % 60;
+  if (days) return say("days_hours", { days: days, hours: hours });
+  if (hours) return say("hours_minutes", { hours: hours, minutes: minutes });
+  if (minutes) return say("minutes_seconds", { minutes: minutes, seconds: secs });
+  return say("seconds", { seconds: secs });
 }
 
 function tickPhaseClock(badge, steps, serverOffset) {
@@ -141,7 +146,7 @@ function tickPhaseClock(badge, steps, serverOffset) {
     left.hidden = false;
     left.setAttribute("datetime", step.at);
     left.title = step.title;
-    left.textContent = timeLeft((Date.parse(step.at) - now) / 1000, step.words);
+    left.textContent = timeLeft((Date.parse(step.at) - now) / 1000);
   } else {
     left.hidden = true;
     left.textContent = ""; // hidden, its text would still be part of the badge's text

@@ -7,6 +7,14 @@
   "use strict";
 
   var MOVE_MS = 1000;
+
+  // The page's words (templating.script_words, in the reader's language), as app.js.
+  var pageWords = JSON.parse(document.body.dataset.words || "{}");
+  function say(key, values) {
+    return (pageWords[key] || key).replace(/%\((\w+)\)s/g, function (match, name) {
+      return values && name in values ? String(values[name]) : match;
+    });
+  }
   var STILL = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   function start() {
@@ -53,24 +61,24 @@
     function setShake(cell, team) {
       cell.className = "shake";
       if (team.public_rank === null || team.final_rank === null) {
-        cell.textContent = team.final_rank === null ? "" : "new";
+        cell.textContent = team.final_rank === null ? "" : say("new");
         cell.classList.add("muted");
-        cell.title = "not on the board the audience saw";
+        cell.title = say("not_on_board");
         return;
       }
       var places = team.public_rank - team.final_rank;
       if (places > 0) {
         cell.textContent = "▲ " + places;
         cell.classList.add("up");
-        cell.title = "up " + places + " places";
+        cell.title = say("up_places", { places: places });
       } else if (places < 0) {
         cell.textContent = "▼ " + -places;
         cell.classList.add("down");
-        cell.title = "down " + -places + " places";
+        cell.title = say("down_places", { places: -places });
       } else {
         cell.textContent = "=";
         cell.classList.add("muted");
-        cell.title = "same place";
+        cell.title = say("same_place");
       }
     }
 
@@ -117,8 +125,8 @@
         board.appendChild(row);
       });
       stage.setAttribute("data-step", String(step));
-      stepNote.textContent = "step " + step + " of " + total;
-      boardNote.textContent = step === total ? "all " + total + " revealed" : waitingNote;
+      stepNote.textContent = say("step_of", { step: step, total: total });
+      boardNote.textContent = step === total ? say("all_revealed", { total: total }) : waitingNote;
       if (!animate) return;
       var moves = order.map(function (id) {
         return [rows[id], before[id] - rows[id].getBoundingClientRect().top];
@@ -173,21 +181,21 @@
                 revealed = true; // another screen or the admin page was quicker
                 return;
               }
-              showError(
-                "The final board could not be made public: " +
-                  (error.message || "the portal answered " + response.status) +
-                  " (reload this page and press → on the last step to try again)"
-              );
+              showError(say("reveal_failed_retry", {
+                reason: error.message || say("portal_answered", { status: response.status }),
+              }));
             },
             function () {
-              showError("The final board could not be made public: the portal answered " +
-                response.status + ".");
+              showError(say("reveal_failed", {
+                reason: say("portal_answered", { status: response.status }),
+              }));
             }
           );
         })
         .catch(function (error) {
-          showError("The final board could not be made public: the portal is unreachable (" +
-            error.message + ").");
+          showError(say("reveal_failed", {
+            reason: say("portal_unreachable", { error: error.message }),
+          }));
         })
         .then(function () { revealing = false; });
     }

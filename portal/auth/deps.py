@@ -18,6 +18,7 @@ from portal.core.cookies import session_data
 from portal.core.db import SessionDep
 from portal.core.deps import RedisDep
 from portal.core.errors import Forbidden, LoginRequired, Unauthorized
+from portal.core.i18n import gettext as _
 from portal.core.logging import team_id_var
 from portal.core.security import tokens_match
 from portal.llm.run_tokens import is_run_token
@@ -69,7 +70,7 @@ async def verify_csrf(request: Request) -> None:
     data = session_data(request)
     if not tokens_match(data.csrf if data else None, await submitted_csrf_token(request)):
         raise Forbidden(
-            "The form's security token is missing or expired. Reload the page and try again.",
+            _("The form's security token is missing or expired. Reload the page and try again."),
             code="csrf_failed",
         )
 
@@ -91,15 +92,17 @@ async def optional_team(request: Request, session: SessionDep, redis: RedisDep) 
     if token is not None:
         if is_run_token(token):
             raise Unauthorized(
-                "This is an evaluation run's token: it only works on the LLM gateway "
-                "(/llm/v1/...). Use your team's API token here.",
+                _(
+                    "This is an evaluation run's token: it only works on the LLM gateway "
+                    "(/llm/v1/...). Use your team's API token here."
+                ),
                 code="invalid_token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         team = await teams.find_by_token(session, token)
         if team is None or not team.is_active:
             raise Unauthorized(
-                "The API token is not valid or the team is deactivated.",
+                _("The API token is not valid or the team is deactivated."),
                 code="invalid_token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -124,7 +127,7 @@ OptionalTeam = Annotated[Team | None, Depends(optional_team)]
 async def current_team(team: OptionalTeam) -> Team:
     if team is None:
         raise Unauthorized(
-            "Log in, or send your API token as 'Authorization: Bearer <token>'.",
+            _("Log in, or send your API token as 'Authorization: Bearer <token>'."),
             headers={"WWW-Authenticate": "Bearer"},
         )
     return team
@@ -132,7 +135,7 @@ async def current_team(team: OptionalTeam) -> Team:
 
 async def require_admin(team: Annotated[Team, Depends(current_team)]) -> Team:
     if not team.is_admin:
-        raise Forbidden("This needs an admin account.", code="admin_required")
+        raise Forbidden(_("This needs an admin account."), code="admin_required")
     return team
 
 

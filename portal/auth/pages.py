@@ -68,7 +68,11 @@ async def login_submit(
         return render(
             request,
             "login.html",
-            {"error": "Enter both your email and your API token.", "email": email, "next": next},
+            {
+                "error": _("Enter both your email and your API token."),
+                "email": email,
+                "next": next,
+            },
             status_code=400,
         )
     team = await form_action(
@@ -84,7 +88,7 @@ async def login_submit(
         )
     response = redirect(request, safe_next(next) or home_for(team))
     set_session_cookie(request, response, SessionSigner.new_login(team.id, team.session_epoch))
-    flash(request, response, f"Logged in as {team.name}.", "success")
+    flash(request, response, _("Logged in as %(team)s.", team=team.name), "success")
     return response
 
 
@@ -100,7 +104,7 @@ async def logout_submit(
     if isinstance(outcome, PortalError):
         flash(request, response, outcome.message, "error")
     else:
-        flash(request, response, "You are logged out.", "info")
+        flash(request, response, _("You are logged out."), "info")
     return response
 
 

@@ -12,12 +12,14 @@ from portal.audit import service as audit
 from portal.auth.deps import REVOKED_SESSION_PREFIX
 from portal.core.deps import RedisDep, SessionmakerDep, SettingsDep
 from portal.core.errors import TooManyRequests, Unauthorized
+from portal.core.i18n import gettext as _
+from portal.core.i18n import lazy_gettext
 from portal.core.ratelimit import FailureCounter, record_together
 from portal.core.security import SessionData
 from portal.teams import service as teams
 from portal.teams.models import Team
 
-INVALID_CREDENTIALS = "Email or API token is not correct, or the team is deactivated."
+INVALID_CREDENTIALS = lazy_gettext("Email or API token is not correct, or the team is deactivated.")
 
 
 def client_ip(request: Request) -> str:
@@ -73,7 +75,10 @@ class Logins:
         if throttled is not None:
             await self._audit_failure(email, "throttled")
             raise TooManyRequests(
-                f"Too many failed logins. Try again in {throttled.resets_in} seconds.",
+                _(
+                    "Too many failed logins. Try again in %(seconds)s seconds.",
+                    seconds=throttled.resets_in,
+                ),
                 code="login_throttled",
                 headers={"Retry-After": str(throttled.resets_in)},
                 details={"retry_after_seconds": throttled.resets_in},
@@ -85,7 +90,7 @@ class Logins:
             # flood of bad logins cannot hold two pool connections each.
             await session.rollback()
             await self._audit_failure(email, "invalid_credentials")
-            raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
+            raise Unauthorized(str(INVALID_CREDENTIALS), code="invalid_credentials")
 
         await by_ip.forgive(ip)
         await by_email.forgive(email)

@@ -41,8 +41,8 @@ class Step:
 
 def time_left(seconds: float) -> str:
     """'3 d 4 h', '2 h 10 min', '5 min 3 s', '42 s'. static/app.js `timeLeft` writes the
-    same with the words of `clock_words`, so the badge does not change its wording when
-    the script takes over."""
+    same with the same words (templating.script_words), so the badge does not change its
+    wording when the script takes over."""
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
@@ -54,17 +54,6 @@ def time_left(seconds: float) -> str:
     if minutes:
         return _("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=secs)
     return _("%(seconds)s s", seconds=secs)
-
-
-def clock_words() -> dict[str, str]:
-    """The patterns `time_left` fills, in the reader's language, for static/app.js (its
-    `%(days)s`… placeholders filled there)."""
-    return {
-        "days": _("%(days)s d %(hours)s h"),
-        "hours": _("%(hours)s h %(minutes)s min"),
-        "minutes": _("%(minutes)s min %(seconds)s s"),
-        "seconds": _("%(seconds)s s"),
-    }
 
 
 def clock_steps(state: CompetitionState) -> list[Step]:
@@ -107,10 +96,8 @@ class PhaseHeader:
         return step.moment % {"moment": format_datetime(step.at, timezone)}
 
     def steps_json(self, timezone: str) -> str:
-        """The steps still to come, for static/app.js; a step with a time left carries
-        the words to write it in (`clock_words`), in the page's language."""
+        """The steps still to come, for static/app.js."""
         current = self.steps.index(self.current)
-        words = clock_words()
         return json.dumps(
             [
                 {
@@ -118,7 +105,6 @@ class PhaseHeader:
                     "text": step.text,
                     "at": step.at.isoformat() if step.at else None,
                     "title": self.title(step, timezone),
-                    **({"words": words} if step.at else {}),
                 }
                 for step in self.steps[current:]
             ],

@@ -10,6 +10,8 @@ from __future__ import annotations
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from portal.core.i18n import gettext as _
+
 # Room for multipart boundaries, part headers and the small fields beside the file.
 FORM_OVERHEAD_BYTES = 16 * 1024
 
@@ -23,9 +25,10 @@ class PayloadTooLarge(HTTPException):
 
 
 def too_large_message(limit_bytes: int) -> str:
-    return (
-        f"The file is larger than the {format_size(limit_bytes)} limit "
-        "(PORTAL_MAX_UPLOAD_BYTES). Upload a smaller file."
+    return _(
+        "The file is larger than the %(limit)s limit (PORTAL_MAX_UPLOAD_BYTES). Upload a "
+        "smaller file.",
+        limit=format_size(limit_bytes),
     )
 
 
@@ -34,7 +37,7 @@ def format_size(size: int) -> str:
         return f"{size // (1024 * 1024)} MiB"
     if size >= 1024 and size % 1024 == 0:
         return f"{size // 1024} KiB"
-    return f"{size} bytes"
+    return _("%(size)s bytes", size=size)
 
 
 def too_large(limit_bytes: int) -> PayloadTooLarge:

@@ -19,6 +19,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from portal.core.htmx import is_htmx, login_redirect, retarget
+from portal.core.i18n import gettext as _
+from portal.core.i18n import lazy_gettext
 from portal.core.logging import request_id_var
 from portal.core.templating import render_error_page
 
@@ -151,7 +153,9 @@ def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any
     }
 
 
-INTERNAL_ERROR_MESSAGE = "Something went wrong on our side. Quote the request id if you report it."
+INTERNAL_ERROR_MESSAGE = lazy_gettext(
+    "Something went wrong on our side. Quote the request id if you report it."
+)
 
 
 def error_response(
@@ -184,11 +188,17 @@ def validation_message(error: Mapping[str, Any]) -> str:
         # A length limit on a checked text type (portal.core.text) runs after the check,
         # where pydantic no longer knows it is text and speaks of "items".
         if error["type"] == "too_long":
-            limit = f"at most {context.get('max_length')}"
-        else:
-            limit = f"at least {context.get('min_length')}"
-        return f"must have {limit} characters (it has {len(error['input'])})"
-    return str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+            return _(
+                "must have at most %(limit)s characters (it has %(length)s)",
+                limit=context.get("max_length"),
+                length=len(error["input"]),
+            )
+        return _(
+            "must have at least %(limit)s characters (it has %(length)s)",
+            limit=context.get("min_length"),
+            length=len(error["input"]),
+        )
+    return str(error.get("msg", _("is invalid"))).removeprefix("Value error, ")
 
 
 def validation_summary(exc: ValidationError, *, with_field: bool = True) -> str:
@@ -227,7 +237,11 @@ def install_error_handlers(app: FastAPI) -> None:
         details = _describe_validation_errors(exc)
         summary = "; ".join(f"{item['field']}: {item['message']}" for item in details)
         return error_response(
-            request, 422, "validation_error", f"Invalid input: {summary}", details
+            request,
+            422,
+            "validation_error",
+            _("Invalid input: %(summary)s", summary=summary),
+            details,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -245,7 +259,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request,
             503,
             "service_unavailable",
-            "The portal cannot reach its database or cache right now. Try again shortly.",
+            _("The portal cannot reach its database or cache right now. Try again shortly."),
             headers={"Retry-After": "5"},
         )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 from contextvars import ContextVar
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -172,14 +172,14 @@ def format_number(number: int | float, decimals: int | None = None) -> str:
     return babel_numbers.format_decimal(number, format=pattern, locale=_locale())
 
 
-def format_datetime(value: datetime | None, timezone: str, style: str = "medium") -> str:
+def format_datetime(value: datetime | None, timezone: str | tzinfo, style: str = "medium") -> str:
     """A moment in the competition's timezone, 24-hour in both languages: `Nov 28, 2026,
     14:05 KST` or `2026. 11. 28. 14:05 KST`; "short" (table cells) is `Nov 28, 14:05` or
     `11월 28일 14:05`."""
     if value is None:
         return ""
     korean = _language.get() == "ko"
-    local = value.astimezone(ZoneInfo(timezone))
+    local = value.astimezone(timezone if isinstance(timezone, tzinfo) else ZoneInfo(timezone))
     if style == "short":
         pattern = "M월 d일 HH:mm" if korean else "MMM d, HH:mm"
         return babel_dates.format_datetime(local, pattern, locale=_locale())

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.core import metrics
 from portal.core.errors import INTERNAL_ERROR_MESSAGE, error_payload
+from portal.core.i18n import current_language
+from portal.core.i18n import gettext as _
 from portal.core.logging import client_ip_var, redact, request_id_var, team_id_var
 
 logger = logging.getLogger("portal.access")
@@ -40,15 +42,17 @@ def _wants_json(scope: Scope) -> bool:
 
 def _internal_error_body(scope: Scope) -> bytes:
     if _wants_json(scope):
-        return json.dumps(error_payload("internal_error", INTERNAL_ERROR_MESSAGE)).encode()
+        return json.dumps(error_payload("internal_error", str(INTERNAL_ERROR_MESSAGE))).encode()
     # A plain page that needs no template or database: those may be what failed.
+    title = html.escape(_("Something went wrong"))
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>Something went wrong</title><link rel='stylesheet' href='/static/app.css'>"
-        "</head><body><main><section class='card narrow'><h1>Something went wrong</h1>"
-        f"<p>{html.escape(INTERNAL_ERROR_MESSAGE)}</p><p class='muted'>Request id: "
-        f"<code>{html.escape(request_id_var.get() or '')}</code></p>"
-        "<p><a href='/'>Back to the start page</a></p></section></main></body></html>"
+        f"<!doctype html><html lang='{current_language()}'><head><meta charset='utf-8'>"
+        f"<title>{title}</title><link rel='stylesheet' href='/static/app.css'>"
+        f"</head><body><main><section class='card narrow'><h1>{title}</h1>"
+        f"<p>{html.escape(str(INTERNAL_ERROR_MESSAGE))}</p><p class='muted'>"
+        f"{html.escape(_('Request id:'))} <code>{html.escape(request_id_var.get() or '')}</code></p>"
+        f"<p><a href='/'>{html.escape(_('Back to the start page'))}</a></p>"
+        "</section></main></body></html>"
     ).encode()
 
 

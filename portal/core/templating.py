@@ -24,6 +24,7 @@ from portal.core.i18n import (
     current_language,
     format_datetime,
     format_number,
+    lazy_gettext,
     translations,
 )
 from portal.core.i18n import gettext as _
@@ -123,6 +124,72 @@ def humanize_age(seconds: float) -> str:
     return _("%(seconds)s s", seconds=secs)
 
 
+# The words for a status or a phase stored as a value (`scored`, `memory_limit`, `frozen`):
+# the value stays in classes and data attributes, a reader sees these.
+STATUS_NAMES = {
+    "queued": lazy_gettext("queued"),
+    "running": lazy_gettext("running"),
+    "scored": lazy_gettext("scored"),
+    "failed": lazy_gettext("failed"),
+    "timeout": lazy_gettext("timeout"),
+    "memory_limit": lazy_gettext("memory limit"),
+    "disk_limit": lazy_gettext("disk limit"),
+    "invalid_answer": lazy_gettext("invalid answer"),
+    "cancelled": lazy_gettext("cancelled"),
+    "not evaluated": lazy_gettext("not scored"),
+    "draft": lazy_gettext("draft"),
+    "finished": lazy_gettext("finished"),
+    # Competition phases.
+    "before": lazy_gettext("not started"),
+    "open": lazy_gettext("open"),
+    "frozen": lazy_gettext("frozen"),
+    "ended": lazy_gettext("ended"),
+    "final": lazy_gettext("final evaluation"),
+    "revealed": lazy_gettext("revealed"),
+}
+
+
+def status_name(value: object) -> str:
+    """A status or phase in the reader's words; an unknown value as it is, readably."""
+    key = str(getattr(value, "value", value))
+    name = STATUS_NAMES.get(key)
+    return str(name) if name is not None else key.replace("_", " ")
+
+
+def script_words() -> str:
+    """The words static/app.js and static/reveal.js write into a page, in the reader's
+    language, as JSON for the body's `data-words`: the scripts fill in `%(name)s`
+    themselves and never hold English of their own."""
+    words = {
+        "days_hours": _("%(days)s d %(hours)s h"),
+        "hours_minutes": _("%(hours)s h %(minutes)s min"),
+        "minutes_seconds": _("%(minutes)s min %(seconds)s s"),
+        "seconds": _("%(seconds)s s"),
+        "updated_ago": _("updated %(age)s ago"),
+        "too_large": _("%(name)s is %(size)s bytes; the limit is %(limit)s bytes."),
+        "ready": _("Ready: %(name)s"),
+        "unreachable": _("The portal could not be reached. Check your connection and try again."),
+        "server_failed": _("The portal could not complete that request. Try again in a moment."),
+        "new": _("new"),
+        "not_on_board": _("not on the board the audience saw"),
+        "same_place": _("same place"),
+        "up_places": _("up %(places)s places"),
+        "down_places": _("down %(places)s places"),
+        "step_of": _("step %(step)s of %(total)s"),
+        "all_revealed": _("all %(total)s revealed"),
+        "reveal_failed_retry": _(
+            "The final board could not be made public: %(reason)s (reload this page and "
+            "press → on the last step to try again)"
+        ),
+        "reveal_failed": _("The final board could not be made public: %(reason)s."),
+        "portal_answered": _("the portal answered %(status)s"),
+        "portal_unreachable": _("the portal is unreachable (%(error)s)"),
+    }
+    return json.dumps(words, ensure_ascii=False)
+
+
+templates.env.globals["script_words"] = script_words
+templates.env.filters["status"] = status_name
 templates.env.filters["seconds"] = human_seconds
 templates.env.filters["datetime"] = _format_time
 templates.env.filters["age"] = humanize_age

@@ -27,6 +27,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from portal.core.i18n import gettext as _
+
 # ANSI escape sequences: CSI (colours, cursor moves), OSC (window titles, hyperlinks,
 # ended by BEL or ST), and the two-byte ESC forms. Both 7-bit (ESC [) and 8-bit (\x9b)
 # introducers.
@@ -106,10 +108,13 @@ def _refuse_unstorable(value: Any) -> Any:
         return value
     character = found.group()
     if character == "\x00":
-        raise ValueError("must not contain the NUL character (U+0000); remove it")
+        raise ValueError(_("must not contain the NUL character (U+0000); remove it"))
     raise ValueError(
-        f"contains {describe_character(character)}, half of a UTF-16 surrogate pair and "
-        "not a character on its own; send the text as valid Unicode"
+        _(
+            "contains %(character)s, half of a UTF-16 surrogate pair and not a character on "
+            "its own; send the text as valid Unicode",
+            character=describe_character(character),
+        )
     )
 
 
@@ -121,7 +126,10 @@ def _refuse_controls(value: Any) -> Any:
     for character in value:
         if unicodedata.category(character) in _CONTROL_CATEGORIES:
             raise ValueError(
-                f"must not contain the control character {describe_character(character)}; remove it"
+                _(
+                    "must not contain the control character %(character)s; remove it",
+                    character=describe_character(character),
+                )
             )
     return value
 

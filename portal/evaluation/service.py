@@ -17,6 +17,7 @@ from portal.core.db import after_commit
 from portal.core.errors import Conflict, NotFound
 from portal.core.i18n import gettext as _
 from portal.core.pagination import Page, PageParams, first_column, paginate
+from portal.core.templating import status_name
 from portal.core.time import utcnow
 from portal.evaluation.models import (
     BatchKind,
@@ -29,7 +30,7 @@ from portal.evaluation.models import (
 from portal.evaluation.queue import enqueue_leaderboard_refresh, enqueue_runs
 from portal.evaluation.runs import ACTIVE, COST_FIELDS, FAILED
 from portal.evaluation.schemas import BatchCreate, BatchProgress, BatchTotals, RunView
-from portal.evaluation.words import kind_word, status_word
+from portal.evaluation.words import kind_word
 from portal.submissions.models import Submission
 from portal.teams.models import Role, Team
 
@@ -145,7 +146,7 @@ async def start(
             _(
                 "Batch #%(id)s is %(status)s; only a draft batch can start.",
                 id=batch.id,
-                status=status_word(batch.status),
+                status=status_name(batch.status),
             ),
             code="batch_not_draft",
         )
@@ -243,7 +244,7 @@ async def cancel(
             _(
                 "Batch #%(id)s is already %(status)s.",
                 id=batch.id,
-                status=status_word(batch.status),
+                status=status_name(batch.status),
             ),
             code="batch_over",
         )

@@ -1,32 +1,15 @@
-"""The words the pages show for a batch's or a run's status, a batch's kind and its
-selection, in the reader's language (the stored values stay the enum's English names).
+"""The words the pages show for a batch's kind and its selection, in the reader's
+language (the stored values stay the enum's English names); statuses are
+portal.core.templating's `status` filter.
 
-`register_filters` makes them the Jinja filters `status_word`, `kind_word` and
-`selection_word`; the page modules that show runs call it when they are imported.
+`register_filters` makes them the Jinja filters `kind_word` and `selection_word`; the
+page modules that show batches call it when they are imported.
 """
 
 from __future__ import annotations
 
 from portal.core.i18n import gettext as _
 from portal.core.templating import templates
-
-
-def status_word(status: str) -> str:
-    """A batch's (draft, running, finished, cancelled) or a run's status."""
-    words = {
-        "draft": _("draft"),
-        "running": _("running"),
-        "finished": _("finished"),
-        "cancelled": _("cancelled"),
-        "queued": _("queued"),
-        "scored": _("scored"),
-        "failed": _("failed"),
-        "timeout": _("timeout"),
-        "memory_limit": _("memory limit"),
-        "disk_limit": _("disk limit"),
-        "invalid_answer": _("invalid answer"),
-    }
-    return words.get(str(status), str(status).replace("_", " "))
 
 
 def kind_word(kind: str) -> str:
@@ -44,6 +27,5 @@ def selection_word(selection: str) -> str:
 
 
 def register_filters() -> None:
-    templates.env.filters["status_word"] = status_word
     templates.env.filters["kind_word"] = kind_word
     templates.env.filters["selection_word"] = selection_word

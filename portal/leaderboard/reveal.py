@@ -26,6 +26,7 @@ from portal.competition.phases import CompetitionState
 from portal.core.db import SessionDep
 from portal.core.deps import RedisDep
 from portal.core.htmx import HX_REDIRECT, wants_fragment
+from portal.core.i18n import gettext as _
 from portal.core.templating import render
 from portal.evaluation import service as evaluation
 from portal.evaluation.schemas import BatchProgress
@@ -104,8 +105,10 @@ async def ceremony(session: AsyncSession, redis: Redis, competition: Competition
     board = audience_board(competition)
     if competition.final_batch_id is None:
         return Ceremony(
-            "The final evaluation has not started yet. Start it on the competition page "
-            "once the competition has ended; this page follows by itself.",
+            _(
+                "The final evaluation has not started yet. Start it on the competition page "
+                "once the competition has ended; this page follows by itself."
+            ),
             None,
             [],
             board,
@@ -113,7 +116,11 @@ async def ceremony(session: AsyncSession, redis: Redis, competition: Competition
     progress = await evaluation.progress(session, competition.final_batch_id)
     if progress.done < progress.total:
         return Ceremony(
-            f"The final evaluation is running: {progress.done} of {progress.total} runs done.",
+            _(
+                "The final evaluation is running: %(done)s of %(total)s runs done.",
+                done=progress.done,
+                total=progress.total,
+            ),
             progress,
             [],
             board,
@@ -126,7 +133,7 @@ async def ceremony(session: AsyncSession, redis: Redis, competition: Competition
         # The last result is in, but the boards (a materialized view refreshed a moment
         # after each result) may not show it yet: a ceremony must not reveal a stale board.
         return Ceremony(
-            "The final evaluation has finished; the boards are being updated.",
+            _("The final evaluation has finished; the boards are being updated."),
             progress,
             [],
             board,

@@ -30,6 +30,7 @@ from portal.core.db import SessionDep
 from portal.core.deps import ClockDep, RedisDep, SessionmakerDep, SettingsDep
 from portal.core.errors import Forbidden, NotFound
 from portal.core.htmx import wants_fragment
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import OptionalRowId
 from portal.core.templating import render, templates
@@ -246,11 +247,13 @@ async def _batch_board(
     team = await optional_team(request, session, redis)
     if team is None or not team.is_admin:
         raise Forbidden(
-            "A batch's own ranking is for admins only; the competition's board is "
-            "GET /api/v1/leaderboard without `batch`.",
+            _(
+                "A batch's own ranking is for admins only; the competition's board is "
+                "GET /api/v1/leaderboard without `batch`."
+            ),
             code="admin_required",
         )
-    version, _ = await service.state(redis)
+    version, _changed = await service.state(redis)
     tag = etag(version, "batch", batch, q, params.page, params.size)
     if cached := not_modified(request, tag):
         return cached
@@ -402,7 +405,7 @@ async def team_page(
     now = clock()
     view = await standings.team_view(session, competition, now, team_id)
     if view is None:
-        raise NotFound(f"No team #{team_id} on the leaderboard.")
+        raise NotFound(_("No team #%(id)s on the leaderboard.", id=team_id))
     public = standings.choose(standings.Board.public, competition, now, admin=False)
     return render(
         request,
@@ -410,7 +413,7 @@ async def team_page(
         {
             "view": view,
             "team": view.team,
-            "points": service.sparkline([score for _, score in view.scores]),
+            "points": service.sparkline([score for _at, score in view.scores]),
             "frozen_label": frozen_label(public, settings.timezone),
         },
     )

@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from portal.competition.phases import CompetitionState
 from portal.core.errors import Forbidden
+from portal.core.i18n import lazy_gettext
 from portal.core.pagination import Page, PageParams, paginate, search
 from portal.evaluation.models import BatchSubmission
 from portal.submissions.models import Submission
@@ -36,8 +37,8 @@ standings = sa.table(
     sa.column("position", sa.Integer),
 )
 
-FINAL_NOT_REVEALED = "The final results are not revealed yet."
-LIVE_IS_ADMIN_ONLY = (
+FINAL_NOT_REVEALED = lazy_gettext("The final results are not revealed yet.")
+LIVE_IS_ADMIN_ONLY = lazy_gettext(
     "The live board is for admins only; everyone else sees the public board "
     "(/leaderboard?board=public), frozen from the freeze until the reveal."
 )
@@ -82,11 +83,11 @@ def choose(asked: Board | None, state: CompetitionState, now: datetime, *, admin
         asked = Board.final if final_is_public(state) else Board.public
     if asked == Board.final:
         if not admin and not final_is_public(state):
-            raise Forbidden(FINAL_NOT_REVEALED, code="final_not_revealed")
+            raise Forbidden(str(FINAL_NOT_REVEALED), code="final_not_revealed")
         return Choice(Board.final, "final", None, compared_with=audience_board(state))
     if asked == Board.live:
         if not admin:
-            raise Forbidden(LIVE_IS_ADMIN_ONLY, code="admin_required")
+            raise Forbidden(str(LIVE_IS_ADMIN_ONLY), code="admin_required")
         return Choice(Board.live, "public", None)
     # public (or `frozen` asked by name): what everyone sees, admins included, so a
     # projector on an admin's laptop shows what the room may see.

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from portal.core.chart import Chart, Step, build
+from portal.core.i18n import format_datetime, format_number
+from portal.core.i18n import gettext as _
 from portal.llm.service import UsageReport
 
 
@@ -24,9 +26,14 @@ def usage(report: UsageReport, timezone: tzinfo) -> Chart:
                     ("served", (bucket.calls - bucket.refused) / step),
                     ("refused", bucket.refused / step),
                 ),
-                label=(
-                    f"{local:%d %b %H:%M}: {bucket.calls} calls ({bucket.refused} refused), "
-                    f"{bucket.tokens} tokens in {step} min"
+                label=_(
+                    "%(at)s: %(calls)s calls (%(refused)s refused), %(tokens)s tokens in "
+                    "%(minutes)s min",
+                    at=format_datetime(local, timezone, "short"),
+                    calls=format_number(bucket.calls),
+                    refused=format_number(bucket.refused),
+                    tokens=format_number(bucket.tokens),
+                    minutes=step,
                 ),
                 axis_label=local.strftime(time_format),
                 line_value=bucket.tokens / step,

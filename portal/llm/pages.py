@@ -14,6 +14,8 @@ from portal.core.deps import SettingsDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import redirect
+from portal.core.i18n import format_number, lazy_gettext
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_ROW_ID
 from portal.core.params import grouped_whole_number
 from portal.core.templating import humanize_duration, local_time, render
@@ -32,10 +34,10 @@ router = APIRouter(include_in_schema=False)
 
 # What the pages call each budget that refused calls (Totals.refused_by's kinds).
 REFUSAL_LABELS = {
-    Refusal.requests.value: "Requests per minute",
-    Refusal.tokens.value: "Tokens (minute or day)",
-    Refusal.parallel.value: "Calls in flight",
-    Refusal.model.value: "Model not allowed",
+    Refusal.requests.value: lazy_gettext("Requests per minute"),
+    Refusal.tokens.value: lazy_gettext("Tokens (minute or day)"),
+    Refusal.parallel.value: lazy_gettext("Calls in flight"),
+    Refusal.model.value: lazy_gettext("Model not allowed"),
 }
 
 
@@ -53,17 +55,23 @@ def budget_meters(state: BudgetState, timezone: str, now: datetime) -> list[Budg
     """The four budgets of `state` (a Gateway.use answer); `now` by the gateway's clock,
     which decides the day."""
     budgets = state.budgets
-    minute = f"resets in {state.minute_reset_seconds} s"
+    minute = _("resets in %(seconds)s s", seconds=state.minute_reset_seconds)
     midnight = local_time(next_midnight(now, timezone), timezone)
-    day = f"resets {midnight} ({humanize_duration(state.day_reset_seconds)})"
+    day = _(
+        "resets %(at)s (%(left)s)",
+        at=midnight,
+        left=humanize_duration(state.day_reset_seconds),
+    )
     rows = (
-        ("Requests this minute", state.requests, budgets.requests_per_minute, minute),
-        ("Tokens this minute", state.minute_tokens, budgets.tokens_per_minute, minute),
-        ("Tokens today", state.day_tokens, budgets.tokens_per_day, day),
-        ("Calls in flight", state.parallel, budgets.max_parallel, "answering right now"),
+        (_("Requests this minute"), state.requests, budgets.requests_per_minute, minute),
+        (_("Tokens this minute"), state.minute_tokens, budgets.tokens_per_minute, minute),
+        (_("Tokens today"), state.day_tokens, budgets.tokens_per_day, day),
+        (_("Calls in flight"), state.parallel, budgets.max_parallel, _("answering right now")),
     )
     return [
-        BudgetMeter(label, Gauge(f"{used:,} / {limit:,}", used, limit), note)
+        BudgetMeter(
+            label, Gauge(f"{format_number(used)} / {format_number(limit)}", used, limit), note
+        )
         for label, used, limit, note in rows
     ]
 
@@ -149,12 +157,34 @@ async def admin_usage_page(
 
 # The limits form's number fields: (name, label, what it counts, largest value accepted).
 LIMIT_FIELDS = (
-    ("requests_per_minute", "Requests per minute", "LLM calls per minute", 100_000),
-    ("tokens_per_minute", "Tokens per minute", "tokens per minute", 1_000_000_000),
-    ("tokens_per_day", "Tokens per day", "tokens per day", 1_000_000_000_000),
-    ("max_parallel", "Calls in flight at once", "calls in flight at once", 10_000),
+    (
+        "requests_per_minute",
+        lazy_gettext("Requests per minute"),
+        lazy_gettext("LLM calls per minute"),
+        100_000,
+    ),
+    (
+        "tokens_per_minute",
+        lazy_gettext("Tokens per minute"),
+        lazy_gettext("tokens per minute"),
+        1_000_000_000,
+    ),
+    (
+        "tokens_per_day",
+        lazy_gettext("Tokens per day"),
+        lazy_gettext("tokens per day"),
+        1_000_000_000_000,
+    ),
+    (
+        "max_parallel",
+        lazy_gettext("Calls in flight at once"),
+        lazy_gettext("calls in flight at once"),
+        10_000,
+    ),
 )
-LIMIT_LABELS = {name: label for name, label, *_ in LIMIT_FIELDS} | {"models": "Models"}
+LIMIT_LABELS = {name: label for name, label, *_rest in LIMIT_FIELDS} | {
+    "models": lazy_gettext("Models")
+}
 LIMIT_CHANGES_SHOWN = 10
 
 
@@ -169,14 +199,19 @@ class FormProblem:
 def parse_limits(form: dict[str, str]) -> LimitOverride | FormProblem:
     """The limits form as overrides (an empty field: the default), or what to fix."""
     values: dict[str, Any] = {}
-    for name, _, meaning, largest in LIMIT_FIELDS:
+    for name, _label, meaning, largest in LIMIT_FIELDS:
         text = form.get(name, "").strip()
         number = grouped_whole_number(text)
         if text and (number is None or number > largest):
             return FormProblem(
                 name,
-                f"'{text}' is not a number of {meaning} (0 to {largest:,}); "
-                "leave it empty for the default.",
+                _(
+                    "'%(text)s' is not a number of %(meaning)s (0 to %(largest)s); leave it "
+                    "empty for the default.",
+                    text=text,
+                    meaning=meaning,
+                    largest=format_number(largest),
+                ),
             )
         values[name] = number if text else None
     models_text = form.get("models", "")
@@ -192,10 +227,21 @@ def parse_limits(form: dict[str, str]) -> LimitOverride | FormProblem:
         if too_long is not None:
             return FormProblem(
                 "models",
-                f"The model name '{too_long[:40]}…' is over {MODEL_NAME_MAX_LENGTH} characters.",
+                _(
+                    "The model name '%(name)s…' is over %(limit)s characters.",
+                    name=too_long[:40],
+                    limit=MODEL_NAME_MAX_LENGTH,
+                ),
             )
         if len(names) > MAX_MODELS:
-            return FormProblem("models", f"{len(names)} models listed; at most {MAX_MODELS}.")
+            return FormProblem(
+                "models",
+                _(
+                    "%(count)s models listed; at most %(limit)s.",
+                    count=len(names),
+                    limit=MAX_MODELS,
+                ),
+            )
         values["models"] = names
     return LimitOverride(**values)
 
@@ -207,19 +253,20 @@ def _limit_change(name: str, before: Any, after: Any) -> tuple[str, str, str]:
         added = [model for model in after if model not in before]
         removed = [model for model in before if model not in after]
         said = [
-            f"added {', '.join(added)}" if added else "",
-            f"removed {', '.join(removed)}" if removed else "",
+            _("added %(models)s", models=", ".join(added)) if added else "",
+            _("removed %(models)s", models=", ".join(removed)) if removed else "",
         ]
-        return LIMIT_LABELS[name], "", "; ".join(part for part in said if part) or "reordered"
-    return LIMIT_LABELS[name], _limit_value(name, before), _limit_value(name, after)
+        changed = "; ".join(part for part in said if part) or _("reordered")
+        return str(LIMIT_LABELS[name]), "", changed
+    return str(LIMIT_LABELS[name]), _limit_value(name, before), _limit_value(name, after)
 
 
 def _limit_value(name: str, value: Any) -> str:
     """An audited budget value in the form's words (None: the default)."""
     if value is None:
-        return "default"
+        return _("default")
     if name == "models":
-        return ", ".join(value) if value else "none"
+        return ", ".join(value) if value else _("none")
     return f"{value:,}"
 
 
@@ -241,7 +288,8 @@ async def _limits_page(
     if form is None:
         values = (override or LimitOverride()).as_dict()
         form = {
-            name: "" if values[name] is None else f"{values[name]:,}" for name, *_ in LIMIT_FIELDS
+            name: "" if values[name] is None else f"{values[name]:,}"
+            for name, *_rest in LIMIT_FIELDS
         }
         models = values["models"]
         form["models"] = "" if models is None else (", ".join(models) if models else "-")
@@ -323,5 +371,5 @@ async def limits_submit(
             status_code=outcome.status_code,
         )
     response = redirect(request, "/admin/teams")
-    flash(request, response, f"{team.name}: LLM limits saved.", "success")
+    flash(request, response, _("%(team)s: LLM limits saved.", team=team.name), "success")
     return response

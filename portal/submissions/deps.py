@@ -11,6 +11,7 @@ from portal.core.db import SessionDep, after_commit
 from portal.core.deps import BrokerDep, ClockDep, SessionmakerDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
+from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_ROW_ID
 from portal.submissions import service
 from portal.submissions.models import Submission
@@ -68,7 +69,7 @@ class Uploader:
 
         async def upload_it() -> tuple[Submission, service.Quota]:
             if upload is None:
-                raise service.InvalidSubmission("Choose a .py file to upload.", code="no_file")
+                raise service.InvalidSubmission(_("Choose a .py file to upload."), code="no_file")
             now = self.clock()
             # Outside the window nothing is read, stored or counted.
             competition.check_upload_window(self.competition, now)

@@ -17,6 +17,8 @@ from portal.core.deps import Clock, ClockDep, SettingsDep, StorageDep
 from portal.core.errors import PortalError
 from portal.core.forms import form_action
 from portal.core.htmx import is_htmx, redirect
+from portal.core.i18n import gettext as _
+from portal.core.i18n import ngettext
 from portal.core.pagination import MAX_PAGE, PageParams
 from portal.core.templating import humanize_duration, render
 from portal.core.text import FreeText, NameText
@@ -30,17 +32,17 @@ SOURCE_PREVIEW_BYTES = 256 * 1024
 
 
 def _seeds(count: int) -> str:
-    return f"{count} public seed{'' if count == 1 else 's'}"
+    return ngettext("%(num)s public seed", "%(num)s public seeds", count)
 
 
 def _what_happens_next(competition: CompetitionState) -> str:
     """What an accepted upload waits for, said where the team looks for its score."""
     if competition.public_seeds:
-        return (
-            f"Queued for scoring on {_seeds(len(competition.public_seeds))}; "
-            "the score appears here within a minute."
+        return _(
+            "Queued for scoring on %(seeds)s; the score appears here within a minute.",
+            seeds=_seeds(len(competition.public_seeds)),
         )
-    return "Not scored yet: no public seeds are set."
+    return _("Not scored yet: no public seeds are set.")
 
 
 async def _dashboard(
@@ -130,9 +132,12 @@ async def upload_form(
         flash(request, response, outcome.message, "error")
         return response
     submission, quota = outcome
-    text = (
-        f"Uploaded {submission.filename} as #{submission.id}. {_what_happens_next(competition)} "
-        f"{quota.remaining} uploads left today."
+    text = _(
+        "Uploaded %(filename)s as #%(id)s. %(next)s %(remaining)s uploads left today.",
+        filename=submission.filename,
+        id=submission.id,
+        next=_what_happens_next(competition),
+        remaining=quota.remaining,
     )
     if is_htmx(request):
         return await _dashboard(

@@ -32,6 +32,8 @@ from portal.competition.models import COMPETITION_ID, Competition
 from portal.core.bodylimit import too_large_message
 from portal.core.config import Settings
 from portal.core.errors import Conflict, NotFound, PortalError, ServiceUnavailable, TooManyRequests
+from portal.core.i18n import format_datetime
+from portal.core.i18n import gettext as _
 from portal.core.pagination import Page, PageParams, paginate
 from portal.core.storage import Storage, StorageUnavailable, content_key
 from portal.core.time import competition_day, next_midnight
@@ -106,12 +108,15 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
     """Each rule with its own message, in the order a person would fix them."""
     if not filename.lower().endswith(".py"):
         raise InvalidSubmission(
-            f"'{filename or '(no name)'}' is not a Python file: the name must end in .py.",
+            _(
+                "'%(filename)s' is not a Python file: the name must end in .py.",
+                filename=filename or _("(no name)"),
+            ),
             code="not_python_file",
         )
     if not content.removeprefix(codecs.BOM_UTF8):
         raise InvalidSubmission(
-            "The file is empty. Upload a .py file with your solution.", code="empty_file"
+            _("The file is empty. Upload a .py file with your solution."), code="empty_file"
         )
     if len(content) > max_bytes:
         # A PortalError like every other refusal of the file, so a form shows it.
@@ -121,7 +126,10 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
     nul_at = content.find(b"\x00")
     if nul_at >= 0:
         raise InvalidSubmission(
-            f"The file contains a NUL byte (at byte {nul_at}); a Python source file cannot.",
+            _(
+                "The file contains a NUL byte (at byte %(position)s); a Python source file cannot.",
+                position=nul_at,
+            ),
             code="nul_byte",
         )
     try:
@@ -129,7 +137,11 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
     except UnicodeDecodeError as exc:
         line = content[: exc.start].count(b"\n") + 1
         raise InvalidSubmission(
-            f"The file is not valid UTF-8 (line {line}, byte {exc.start}). Save it as UTF-8.",
+            _(
+                "The file is not valid UTF-8 (line %(line)s, byte %(byte)s). Save it as UTF-8.",
+                line=line,
+                byte=exc.start,
+            ),
             code="not_utf8",
             details={"line": line, "byte": exc.start},
         ) from exc
@@ -141,7 +153,8 @@ def validate_source(filename: str, content: bytes, max_bytes: int) -> None:
         ast.parse(text.removeprefix("\ufeff"), filename=filename)
     except SyntaxError as exc:
         raise InvalidSubmission(
-            f"Python syntax error on line {exc.lineno}: {exc.msg}.",
+            # Python's own words for the error stay English: they are what a search finds.
+            _("Python syntax error on line %(line)s: %(error)s.", line=exc.lineno, error=exc.msg),
             code="syntax_error",
             details={"line": exc.lineno, "column": exc.offset, "message": exc.msg},
         ) from exc
@@ -177,8 +190,14 @@ async def _increment_quota(
     if used is None:
         retry_after = max(1, int((resets_at - now).total_seconds()))
         raise TooManyRequests(
-            f"Daily limit reached: {limit} of {limit} uploads used today. "
-            f"The quota resets at {resets_at.isoformat()} (midnight {settings.timezone}).",
+            _(
+                "Daily limit reached: %(used)s of %(limit)s uploads used today. The quota "
+                "resets at %(resets_at)s (midnight %(timezone)s).",
+                used=limit,
+                limit=limit,
+                resets_at=format_datetime(resets_at, settings.timezone),
+                timezone=settings.timezone,
+            ),
             code="quota_exceeded",
             headers={"Retry-After": str(retry_after)},
             details={
@@ -202,9 +221,13 @@ async def find_duplicate(session: AsyncSession, team: Team, sha256: str) -> Subm
 
 def duplicate_error(earlier: Submission) -> Conflict:
     return Conflict(
-        f"This file is identical to your submission #{earlier.id} "
-        f"('{earlier.filename}', uploaded {earlier.created_at:%Y-%m-%d %H:%M UTC}). "
-        "It was not counted against your quota.",
+        _(
+            "This file is identical to your submission #%(id)s ('%(filename)s', uploaded "
+            "%(uploaded)s). It was not counted against your quota.",
+            id=earlier.id,
+            filename=earlier.filename,
+            uploaded=format_datetime(earlier.created_at, "UTC"),
+        ),
         code="duplicate_submission",
         details={"submission_id": earlier.id},
     )
@@ -225,7 +248,11 @@ async def upload(
     validate_source(name, content, settings.max_upload_bytes)
     if len(note) > MAX_NOTE_CHARS:
         raise InvalidSubmission(
-            f"The note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}.",
+            _(
+                "The note is %(length)s characters; the limit is %(limit)s.",
+                length=len(note),
+                limit=MAX_NOTE_CHARS,
+            ),
             code="note_too_long",
         )
     sha256 = hashlib.sha256(content).hexdigest()
@@ -253,7 +280,7 @@ async def upload(
     except IntegrityError as exc:
         # The same file raced in through another request; that one won.
         earlier = await find_duplicate(session, team, sha256)
-        raise duplicate_error(earlier) if earlier else Conflict("Duplicate upload.") from exc
+        raise duplicate_error(earlier) if earlier else Conflict(_("Duplicate upload.")) from exc
     quota = await _increment_quota(session, team, settings, now)
     try:
         # Content-addressed: writing an object that exists already is harmless.
@@ -263,8 +290,10 @@ async def upload(
     except StorageUnavailable as exc:
         # Raising rolls back the quota increment and the row with the transaction.
         raise ServiceUnavailable(
-            "File storage is unavailable right now, so nothing was saved and no quota was "
-            "used. Try again in a minute.",
+            _(
+                "File storage is unavailable right now, so nothing was saved and no quota "
+                "was used. Try again in a minute."
+            ),
             code="storage_unavailable",
         ) from exc
     await audit.record(
@@ -387,7 +416,7 @@ async def get_own(session: AsyncSession, team: Team, submission_id: int) -> Subm
     """The team's own submission; any other id (another team's included) is 404."""
     submission = await session.get(Submission, submission_id)
     if submission is None or submission.team_id != team.id:
-        raise NotFound(f"You have no submission #{submission_id}.")
+        raise NotFound(_("You have no submission #%(id)s.", id=submission_id))
     return submission
 
 
@@ -481,14 +510,18 @@ async def set_final(
         return await count_picks(session, team)
     if not picks_open:
         raise Conflict(
-            "Final picks are closed: they can change only while the competition is open.",
+            _("Final picks are closed: they can change only while the competition is open."),
             code="picks_closed",
         )
     used = await count_picks(session, team)
     if final and used >= limit:
         raise Conflict(
-            f"You can pick at most {limit} final submissions and have picked {used}. "
-            "Unpick one first.",
+            _(
+                "You can pick at most %(limit)s final submissions and have picked %(used)s. "
+                "Unpick one first.",
+                limit=limit,
+                used=used,
+            ),
             code="final_pick_limit",
             details={"picks_used": used, "picks_limit": limit},
         )
@@ -511,9 +544,10 @@ async def open_file(storage: Storage, submission: Submission) -> Iterator[bytes]
         return await run_in_threadpool(storage.get, submission.storage_key)
     except StorageUnavailable as exc:
         raise ServiceUnavailable(
-            "File storage is unavailable right now; try again.", code="storage_unavailable"
+            _("File storage is unavailable right now; try again."), code="storage_unavailable"
         ) from exc
     except KeyError as exc:
         raise NotFound(
-            f"The file of submission #{submission.id} is missing from storage.", code="file_missing"
+            _("The file of submission #%(id)s is missing from storage.", id=submission.id),
+            code="file_missing",
         ) from exc

@@ -8,7 +8,7 @@ from datetime import tzinfo
 from portal.core.chart import Chart, Step, build
 from portal.core.i18n import format_number
 from portal.core.i18n import gettext as _
-from portal.evaluation.words import status_word
+from portal.core.templating import status_name
 from portal.system.schemas import FinishedRuns, GatewayRefusals
 
 HEIGHT = 180
@@ -22,7 +22,7 @@ def finished(runs: FinishedRuns, timezone: tzinfo) -> Chart:
             _(
                 "%(count)s %(status)s",
                 count=format_number(count),
-                status=status_word(status),
+                status=status_name(status),
             )
             for status, count in step.counts.items()
         )

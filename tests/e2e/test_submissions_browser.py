@@ -99,7 +99,9 @@ async def test_a_file_over_the_limit_is_refused_before_upload(app, live_server, 
     page = await browser.new_page()
     await _log_in(page, live_server, team.email, team.token)
     await upload_file(page, "huge.py", b"#" * (1024 * 1024 + 10))
-    await expect(page.locator("[data-upload-error]")).to_contain_text("the limit is 1048576 bytes")
+    await expect(page.locator("[data-upload-error]")).to_contain_text(
+        "the limit is 1,048,576 bytes"
+    )
     await expect(page.locator("#quota")).to_contain_text("5 of 5")
     await page.close()
 

@@ -176,16 +176,17 @@ async def test_the_header_phase_and_its_clock_words_are_korean_on_a_korean_page(
     assert header_badge(page) == "진행 중 · 순위 동결까지 1시간 0분"
     assert 'title="순위 동결 2030. 3. 1. 13:00 UTC"' in page
 
-    # The steps static/app.js counts down with carry their words and the patterns it
-    # writes the time left in, so the badge stays Korean as it ticks and moves on.
+    # The steps static/app.js counts down with, and the patterns it writes the time left
+    # in (the body's data-words), are Korean, so the badge stays Korean as it ticks.
     steps = json.loads(re.search(r'data-steps="([^"]*)"', page).group(1).replace("&#34;", '"'))
     assert [step["text"] for step in steps] == [
         "진행 중 · 순위 동결까지",
         "순위 동결 · 종료까지",
         "종료됨",
     ]
-    assert steps[0]["words"]["days"] == "%(days)s일 %(hours)s시간"
-    assert steps[0]["words"]["seconds"] == "%(seconds)s초"
+    words = re.search(r'data-words="([^"]*)"', page).group(1).replace("&#34;", '"')
+    assert json.loads(words)["days_hours"] == "%(days)s일 %(hours)s시간"
+    assert json.loads(words)["seconds"] == "%(seconds)s초"
 
     set_clock(app, T0 + timedelta(hours=1, seconds=1))
     assert header_badge((await client.get("/login")).text) == "순위 동결 · 종료까지 3일 3시간"

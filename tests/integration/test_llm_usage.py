@@ -317,7 +317,7 @@ async def test_usage_pages_show_each_budget_as_the_gateway_counted_real_calls(
         assert meter(shown, "Tokens this minute") == f"{spent:,} / 10,000"
         assert meter(shown, "Tokens today") == f"{spent:,} / 50,000"
         assert meter(shown, "Calls in flight") == "0 / 1"
-    assert re.search(r"resets \d{4}-\d\d-\d\d 00:00 UTC \(in (\d+ h )?\d+ min\)", page)
+    assert re.search(r"resets [A-Z][a-z]{2} \d+, \d{4}, 00:00 UTC \(in (\d+ h )?\d+ min\)", page)
     assert "<li><code>echo</code></li><li><code>echo-large</code></li>" in page
     assert re.search(r"<dt>Calls</dt><dd>10</dd>", page)
     assert re.search(r"<dt>Exceeded rate</dt><dd[^>]*>40\.0 %</dd>", page)

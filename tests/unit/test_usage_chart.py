@@ -57,7 +57,7 @@ def test_one_bucket_fills_the_plot_and_stacks_refused_calls_on_the_allowed_ones(
     # 40 tokens a minute on an axis up to 50: the one point, in the middle of the plot.
     assert drawn.line_max == 50
     assert drawn.line_points == f"{chart.LEFT + PLOT_WIDTH / 2:.1f},{BASE - 144:.1f}"
-    assert bar.label == "01 Jun 12:00: 3 calls (1 refused), 40 tokens in 1 min"
+    assert bar.label == "Jun 1, 12:00: 3 calls (1 refused), 40 tokens in 1 min"
 
 
 def test_the_busiest_bucket_stays_inside_the_plot():
@@ -88,7 +88,7 @@ def test_labels_show_the_viewers_local_time():
     helsinki_summer = timezone(timedelta(hours=3))
     drawn = usage(report([Bucket(start=NOON, calls=1)]), helsinki_summer)
     assert drawn.x_labels == [(round(chart.LEFT + PLOT_WIDTH / 2, 1), "15:00")]
-    assert drawn.bars[0].label.startswith("01 Jun 15:00:")
+    assert drawn.bars[0].label.startswith("Jun 1, 15:00:")
 
 
 def test_a_long_window_labels_about_six_buckets():
