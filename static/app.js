@@ -92,10 +92,32 @@ document.addEventListener("htmx:afterSwap", () => {
   });
   previousRanks = null;
 });
+// An age in the two largest units ("10 min 40 s"), worded as portal/core/templating.py
+// `humanize_age` words it, from its `age_words` (the page's language) in data-age-words.
+function humanAge(seconds, words) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const units = {
+    days: Math.floor(whole / 86400),
+    hours: Math.floor((whole % 86400) / 3600),
+    minutes: Math.floor((whole % 3600) / 60),
+    seconds: whole % 60,
+  };
+  const names = Object.keys(units);
+  let first = names.findIndex((name) => units[name]);
+  if (first < 0) first = names.length - 1;
+  const next = names[first + 1];
+  const shown = next && units[next] ? [names[first], next] : [names[first]];
+  return words[shown.join(" ")].replace(/\{(\w+)\}/g, (_, name) => String(units[name]));
+}
 function showUpdatedAt() {
   document.querySelectorAll("[data-updated-at]").forEach((element) => {
     const at = Number(element.dataset.updatedAt);
-    if (at) element.textContent = `updated ${Math.max(0, Math.round(Date.now() / 1000 - at))} s ago`;
+    if (!at) return;
+    const words = JSON.parse(element.dataset.ageWords || "null");
+    const seconds = Math.max(0, Math.round(Date.now() / 1000 - at));
+    element.textContent = words
+      ? words.updated.replace("{age}", humanAge(seconds, words))
+      : `updated ${seconds} s ago`;
   });
 }
 // At once on a new board too: a poll swaps in an empty label, which would otherwise

@@ -101,6 +101,23 @@ def compact_number(number: int) -> str:
     raise AssertionError("unreachable")
 
 
+def age_words() -> dict[str, str]:
+    """`humanize_age`'s words in the reader's language, with `{days}`, `{hours}`,
+    `{minutes}` and `{seconds}` slots, keyed by the units shown: static/app.js humanises
+    an age that ticks between polls with them, so it reads as the server writes it."""
+    slots = {name: f"{{{name}}}" for name in ("days", "hours", "minutes", "seconds")}
+    return {
+        "days hours": _("%(days)s d %(hours)s h", **slots),
+        "days": _("%(days)s d", **slots),
+        "hours minutes": _("%(hours)s h %(minutes)s min", **slots),
+        "hours": _("%(hours)s h", **slots),
+        "minutes seconds": _("%(minutes)s min %(seconds)s s", **slots),
+        "minutes": _("%(minutes)s min", **slots),
+        "seconds": _("%(seconds)s s", **slots),
+        "updated": _("updated %(age)s ago", age="{age}"),
+    }
+
+
 def humanize_age(seconds: float) -> str:
     """How long ago or how long for, in the two largest units: '4 s', '3 min 10 s',
     '2 h 5 min', '3 d 4 h'. Negative (a clock ahead of ours) reads as '0 s'."""
@@ -108,24 +125,22 @@ def humanize_age(seconds: float) -> str:
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
-        if hours:
-            return _("%(days)s d %(hours)s h", days=days, hours=hours)
-        return _("%(days)s d", days=days)
-    if hours:
-        if minutes:
-            return _("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
-        return _("%(hours)s h", hours=hours)
-    if minutes:
-        if secs:
-            return _("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=secs)
-        return _("%(minutes)s min", minutes=minutes)
-    return _("%(seconds)s s", seconds=secs)
+    # The largest unit, and the next one when it is not zero (static/app.js `humanAge`).
+    units = {"days": days, "hours": hours, "minutes": minutes, "seconds": secs}
+    names = list(units)
+    first = next((i for i, name in enumerate(names) if units[name]), len(names) - 1)
+    shown = (
+        names[first : first + 2]
+        if first + 1 < len(names) and units[names[first + 1]]
+        else [names[first]]
+    )
+    return age_words()[" ".join(shown)].format(**units)
 
 
 templates.env.filters["seconds"] = human_seconds
 templates.env.filters["datetime"] = _format_time
 templates.env.filters["age"] = humanize_age
+templates.env.globals["age_words"] = age_words
 templates.env.filters["thousands"] = thousands
 templates.env.filters["number"] = format_number
 templates.env.filters["compact"] = compact_number
