@@ -184,7 +184,7 @@ async def test_projector_clamps_a_long_title_aligns_columns_and_fits_twenty_rows
         "height"
     ] <= 1080
     # Each figure's right edge under its heading's right edge.
-    for column in (4, 5):
+    for column in (3, 4):  # Score, Entries
         heading = await page.locator(f"#projector-board thead th:nth-child({column})").evaluate(
             "el => el.getBoundingClientRect().right - parseFloat(getComputedStyle(el).paddingRight)"
         )
