@@ -56,7 +56,9 @@ def judge(
             reason = f"Exited with code {result.exit_code}."
         if result.exit_code == 128 + signal.SIGXFSZ or result.exit_signal == signal.SIGXFSZ:
             reason += " (a file grew past the size limit)"
-        return Outcome(RunStatus.failed, reason + (f" Last log lines:\n{tail}" if tail else ""))
+        return Outcome(
+            RunStatus.failed, reason + (accounting.LOG_TAIL_INTRO + tail if tail else "")
+        )
     if result.answer_too_large:
         return Outcome(
             RunStatus.invalid_answer,

@@ -20,6 +20,9 @@ from portal.core.templating import human_seconds
 
 # The line kept_log (worker.sandbox.base) puts where it cut the middle out of a long log.
 CUT_MARKER = re.compile(r"\[\.\.\. \d+ bytes of output omitted \.\.\.\]")
+# How a failure's reason (worker/judge.py) quotes the log's last lines, for a reader
+# without the log (the API, the dashboard's one line).
+LOG_TAIL_INTRO = " Last log lines:\n"
 
 
 class Costed(Protocol):
@@ -196,6 +199,12 @@ def describe_totals(
         memory=peak_gauge(peak_memory_bytes, memory_mib, _("peak of peaks")),
         output=output,
     )
+
+
+def reason_beside_log(reason: str | None) -> str:
+    """A reason shown above or beside the whole log: without the log's last lines it
+    quotes, which would otherwise be read twice, once in each."""
+    return (reason or "").split(LOG_TAIL_INTRO, 1)[0]
 
 
 def log_parts(log: str) -> list[tuple[str, bool]]:

@@ -17,11 +17,14 @@ from portal.core.htmx import redirect
 from portal.core.i18n import gettext as _
 from portal.core.pagination import MAX_PAGE, MAX_ROW_ID, PageParams
 from portal.core.params import whole_number
-from portal.core.templating import render
+from portal.core.templating import render, templates
 from portal.core.text import FreeText, NameText
 from portal.evaluation import accounting, service, words
 from portal.evaluation.models import BatchStatus, EvaluationBatch
 from portal.evaluation.schemas import MAX_SEEDS, BatchCreate
+
+# Where a page shows a run's log, its reason leaves out the lines the log ends with.
+templates.env.filters["beside_log"] = accounting.reason_beside_log
 
 router = APIRouter(include_in_schema=False)
 BatchId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]

@@ -51,7 +51,7 @@ from portal.leaderboard.standings import Board, Choice
 # ask for the header themselves.
 router = APIRouter(tags=["leaderboard"])
 PAGE_SIZE = 50
-PROJECTOR_PAGE_SIZE = 8
+PROJECTOR_PAGE_SIZE = 20  # rows that fit a 1920x1080 screen (tests/e2e)
 PROJECTOR_PAGE_SECONDS = 10
 BatchQuery = Annotated[
     OptionalRowId,

@@ -13,7 +13,7 @@ from tests.fixtures.leaderboard import seed_final_scores, seed_public_scores, se
 async def test_projector_is_large_chrome_free_and_pages_itself(
     teams, services, live_server, browser, artifacts, width, height
 ):
-    names = [f"Team {chr(65 + n)}{n}" for n in range(16)]
+    names = [f"Team {chr(65 + n)}{n}" for n in range(26)]  # two pages of 20
     for name in names:
         await teams.create(name=name)
     now = datetime.now(UTC)
@@ -34,7 +34,7 @@ async def test_projector_is_large_chrome_free_and_pages_itself(
     assert await page.locator("nav").count() == 0  # no chrome
     first_row = page.locator("table.board tbody tr").first
     await expect(first_row.locator("td.team")).to_have_text("Team A0")
-    await expect(first_row.locator(".up")).to_have_text("▲ 15")
+    await expect(first_row.locator(".up")).to_have_text("▲ 25")
     font_px = await first_row.locator("td.team").evaluate(
         "el => parseFloat(getComputedStyle(el).fontSize)"
     )

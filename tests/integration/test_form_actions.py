@@ -68,7 +68,7 @@ async def test_a_dashboard_upload_with_storage_down_leaves_no_row_quota_or_succe
     assert response.status_code == (503 if htmx else 303)
     assert "nothing was saved and no quota was used" in page.text
     assert "5 of 5</strong> uploads left today" in page.text
-    assert '<span class="filename">lost.py</span>' not in page.text
+    assert '<span class="filename" title="lost.py">lost.py</span>' not in page.text
     assert scalar(services, "SELECT count(*) FROM submission") == 0
     assert scalar(services, "SELECT coalesce(sum(used), 0) FROM submission_quota") == 0
     assert audit_actions(services, "submission.") == ["submission.upload_refused"]

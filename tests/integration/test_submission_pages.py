@@ -26,7 +26,7 @@ async def test_plain_form_upload_redirects_with_a_message(client, teams):
     page = await client.get("/dashboard")
     assert "Uploaded a.py as #" in page.text
     assert "4 of 5</strong> uploads left today" in page.text
-    assert '<span class="filename">a.py</span>' in page.text
+    assert '<span class="filename" title="a.py">a.py</span>' in page.text
 
 
 async def test_plain_form_refusal_shows_the_reason(client, teams):
@@ -92,7 +92,7 @@ async def test_a_double_click_on_upload_accepts_the_file_once(
         assert "This file is identical to your submission #" in refused.text
     page = await client.get("/dashboard")
     assert "4 of 5</strong> uploads left today" in page.text
-    assert page.text.count('<span class="filename">twice.py</span>') == 1
+    assert page.text.count('<span class="filename" title="twice.py">twice.py</span>') == 1
 
 
 async def test_upload_without_csrf_token_is_refused(client, teams):

@@ -87,4 +87,20 @@ def kept_log(head: bytes, tail: bytes, omitted: int) -> str:
     (the words portal.evaluation.accounting recognises)."""
     if not omitted:
         return safe_text(head + tail)
-    return safe_text(head) + f"\n[... {omitted} bytes of output omitted ...]\n" + safe_text(tail)
+    # Cut at the nearest line end: a colour code cut in two would leave its second half
+    # ("32m") in the text, which nothing can recognise as an escape any more.
+    head_end = len(head) - _bytes_before_line_end(head[::-1])
+    tail_start = _bytes_before_line_end(tail, keep_end=False)
+    omitted += len(head) - head_end + tail_start
+    return (
+        safe_text(head[:head_end])
+        + f"\n[... {omitted} bytes of output omitted ...]\n"
+        + safe_text(tail[tail_start:])
+    )
+
+
+def _bytes_before_line_end(data: bytes, keep_end: bool = True, reach: int = 1024) -> int:
+    """How many bytes precede the first line end (and it too, unless `keep_end`), when one
+    is that near; 0 for a line longer than `reach`, kept as cut rather than dropped."""
+    end = data.find(b"\n", 0, reach)
+    return 0 if end < 0 else end if keep_end else end + 1
