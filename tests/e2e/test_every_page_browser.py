@@ -97,21 +97,6 @@ NOT_PAGES = re.compile(
     r"|/row$|\.(txt|csv)$"
 )
 
-# The breaks issue 16 lists, fixed on the `layout` branch: these checks fail until it is
-# merged (strict: they must then pass, and the lead removes the entry).
-# key: (check, page id, width or None for every width) -> which break
-LEADERBOARD = "leaderboard long names (the unbroken 100-character name widens the table)"
-LAYOUT_BRANCH_FIXES: dict[tuple[str, str, int | None], str] = {
-    **{
-        ("sideways", f"{role}-leaderboard", width): LEADERBOARD
-        for role in ("visitor", "participant", "admin")
-        for width in (390, 1280, 1440)
-    },
-    ("sideways", "visitor-projector", None): "projector titles and rows",
-    ("sideways", "participant-dashboard", 390): "dashboard columns (the table at 390 px)",
-    ("sideways", "admin-batch", 390): "batch Reason column (the runs table at 390 px)",
-}
-
 # Failures found here and not fixed yet (not layout's): the vendored Swagger UI at /docs
 # nests its path link in the operation's button, overlaps "Copy path" with the expand
 # arrow and colours its method badges below AA contrast. Strict: remove when fixed.
@@ -123,15 +108,12 @@ NOT_FIXED_YET: dict[tuple[str, str, int | None], str] = {
 
 def check_params(check: str, widths: tuple[int, ...] | tuple[None, ...]) -> list:
     """(page, width) pairs, page by page so each page is loaded once then resized; the
-    ones the layout branch fixes marked xfail."""
+    known failures (key: check, page id, width or None for every width) marked xfail."""
     params = []
     for case in PAGES:
         for width in widths:
             marks = []
             for key in ((check, case.id, width), (check, case.id, None)):
-                if key in LAYOUT_BRANCH_FIXES:
-                    reason = f"issue 16: {LAYOUT_BRANCH_FIXES[key]}; fixed on branch layout"
-                    marks.append(pytest.mark.xfail(strict=True, reason=reason))
                 if key in NOT_FIXED_YET:
                     reason = f"issue 16, not fixed yet: {NOT_FIXED_YET[key]}"
                     marks.append(pytest.mark.xfail(strict=True, reason=reason))

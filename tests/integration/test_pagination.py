@@ -52,3 +52,19 @@ async def test_total_of_a_joined_listing_counts_its_rows_even_with_repeated_colu
     assert first.items[:2] == [("Pair 0", "Pair 1"), ("Pair 0", "Pair 2")]
     assert last.items == [("Pair 3", "Pair 1"), ("Pair 3", "Pair 2")]
     assert last.pages == 3
+
+
+async def test_a_page_of_many_links_to_its_neighbours_in_both_languages(client, teams):
+    """A list longer than one page renders its Previous and Next links (a template once
+    shadowed gettext there, so every list past one page was a 500)."""
+    from tests.fixtures.factories import browser_login
+
+    await browser_login(client, await teams.admin())
+    for n in range(60):  # three pages of 25
+        await teams.create(name=f"Team {n:02d}")
+    for language, previous, following in (("en", "Previous", "Next"), ("ko", "이전", "다음")):
+        client.cookies.set("portal_lang", language)
+        middle = await client.get("/admin/teams", params={"page": 2})
+        assert middle.status_code == 200, middle.text[-500:]
+        assert f"← {previous}</a>" in middle.text and f"{following} →</a>" in middle.text
+        assert 'page=1" hx-get' in middle.text and 'page=3" hx-get' in middle.text
