@@ -30,7 +30,7 @@ def _endpoints() -> dict[tuple[str, str], APIRoute]:
         (method, route.path): route
         for route in routes.router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     }
 
 
