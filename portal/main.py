@@ -40,6 +40,7 @@ from portal.leaderboard.shortcut import UnchangedBoardShortcut
 from portal.llm import pages as llm_pages
 from portal.llm import routes as llm_routes
 from portal.llm.gateway import routes as gateway_routes
+from portal.llm.gateway.fastpath import GatewayFastPath
 from portal.llm.gateway.service import Gateway
 from portal.submissions import pages as submission_pages
 from portal.submissions import routes as submission_routes
@@ -98,9 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = utcnow
 
     install_error_handlers(app)
-    # Innermost of the four: a visitor's unchanged board poll is answered before
-    # routing, still with the request id and security headers around it.
+    # Innermost: a visitor's unchanged board poll is answered before routing, and a
+    # gateway call is served before it reaches the page-only shortcut; both still with
+    # the request id, language and body-size limit around them.
     app.add_middleware(UnchangedBoardShortcut)
+    app.add_middleware(GatewayFastPath)
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     app.add_middleware(LanguageMiddleware, default_language=settings.default_language)
     app.add_middleware(
@@ -113,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return templates.TemplateResponse(request, "docs.html", {})
 
     for router in (
-        # First: routes are matched in order, and gateway calls are the hottest path.
+        # Served by GatewayFastPath; included for the OpenAPI schema.
         gateway_routes.router,
         health_routes.router,
         # Then the boards: every open page and projector polls them every 2 s.
@@ -181,6 +184,7 @@ def create_gateway_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.add_middleware(GatewayFastPath)
     app.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(gateway_routes.router)

@@ -21,6 +21,7 @@ here: portal.health.scrape computes them for each scrape.
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing.util
 import os
 from collections.abc import Iterable
@@ -139,18 +140,26 @@ SUBMISSIONS = Counter(
 # only with its first event misses that event, and dashboards show 0, not "no data".
 for _status in RUN_STATUSES:
     EVALUATION_RUNS.labels(_status)
-for _outcome in LLM_OUTCOMES:
-    LLM_REQUESTS.labels(_outcome)
-for _kind in LLM_REFUSAL_KINDS:
-    LLM_REFUSALS.labels(_kind)
+# The gateway's series by label value, looked up once: on a path that counts every call,
+# `labels()` cost more than the update itself.
+_LLM_CALLS = {outcome: LLM_REQUESTS.labels(outcome) for outcome in LLM_OUTCOMES}
+_LLM_REFUSALS = {kind: LLM_REFUSALS.labels(kind) for kind in LLM_REFUSAL_KINDS}
 SUBMISSIONS.labels("accepted", "")
 for _reason in UPLOAD_REFUSAL_REASONS:
     SUBMISSIONS.labels("refused", _reason)
 
 
+@functools.cache
+def _request_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """One route's series, looked up once per label set (bounded, as the labels are):
+    `labels()` cost more than the update itself."""
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_LATENCY.labels(method, route).observe(seconds)
+    requests, latency = _request_series(method, route, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 def observe_run(status: str, seconds: float | None) -> None:
@@ -162,9 +171,9 @@ def observe_run(status: str, seconds: float | None) -> None:
 
 
 def count_llm_call(outcome: str, refused_by: str | None = None) -> None:
-    LLM_REQUESTS.labels(outcome).inc()
+    _LLM_CALLS[outcome].inc()
     if refused_by is not None:
-        LLM_REFUSALS.labels(refused_by).inc()
+        _LLM_REFUSALS[refused_by].inc()
 
 
 def observe_llm_upstream(seconds: float) -> None:

@@ -33,11 +33,19 @@ DOCS_CSP = (
 )
 
 
+def _header(scope: Scope, name: bytes) -> bytes:
+    """The request header `name` (lowercase, as ASGI gives them); the last if repeated."""
+    found = b""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            found = value
+    return found
+
+
 def _wants_json(scope: Scope) -> bool:
     if scope.get("path", "").startswith(("/api/", "/llm/")):
         return True
-    accept = dict(scope.get("headers") or []).get(b"accept", b"").decode("latin-1")
-    return "text/html" not in accept
+    return "text/html" not in _header(scope, b"accept").decode("latin-1")
 
 
 def _internal_error_body(scope: Scope) -> bytes:
@@ -77,21 +85,43 @@ PROJECTOR_PATH = "/leaderboard/projector"
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, projector_frame_ancestors: str | None = None) -> None:
         self.app = app
+        # The security headers, built once per kind of path rather than per response.
         # The projector view may be embedded (a venue's signage page) only where allowed.
-        self.projector_csp = (
-            STRICT_CSP.replace(
+        strict = {
+            b"x-content-type-options": b"nosniff",
+            b"referrer-policy": b"same-origin",
+            b"x-frame-options": b"DENY",
+            b"content-security-policy": STRICT_CSP.encode(),
+            # Pages carry tokens and private data: no browser or proxy caching unless
+            # a route opts in (the leaderboard's ETag polling does).
+            b"cache-control": b"no-store",
+        }
+        static = {name: value for name, value in strict.items() if name != b"cache-control"}
+        self._security_headers = {
+            "/docs": tuple({**strict, b"content-security-policy": DOCS_CSP.encode()}.items()),
+            "/static/": tuple(static.items()),
+            "": tuple(strict.items()),
+        }
+        if projector_frame_ancestors:
+            # CSP frame-ancestors decides; X-Frame-Options cannot name origins.
+            projector = {
+                name: value for name, value in strict.items() if name != b"x-frame-options"
+            }
+            projector[b"content-security-policy"] = STRICT_CSP.replace(
                 "frame-ancestors 'none'", f"frame-ancestors {projector_frame_ancestors}"
             ).encode()
-            if projector_frame_ancestors
-            else None
-        )
+            self._security_headers[PROJECTOR_PATH] = tuple(projector.items())
+
+    def _security_headers_for(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
+        kind = "/static/" if path.startswith("/static/") else path
+        return self._security_headers.get(kind) or self._security_headers[""]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        incoming = _header(scope, b"x-request-id").decode("latin-1")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(request_id)
         team_id_var.set(None)
@@ -100,6 +130,8 @@ class RequestContextMiddleware:
         path = scope.get("path", "")
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
+        request_id_header = (b"x-request-id", request_id.encode())
+        security_headers = self._security_headers_for(path)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -107,24 +139,8 @@ class RequestContextMiddleware:
                 status_holder["started"] = True
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
-                headers.append((b"x-request-id", request_id.encode()))
-                extra = {
-                    b"x-content-type-options": b"nosniff",
-                    b"referrer-policy": b"same-origin",
-                    b"x-frame-options": b"DENY",
-                    b"content-security-policy": (
-                        DOCS_CSP if path == "/docs" else STRICT_CSP
-                    ).encode(),
-                }
-                if self.projector_csp and path == PROJECTOR_PATH:
-                    # CSP frame-ancestors decides; X-Frame-Options cannot name origins.
-                    del extra[b"x-frame-options"]
-                    extra[b"content-security-policy"] = self.projector_csp
-                if not path.startswith("/static/"):
-                    # Pages carry tokens and private data: no browser or proxy caching
-                    # unless a route opts in (the leaderboard's ETag polling does).
-                    extra[b"cache-control"] = b"no-store"
-                headers.extend((k, v) for k, v in extra.items() if k not in names)
+                headers.append(request_id_header)
+                headers.extend(item for item in security_headers if item[0] not in names)
                 message["headers"] = headers
             await send(message)
 
@@ -147,7 +163,11 @@ class RequestContextMiddleware:
             metrics.observe_request(scope["method"], route, status, elapsed)
             # Unchanged-board polls (304) come every 2 s from every open screen: counted
             # in the metrics, not written to the log one line each.
-            if route not in metrics.QUIET_ROUTES and status != 304:
+            if (
+                route not in metrics.QUIET_ROUTES
+                and status != 304
+                and logger.isEnabledFor(logging.INFO)
+            ):
                 query = scope.get("query_string", b"").decode("latin-1")
                 logger.info(
                     "request",

@@ -211,7 +211,7 @@ def _request_head(request: httpx.Request) -> bytes:
 
 async def _request_body(request: httpx.Request) -> bytes:
     if isinstance(request.stream, httpx.ByteStream):
-        return request.content
+        return b"".join(request.stream)  # its one chunk, also when built with stream=
     assert isinstance(request.stream, httpx.AsyncByteStream)  # built by an async client
     return b"".join([chunk async for chunk in request.stream])
 

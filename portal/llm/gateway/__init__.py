@@ -8,4 +8,5 @@ clients raise their usual exceptions (RateLimitError, AuthenticationError, ...).
   errors.py   OpenAI's error shape and the gateway's failures in it
   service.py  Gateway: caller lookup (briefly cached), rate limit, upstream, usage log
   routes.py   /llm/v1/chat/completions and /llm/v1/models
+  fastpath.py serves those routes before FastAPI's routing (see why there)
 """

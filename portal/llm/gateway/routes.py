@@ -307,7 +307,7 @@ def _gives_back(status_code: int) -> bool:
 async def _forward_json(call: Call, raw: bytes) -> Response:
     gateway, caller, model, started = call.gateway, call.caller, call.model, call.started
     try:
-        upstream = await gateway.upstream("POST", "chat/completions", content=raw)
+        upstream = await gateway.upstream("POST", "chat/completions", raw)
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
         return call.failed(upstream_failure(exc))
@@ -369,7 +369,7 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
     upstream_body = {**body, "stream_options": {**options, "include_usage": True}}
     try:
         upstream = await gateway.upstream(
-            "POST", "chat/completions", json=upstream_body, stream=True
+            "POST", "chat/completions", _json_bytes(upstream_body), stream=True
         )
     except httpx.HTTPError as exc:
         await call.settle(None, give_back=True)
@@ -435,6 +435,11 @@ async def _forward_stream(call: Call, body: dict[str, Any]) -> Response:
         media_type="text/event-stream",
         headers={**call.limit_headers, "cache-control": "no-cache"},
     )
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """`body` as JSON the way httpx's `json=` encodes it (NaN refused: not JSON)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _inspect_event(

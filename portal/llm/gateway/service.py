@@ -133,11 +133,17 @@ class Gateway:
             transport=self.transport,
         )
         # What every forwarded request shares, taken from the client once: building
-        # a request through the client (URL merging, header merging) cost 0.17 ms a call.
+        # a request through the client (URL merging, header merging) cost 0.17 ms a call,
+        # and letting httpx.Request add its default and Host headers another 0.04 ms.
         self._upstream_urls = {
             path: self.client.base_url.join(path) for path in ("chat/completions", "models")
         }
         self._upstream_extensions = {"timeout": self.client.timeout.as_dict()}
+        # Host and the client's headers as httpx would send them (both paths share one
+        # origin); a request with a body adds its Content-Length.
+        self._upstream_headers = httpx.Request(
+            "GET", self._upstream_urls["models"], headers=self.client.headers
+        ).headers.raw
 
     async def start(self) -> None:
         self.recorder.start()
@@ -149,7 +155,7 @@ class Gateway:
         await self.recorder.stop()
 
     async def upstream(
-        self, method: str, path: str, *, stream: bool = False, **content: Any
+        self, method: str, path: str, body: bytes | None = None, *, stream: bool = False
     ) -> httpx.Response:
         """One call to the model server, on the client's pooled transport. With
         `stream`, a successful answer's body is left to the caller; an error answer is
@@ -160,12 +166,15 @@ class Gateway:
         carry one team's upstream cookies (a load balancer's, say) into the next team's
         call. Skipping that machinery also saves about 0.5 ms of CPU per call.
         """
+        headers = self._upstream_headers
+        if body is not None:
+            headers = [*headers, (b"Content-Length", str(len(body)).encode())]
         request = httpx.Request(
             method,
             self._upstream_urls[path],
-            headers=self.client.headers,
+            headers=headers,
             extensions=self._upstream_extensions,
-            **content,
+            stream=httpx.ByteStream(body or b""),
         )
         started = time.perf_counter()
         try:
