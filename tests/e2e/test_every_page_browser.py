@@ -97,28 +97,14 @@ NOT_PAGES = re.compile(
     r"|/row$|\.(txt|csv)$"
 )
 
-# Failures found here and not fixed yet (not layout's): the vendored Swagger UI at /docs
-# nests its path link in the operation's button, overlaps "Copy path" with the expand
-# arrow and colours its method badges below AA contrast. Strict: remove when fixed.
-NOT_FIXED_YET: dict[tuple[str, str, int | None], str] = {
-    ("reachable", "visitor-docs", None): "Swagger UI: the expand arrow covers Copy path",
-    ("axe", "visitor-docs", None): "Swagger UI: nested-interactive and color-contrast",
-}
-
 
 def check_params(check: str, widths: tuple[int, ...] | tuple[None, ...]) -> list:
-    """(page, width) pairs, page by page so each page is loaded once then resized; the
-    known failures (key: check, page id, width or None for every width) marked xfail."""
+    """(page, width) pairs, page by page so each page is loaded once then resized."""
     params = []
     for case in PAGES:
         for width in widths:
-            marks = []
-            for key in ((check, case.id, width), (check, case.id, None)):
-                if key in NOT_FIXED_YET:
-                    reason = f"issue 16, not fixed yet: {NOT_FIXED_YET[key]}"
-                    marks.append(pytest.mark.xfail(strict=True, reason=reason))
             suffix = f"-{width}" if width else ""
-            params.append(pytest.param(case, width, marks=marks, id=case.id + suffix))
+            params.append(pytest.param(case, width, id=case.id + suffix))
     return params
 
 
