@@ -165,6 +165,9 @@
         headers: {
           "X-CSRF-Token": stage.getAttribute("data-csrf-token"),
           Accept: "application/json",
+          // The API answers English unless asked: ask for the page's language, so a
+          // refusal's reason reads in the same language as the sentence around it.
+          "Accept-Language": document.documentElement.lang || "en",
         },
       })
         .then(function (response) {

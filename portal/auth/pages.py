@@ -116,7 +116,9 @@ LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
 async def language_submit(
     request: Request,
     language: Annotated[NameText, Form(max_length=8)] = "",
-    next: Annotated[FreeText, Form(max_length=NEXT_MAX_CHARS)] = "",
+    # Any length: a page's address (a long search) may be longer than a login's `next`;
+    # safe_next refuses what it cannot come back to, and the path alone is tried next.
+    next: FreeText = Form(""),
 ) -> Response:
     """The header's language switch: remembered in a cookie, then back to the page."""
     await verify_csrf(request)
@@ -127,7 +129,8 @@ async def language_submit(
             code="invalid_language",
             status_code=422,
         )
-    response = redirect(request, safe_next(next) or "/")
+    back = safe_next(next) or safe_next(urlsplit(next).path) or "/"
+    response = redirect(request, back)
     response.set_cookie(
         LANGUAGE_COOKIE,
         language,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -120,6 +121,19 @@ API_ERROR_RESPONSES = error_responses(
 
 class LoginRequired(Exception):
     """A page needs a logged-in team (or an admin): redirect to the login page."""
+
+
+# A database or Redis that cannot be reached: temporary, answered 503 with Retry-After.
+OUTAGES = (RedisError, OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+def _http_phrase(status_code: int) -> str | None:
+    """A sentence for the statuses Starlette answers by itself (no route, wrong method)."""
+    phrases = {
+        404: _("There is no page or resource at this address."),
+        405: _("This address does not answer that method."),
+    }
+    return phrases.get(status_code)
 
 
 HTTP_CODES = {
@@ -248,6 +262,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        # Starlette's own phrases ("Not Found") say it in the reader's language instead.
+        if message == HTTPStatus(exc.status_code).phrase:
+            message = _http_phrase(exc.status_code) or message
         return error_response(
             request, exc.status_code, code, message, headers=getattr(exc, "headers", None)
         )
@@ -263,5 +280,5 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
-    for outage in (RedisError, OperationalError, InterfaceError, ConnectionError, TimeoutError):
+    for outage in OUTAGES:
         app.add_exception_handler(outage, _dependency_down)

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.core.cookies import flash
+from portal.core.i18n import gettext as _
 
 HX_REDIRECT = "HX-Redirect"
 HX_RETARGET = "HX-Retarget"
@@ -58,5 +59,5 @@ def login_redirect(request: Request) -> Response:
             break
     response = redirect(request, url)
     if getattr(request.state, "viewer", None) is not None:
-        flash(request, response, "That page needs an admin account.", "error")
+        flash(request, response, _("That page needs an admin account."), "error")
     return response

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.core import metrics
 from portal.core.errors import INTERNAL_ERROR_MESSAGE, error_payload
-from portal.core.i18n import current_language
+from portal.core.i18n import current_language, language_for, set_language
 from portal.core.i18n import gettext as _
 from portal.core.logging import client_ip_var, redact, request_id_var, team_id_var
 
@@ -49,6 +49,16 @@ def _wants_json(scope: Scope) -> bool:
 
 
 def _internal_error_body(scope: Scope) -> bytes:
+    # The request's language was set inside this middleware and is gone by now: read it
+    # again from the request (cookie, Accept-Language), as LanguageMiddleware did.
+    set_language(
+        language_for(
+            scope.get("path", ""),
+            _header(scope, b"cookie").decode("latin-1"),
+            _header(scope, b"accept-language").decode("latin-1"),
+            "en",
+        )
+    )
     if _wants_json(scope):
         return json.dumps(error_payload("internal_error", str(INTERNAL_ERROR_MESSAGE))).encode()
     # A plain page that needs no template or database: those may be what failed.

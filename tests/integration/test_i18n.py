@@ -56,3 +56,44 @@ async def test_a_refusal_on_a_page_reads_in_the_pages_language(client):
     refused = await client.post("/language", data={"language": "xx", "csrf_token": csrf})
     assert refused.status_code == 422
     assert "다음 언어 중 하나를 선택해 주세요: en, ko." in refused.text
+
+
+async def test_switching_on_a_page_a_post_answered_goes_home_not_to_a_405(client):
+    csrf = await csrf_from_login_page(client)
+    refused = await client.post("/login", data={"email": "", "api_token": "", "csrf_token": csrf})
+    assert refused.status_code == 400
+    switch = refused.text.split('action="/language"', 1)[1].split("</form>", 1)[0]
+    assert 'name="next" value="/"' in switch
+
+
+async def test_switching_on_a_page_with_a_long_korean_search_keeps_the_page(client):
+    csrf = await csrf_from_login_page(client)
+    long_search = "/leaderboard?q=" + "%EA%B0%80" * 120  # 120 syllables, 1,095 characters
+    switched = await client.post(
+        "/language", data={"language": "ko", "next": long_search, "csrf_token": csrf}
+    )
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/leaderboard"
+
+
+async def test_an_unknown_address_says_so_in_the_readers_language(client):
+    client.cookies.set("portal_lang", "ko")
+    page = await client.get("/no-such-page", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert "이 주소에는 페이지나 자료가 없습니다." in page.text
+    api = await client.get("/api/v1/no-such-thing")
+    assert api.json()["error"]["message"] == "There is no page or resource at this address."
+    asked = await client.get("/api/v1/no-such-thing", headers={"Accept-Language": "ko"})
+    assert asked.json()["error"]["message"] == "이 주소에는 페이지나 자료가 없습니다."
+
+
+async def test_the_last_resort_error_page_reads_in_the_readers_language(app, client):
+    async def explode():
+        raise RuntimeError("internals")
+
+    app.add_api_route("/explode-in-korean", explode)
+    client.cookies.set("portal_lang", "ko")
+    page = await client.get("/explode-in-korean", headers={"Accept": "text/html"})
+    assert page.status_code == 500
+    assert "<html lang='ko'>" in page.text and "internals" not in page.text
+    assert "Something went wrong" not in page.text

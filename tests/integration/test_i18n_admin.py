@@ -54,7 +54,7 @@ async def draft_batch(client, csrf: str) -> str:
         ("/admin/usage", ["전체 팀 LLM 사용량", "모든 팀의 기본 한도"], ["LLM usage, all teams"]),
         (
             "/admin/audit",
-            ["감사 로그", "수행자(팀 ID)", "CSV 내려받기"],
+            ["감사 로그", "수행자(팀 ID)", "CSV 다운로드"],
             ["Actor (team id)", "Download CSV"],
         ),
         (

@@ -20,8 +20,10 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from portal.core.errors import OUTAGES
 from portal.llm.gateway import routes
 from portal.llm.gateway.deps import get_gateway
+from portal.llm.gateway.errors import unavailable
 
 
 def _endpoints() -> dict[tuple[str, str], APIRoute]:
@@ -47,5 +49,10 @@ class GatewayFastPath:
         # What routing would have set: the metrics and access log name calls by route.
         scope["route"] = route
         request = Request(scope, receive, send)
-        response = await route.endpoint(request, await get_gateway(request))
+        try:
+            response = await route.endpoint(request, await get_gateway(request))
+        except OUTAGES as exc:
+            # What FastAPI's exception handlers answered for an outage the endpoint did
+            # not catch itself: a 503 to retry, in OpenAI's shape, not the last-resort 500.
+            response = unavailable(exc).response()
         await response(scope, receive, send)
