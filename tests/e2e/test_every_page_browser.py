@@ -145,9 +145,8 @@ def log_in(page: Page, base_url: str, email: str, token: str) -> None:
     page.wait_for_url(re.compile(r"/(dashboard|admin/.*)$"))
 
 
-@pytest.fixture(scope="module")
-def pages(portal, chromium) -> Iterator[dict[str, Page]]:
-    """One page per role, kept for the module (logged in once)."""
+def open_pages(portal, chromium, language: str) -> Iterator[dict[str, Page]]:
+    """One page per role, kept for the module (logged in once), reading `language`."""
     base_url, data = portal
     opened = {}
     for role in ("visitor", "participant", "admin"):
@@ -157,9 +156,23 @@ def pages(portal, chromium) -> Iterator[dict[str, Page]]:
         opened[role] = context.new_page()
     log_in(opened["participant"], base_url, data.participant.email, data.participant.token)
     log_in(opened["admin"], base_url, data.admin.email, data.admin.token)
+    for page in opened.values():
+        page.context.add_cookies([{"name": "portal_lang", "value": language, "url": base_url}])
     yield opened
     for page in opened.values():
         page.context.close()
+
+
+@pytest.fixture(scope="module")
+def pages(portal, chromium) -> Iterator[dict[str, Page]]:
+    yield from open_pages(portal, chromium, "en")
+
+
+@pytest.fixture(scope="module")
+def korean_pages(portal, chromium) -> Iterator[dict[str, Page]]:
+    """Korean words are longer or shorter than English ones and wrap anywhere: every
+    check runs in both languages."""
+    yield from open_pages(portal, chromium, "ko")
 
 
 def show(pages: dict[str, Page], portal, case: PageCase, width: int | None = None) -> Page:
@@ -182,8 +195,11 @@ def test_every_page_route_is_in_the_list():
 
 
 @pytest.mark.parametrize("case,width", check_params("sideways", WIDTHS))
-def test_page_does_not_scroll_sideways(pages, portal, case: PageCase, width: int):
-    page = show(pages, portal, case, width)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_page_does_not_scroll_sideways(
+    pages, korean_pages, portal, case: PageCase, width: int, language: str
+):
+    page = show(korean_pages if language == "ko" else pages, portal, case, width)
     scroll_width, window_width = page.evaluate(
         "[document.scrollingElement.scrollWidth, window.innerWidth]"
     )
@@ -198,21 +214,27 @@ def test_page_does_not_scroll_sideways(pages, portal, case: PageCase, width: int
         }"""
     )
     assert scroll_width <= window_width, (
-        f"{case.id} ({page.url}) scrolls sideways at {width} px: {scroll_width} px wide, "
+        f"{case.id} ({page.url}, {language}) scrolls sideways at {width} px: {scroll_width} px wide, "
         f"widest element {widest}"
     )
 
 
 @pytest.mark.parametrize("case,width", check_params("reachable", WIDTHS))
-def test_every_control_is_reachable(pages, portal, case: PageCase, width: int):
-    page = show(pages, portal, case, width)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_control_is_reachable(
+    pages, korean_pages, portal, case: PageCase, width: int, language: str
+):
+    page = show(korean_pages if language == "ko" else pages, portal, case, width)
     covered = page.evaluate(COVERED_CONTROLS_SCRIPT)
-    assert covered == [], f"{case.id} ({page.url}) at {width} px: controls hidden: {covered}"
+    assert covered == [], f"{case.id} ({page.url}, {language}) at {width} px: hidden: {covered}"
 
 
 @pytest.mark.parametrize("case,width", check_params("axe", (None,)))
-def test_no_serious_accessibility_violations(pages, portal, case: PageCase, width: None):
-    page = show(pages, portal, case, 1280)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_serious_accessibility_violations(
+    pages, korean_pages, portal, case: PageCase, width: None, language: str
+):
+    page = show(korean_pages if language == "ko" else pages, portal, case, 1280)
     results = Axe().run(page)
     serious = [
         f"{violation['id']} ({violation['impact']}): {violation['help']} at "
@@ -220,7 +242,7 @@ def test_no_serious_accessibility_violations(pages, portal, case: PageCase, widt
         for violation in results.response["violations"]
         if violation["impact"] in ("serious", "critical")
     ]
-    assert serious == [], f"{case.id} ({page.url}): {serious}"
+    assert serious == [], f"{case.id} ({page.url}, {language}): {serious}"
 
 
 @pytest.mark.parametrize("case,width", check_params("screenshot", (None,)))
