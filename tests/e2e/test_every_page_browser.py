@@ -363,3 +363,15 @@ def test_admin_creates_a_team_by_keyboard(pages, portal):
         v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")
     ]
     assert serious == [], f"the new team's token page: {serious}"
+
+
+@pytest.mark.parametrize("width", (390, 1280, 1920))
+def test_a_failed_runs_reason_reads_in_lines_not_a_column_of_words(pages, portal, width):
+    """The batch page's Reason column was about 60 px wide: one word per line."""
+    batch = next(case for case in PAGES if case.id == "admin-batch")
+    page = show(pages, portal, batch, width)
+    widths = page.evaluate(
+        "[...document.querySelectorAll('td.reason')].map(td => td.getBoundingClientRect().width)"
+    )
+    assert widths, "the seeded batch shows its runs' reasons"
+    assert min(widths) >= 200, f"Reason cells at {width} px: {sorted(widths)[:5]} px wide"
