@@ -41,10 +41,16 @@ def retarget(selector: str, swap: str = "innerHTML") -> dict[str, str]:
     return {HX_RETARGET: selector, HX_RESWAP: swap}
 
 
+# What RedirectResponse leaves unquoted in a Location header.
+URL_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+
 def redirect(request: Request, url: str) -> Response:
     """303 for plain forms; HX-Redirect for HTMX so the whole page changes."""
     if is_htmx(request):
-        return Response(status_code=204, headers={HX_REDIRECT: url})
+        # A header holds Latin-1 only: a path with Korean in it is sent percent-encoded,
+        # as RedirectResponse sends its Location.
+        return Response(status_code=204, headers={HX_REDIRECT: quote(url, safe=URL_SAFE)})
     return RedirectResponse(url, status_code=303)
 
 

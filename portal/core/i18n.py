@@ -92,13 +92,15 @@ def parse_accept_language(header: str) -> str | None:
     """The first of our languages the reader prefers, by q-value: `ko-KR,ko;q=0.9,en;q=0.8`
     gives `ko`; a header naming none of ours (or malformed) gives None."""
     choices: list[tuple[float, int, str]] = []
+    # A browser sends a handful of choices; reading only the first 32 bounds what a
+    # hostile header of thousands costs.
     for position, part in enumerate(header.split(",")[:32]):
         tag, _sep, params = part.strip().partition(";")
         language = tag.strip().lower().split("-")[0]
         quality = 1.0
         for param in params.split(";"):
             name, _eq, value = param.strip().partition("=")
-            if name.strip() == "q":
+            if name.strip().lower() == "q":  # parameter names ignore case
                 try:
                     quality = float(value)
                 except ValueError:
@@ -136,12 +138,14 @@ class LanguageMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            cookie = accept = ""
+            # A header sent on several lines is one list (HTTP/2 splits cookies so).
+            cookies, accepted = [], []
             for name, value in scope.get("headers") or ():
                 if name == b"cookie":
-                    cookie = value.decode("latin-1")
+                    cookies.append(value.decode("latin-1"))
                 elif name == b"accept-language":
-                    accept = value.decode("latin-1")
+                    accepted.append(value.decode("latin-1"))
+            cookie, accept = "; ".join(cookies), ", ".join(accepted)
             path = scope.get("path", "")
             token = _language.set(language_for(path, cookie, accept, self.default_language))
             try:

@@ -97,3 +97,14 @@ async def test_the_last_resort_error_page_reads_in_the_readers_language(app, cli
     assert page.status_code == 500
     assert "<html lang='ko'>" in page.text and "internals" not in page.text
     assert "Something went wrong" not in page.text
+
+
+async def test_an_htmx_switch_back_to_a_korean_address_is_sent_encoded(client):
+    csrf = await csrf_from_login_page(client)
+    switched = await client.post(
+        "/language",
+        data={"language": "ko", "next": "/leaderboard?q=한국", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert switched.status_code == 204
+    assert switched.headers["hx-redirect"] == "/leaderboard?q=%ED%95%9C%EA%B5%AD"

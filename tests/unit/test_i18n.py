@@ -73,3 +73,32 @@ def test_numbers_are_grouped_for_the_reader(korean):
 def test_an_untranslated_message_falls_back_to_english(korean):
     assert i18n.gettext("A sentence nobody translated") == "A sentence nobody translated"
     assert i18n.gettext("Log out") == "로그아웃"
+
+
+def test_the_quality_parameter_is_read_whatever_its_case():
+    assert i18n.parse_accept_language("ko;Q=0.1, en;q=0.5") == "en"
+
+
+async def test_a_header_sent_on_several_lines_counts_as_one_list():
+    seen = []
+
+    async def page(scope, receive, send):
+        seen.append(i18n.current_language())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = i18n.LanguageMiddleware(page, default_language="en")
+    for headers in (
+        [(b"accept-language", b"ko"), (b"accept-language", b"en;q=0.5")],
+        [(b"cookie", b"portal_lang=ko"), (b"cookie", b"other=1")],
+    ):
+        scope = {"type": "http", "path": "/dashboard", "headers": headers}
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            pass
+
+        await app(scope, receive, send)
+    assert seen == ["ko", "ko"]
