@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,15 +51,6 @@ from portal.teams import routes as team_routes
 logger = logging.getLogger(__name__)
 
 
-def settle_startup_garbage() -> None:
-    """Collect once, then move everything alive after startup (modules, templates, the
-    app itself) out of the collector's sight: a full collection otherwise walks those
-    hundreds of thousands of objects again and again, pausing every request for about
-    a quarter of a second each time (measured on the gateway under load)."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_safe_for_production()
@@ -85,7 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StorageUnavailable as exc:
             # Keep serving: /readyz reports storage, uploads answer 503 until it is back.
             logger.warning("object storage not ready at start: %s", exc)
-        settle_startup_garbage()
         try:
             yield
         finally:
@@ -180,7 +169,6 @@ def create_gateway_app(settings: Settings | None = None) -> FastAPI:
         redis = create_redis(redis_url)
         app.state.llm_gateway = Gateway(settings, engine, redis)
         await app.state.llm_gateway.start()
-        settle_startup_garbage()
         try:
             yield
         finally:
